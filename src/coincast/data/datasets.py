@@ -1,0 +1,79 @@
+"""Real datasets bundled inside the package, and `load`, the one way in for any data spec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from coincast.data.files import read_file
+from coincast.errors import DataError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    file: str
+    target: str
+    description: str
+
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in [
+        Dataset("btc-usd", "btc-usd.csv.gz", "close", "Binance BTC/USDT daily candles"),
+        Dataset("eth-usd", "eth-usd.csv.gz", "close", "Binance ETH/USDT daily candles"),
+        Dataset("ltc-usd", "ltc-usd.csv.gz", "close", "Binance LTC/USDT daily candles"),
+        Dataset("xrp-usd", "xrp-usd.csv.gz", "close", "Binance XRP/USDT daily candles"),
+        Dataset("ada-usd", "ada-usd.csv.gz", "close", "Binance ADA/USDT daily candles"),
+        Dataset("bnb-usd", "bnb-usd.csv.gz", "close", "Binance BNB/USDT daily candles"),
+        Dataset(
+            "tutorial",
+            "tutorial.csv.gz",
+            "Bitcoin Price",
+            "the tutorial's 35 blockchain/market columns (inferred daily dates)",
+        ),
+    ]
+}
+
+
+def bundled_path(name: str) -> Path:
+    return Path(str(resources.files("coincast.data") / "bundled" / DATASETS[name].file))
+
+
+def load(spec: str | Path) -> pd.DataFrame:
+    """Load a bundled dataset by name, or a CSV/Parquet file by path, as a validated frame."""
+    spec_s = str(spec)
+    if spec_s in DATASETS:
+        return read_file(bundled_path(spec_s))
+    if not Path(spec_s).exists() and "/" not in spec_s and "." not in spec_s:
+        names = ", ".join(DATASETS)
+        raise DataError(f"unknown dataset '{spec_s}': use one of {names}, or a path to a CSV/Parquet file")
+    return read_file(spec_s)
+
+
+def default_target(spec: str | Path) -> str | None:
+    """The target a bundled dataset is made for (None for files: the caller decides)."""
+    d = DATASETS.get(str(spec))
+    return d.target if d else None
+
+
+def dataset_info() -> pd.DataFrame:
+    """One row per bundled dataset: name, rows, first/last date, columns, description."""
+    rows = []
+    for d in DATASETS.values():
+        frame = load(d.name)
+        rows.append(
+            {
+                "name": d.name,
+                "rows": len(frame),
+                "first": frame.index[0].date().isoformat(),
+                "last": frame.index[-1].date().isoformat(),
+                "columns": len(frame.columns),
+                "target": d.target,
+                "description": d.description,
+            }
+        )
+    return pd.DataFrame(rows)

@@ -1,0 +1,113 @@
+"""The frame contract, checked once at the border between sources and everything else.
+
+A frame is a pandas DataFrame with a UTC `DatetimeIndex` named `date` (or a RangeIndex
+for date-less files such as the tutorial's), sorted, unique, with named float64 columns
+and no NaNs. Every source produces one; every later step may rely on it.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from coincast.errors import DataError
+
+# Column names that hold the time of a row, in order of preference.
+DATE_COLUMNS = ("timestamp", "date", "datetime", "time", "open_time")
+
+
+def find_date_column(columns: pd.Index) -> str | None:
+    """The column that holds timestamps, matched case-insensitively, or None."""
+    lowered = {str(c).lower(): c for c in columns}
+    for name in DATE_COLUMNS:
+        if name in lowered:
+            return lowered[name]
+    return None
+
+
+def to_frame(raw: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Turn a freshly read table into a validated frame: index by date, keep numeric columns."""
+    if raw.empty or len(raw.columns) == 0:
+        raise DataError(f"{source} is empty: give a file with a header row and at least one data row")
+    raw = raw.copy()
+    date_col = find_date_column(raw.columns)
+    if date_col is not None:
+        try:
+            index = pd.to_datetime(raw.pop(date_col), utc=True, format="mixed")
+        except (ValueError, TypeError) as exc:
+            raise DataError(
+                f"{source}: column '{date_col}' has values that are not dates ({exc}); "
+                "fix them or rename the column"
+            ) from None
+        raw.index = pd.DatetimeIndex(index, name="date")
+    numeric = [c for c in raw.columns if _is_numeric_like(raw[c])]
+    if not numeric:
+        raise DataError(
+            f"{source} has no numeric columns: coincast needs at least a price column "
+            "such as 'close'"
+        )
+    frame = raw[numeric]
+    return validate_frame(frame, source)
+
+
+def _is_numeric_like(col: pd.Series) -> bool:
+    """Numeric columns, and text columns that are mostly numbers (so a stray bad cell is reported, not dropped)."""
+    if pd.api.types.is_bool_dtype(col):
+        return False
+    if pd.api.types.is_numeric_dtype(col):
+        return True
+    parsed = pd.to_numeric(col, errors="coerce")
+    return parsed.notna().mean() >= 0.9
+
+
+def validate_frame(frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
+    """Check and normalise a frame: float64, no NaNs, unique sorted index. Returns a new frame."""
+    frame = frame.copy()
+    frame.columns = [str(c) for c in frame.columns]
+    for col in frame.columns:
+        if not pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(frame[col]):
+            parsed = pd.to_numeric(frame[col], errors="coerce")
+            bad = frame[col][parsed.isna() & frame[col].notna()]
+            if len(bad):
+                where = _where(frame.index, bad.index[0])
+                raise DataError(
+                    f"{source}: column '{col}' has a non-numeric value {bad.iloc[0]!r} {where}; "
+                    "fix or remove that row"
+                )
+            frame[col] = parsed
+        frame[col] = frame[col].astype("float64")
+    values = frame.to_numpy()
+    if np.isnan(values).any():
+        row, col = np.argwhere(np.isnan(values))[0]
+        raise DataError(
+            f"{source}: column '{frame.columns[col]}' has a missing value (NaN) "
+            f"{_where(frame.index, frame.index[row])}; fill or drop it before loading"
+        )
+    if np.isinf(values).any():
+        row, col = np.argwhere(np.isinf(values))[0]
+        raise DataError(
+            f"{source}: column '{frame.columns[col]}' has an infinite value "
+            f"{_where(frame.index, frame.index[row])}; fix or drop that row"
+        )
+    if isinstance(frame.index, pd.DatetimeIndex):
+        if frame.index.tz is None:
+            frame.index = frame.index.tz_localize("UTC")
+        frame.index = frame.index.tz_convert("UTC").rename("date")
+        dupes = frame.index[frame.index.duplicated()]
+        if len(dupes):
+            raise DataError(
+                f"{source}: timestamp {dupes[0]} appears more than once; "
+                "keep one row per timestamp"
+            )
+        if not frame.index.is_monotonic_increasing:
+            warnings.warn(f"{source}: timestamps were not in order; sorted them", stacklevel=2)
+            frame = frame.sort_index()
+    else:
+        frame = frame.reset_index(drop=True)
+    return frame
+
+
+def _where(index: pd.Index, label) -> str:
+    return f"at {label}" if isinstance(index, pd.DatetimeIndex) else f"in data row {int(label) + 1}"
