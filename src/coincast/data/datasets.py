@@ -18,6 +18,7 @@ class Dataset:
     file: str
     target: str
     description: str
+    kind: str = "prices"  # "prices": candles to forecast; "exogenous": a daily series to join as features
 
 
 DATASETS: dict[str, Dataset] = {
@@ -29,6 +30,14 @@ DATASETS: dict[str, Dataset] = {
         Dataset("xrp-usd", "xrp-usd.csv.gz", "close", "Binance XRP/USDT daily candles"),
         Dataset("ada-usd", "ada-usd.csv.gz", "close", "Binance ADA/USDT daily candles"),
         Dataset("bnb-usd", "bnb-usd.csv.gz", "close", "Binance BNB/USDT daily candles"),
+        Dataset("btc-usd-1h", "btc-usd-1h.csv.gz", "close", "Binance BTC/USDT hourly candles (real outages as gaps)"),
+        Dataset(
+            "fear-greed",
+            "fear-greed.csv.gz",
+            "value",
+            "Crypto Fear & Greed Index (alternative.me), daily 0-100; value dated D known at 00:00 UTC of D",
+            kind="exogenous",
+        ),
         Dataset(
             "tutorial",
             "tutorial.csv.gz",
@@ -44,8 +53,12 @@ def bundled_path(name: str) -> Path:
 
 
 def load(spec: str | Path) -> pd.DataFrame:
-    """Load a bundled dataset by name, or a CSV/Parquet file by path, as a validated frame."""
+    """Load a bundled dataset by name, a CSV/Parquet file by path, or `store:EXCHANGE/SYMBOL/TF`."""
     spec_s = str(spec)
+    if spec_s.startswith("store:"):
+        from coincast.data.store import load_ref  # DuckDB only when a store is asked for
+
+        return load_ref(spec_s)
     if spec_s in DATASETS:
         return read_file(bundled_path(spec_s))
     if not Path(spec_s).exists() and "/" not in spec_s and "." not in spec_s:
