@@ -1,0 +1,193 @@
+"""ccxt ingestion: the real ccxt binance client against a local server replaying Binance responses.
+
+The server serves the bundled daily BTC candles in Binance's own JSON format, shifted in
+time so that the newest candle opens today (still open, so it must never be stored), and
+injects the failures the fetch must survive: 429, 500, a timeout, a duplicated candle.
+"""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import pandas as pd
+import pytest
+
+from coincast.data import load
+from coincast.data.exchange import FetchError, fetch, make_client
+from coincast.data.store import Store
+
+DAY_MS = 86_400_000
+
+SPOT_MARKET = {
+    "symbol": "BTCUSDT", "status": "TRADING", "baseAsset": "BTC", "quoteAsset": "USDT",
+    "baseAssetPrecision": 8, "quotePrecision": 8, "quoteAssetPrecision": 8,
+    "orderTypes": ["LIMIT", "MARKET"], "isSpotTradingAllowed": True, "isMarginTradingAllowed": True,
+    "permissions": ["SPOT"],
+    "filters": [
+        {"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "1000000.00", "tickSize": "0.01"},
+        {"filterType": "LOT_SIZE", "minQty": "0.00001", "maxQty": "9000.0", "stepSize": "0.00001"},
+    ],
+}
+
+
+class Replay:
+    """What the fake Binance serves and what it saw: klines rows, faults by request number, a log."""
+
+    def __init__(self, days_before_today: int = 0):
+        candles = load("btc-usd")
+        today = pd.Timestamp.now(tz="UTC").normalize()
+        shift = today - pd.Timedelta(days=days_before_today) - candles.index[-1]
+        self.candles = candles.set_index(candles.index + shift)
+        self.faults: dict[int, str] = {}
+        self.klines: list[dict] = []  # query of every klines request, in order
+        self.times: list[float] = []
+
+    def page(self, query: dict) -> list:
+        start = int(query.get("startTime", 0))
+        limit = min(int(query.get("limit", 500)), 1000)
+        rows = self.candles[self.candles.index.as_unit("ms").asi8 >= start].iloc[:limit]
+        return [
+            [int(t.value // 10**6), f"{r.open:.8f}", f"{r.high:.8f}", f"{r.low:.8f}", f"{r.close:.8f}",
+             f"{r.volume:.8f}", int(t.value // 10**6) + DAY_MS - 1, "0", 100, "0", "0", "0"]
+            for t, r in zip(rows.index, rows.itertuples())
+        ]
+
+
+def make_handler(replay: Replay):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def send(self, status: int, body) -> None:
+            data = json.dumps(body).encode()
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (the timeout case)
+
+        def do_GET(self):
+            url = urlparse(self.path)
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            if url.path.endswith("/exchangeInfo"):
+                spot = url.path.startswith("/api/v3")
+                return self.send(200, {"timezone": "UTC", "serverTime": int(time.time() * 1000),
+                                       "rateLimits": [], "symbols": [SPOT_MARKET] if spot else []})
+            if url.path != "/api/v3/klines":
+                return self.send(404, {"code": -1, "msg": f"no route {url.path}"})
+            replay.klines.append(query)
+            replay.times.append(time.monotonic())
+            fault = replay.faults.get(len(replay.klines))
+            if fault == "429":
+                return self.send(429, {"code": -1003, "msg": "Too many requests; current limit is 6000 weight."})
+            if fault == "500":
+                return self.send(500, {"code": -1001, "msg": "Internal error; unable to process your request."})
+            if fault == "timeout":
+                time.sleep(1.0)
+            page = replay.page(query)
+            if fault == "duplicate" and page:
+                page.insert(1, list(page[0]))
+            return self.send(200, page)
+
+    return Handler
+
+
+@pytest.fixture
+def server():
+    """Start a local fake Binance; yields a function that builds a client for a Replay."""
+    servers = []
+
+    def start(replay: Replay, rate_limit_ms: int = 1):
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(replay))
+        httpd.daemon_threads = True
+        threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(httpd)
+        client = make_client("binance", timeout=300, rateLimit=rate_limit_ms)
+        base = f"http://127.0.0.1:{httpd.server_address[1]}"
+        client.urls["api"] = {k: base + urlparse(v).path for k, v in client.urls["api"].items()}
+        return client
+
+    yield start
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def stored(store):
+    with Store(store, read_only=True) as db:
+        return db.candles("binance", "BTC/USDT", "1d")
+
+
+def test_fetch_survives_429_500_timeout_and_duplicate(server, tmp_path):
+    replay = Replay()
+    replay.faults = {2: "429", 3: "500", 4: "timeout", 5: "duplicate"}
+    client = server(replay)
+    since = replay.candles.index[-1200]
+    result = fetch(client, "BTC/USDT", "1d", since=since, store=tmp_path / "s.duckdb",
+                   limit=500, backoff_s=0.01, progress=False)
+    got = stored(tmp_path / "s.duckdb")
+    expected = replay.candles.loc[since:].iloc[:-1]  # all but today's still-open candle
+    pd.testing.assert_frame_equal(got, expected[list(got.columns)], check_freq=False)
+    assert got.index[-1] == pd.Timestamp.now(tz="UTC").normalize() - pd.Timedelta(days=1)
+    # 3 pages of 500/500/200; the 2nd page was asked 4 times (429, 500, timeout, then ok).
+    starts = [int(q["startTime"]) for q in replay.klines]
+    assert starts[1] == starts[2] == starts[3] == starts[4] == starts[0] + 500 * DAY_MS
+    assert len(replay.klines) == 6 and result.pages == 3
+    assert (result.inserted, result.replaced, result.candles) == (1199, 0, 1199)
+    assert "1199 new" in str(result)
+
+
+def test_interrupted_fetch_keeps_pages_and_resumes_after_last_stored(server, tmp_path):
+    replay = Replay()
+    replay.faults = {3: "500", 4: "500"}
+    client = server(replay)
+    store = tmp_path / "s.duckdb"
+    since = replay.candles.index[-1200]
+    with pytest.raises(FetchError, match="kept failing after 1 retries.*run the same command again"):
+        fetch(client, "BTC/USDT", "1d", since=since, store=store, limit=500, retries=1,
+              backoff_s=0.01, progress=False)
+    assert len(stored(store)) == 1000  # pages 1 and 2 were committed before page 3 failed
+    replay.klines.clear()
+    replay.faults = {}
+    result = fetch(client, "BTC/USDT", "1d", store=store, limit=500, backoff_s=0.01, progress=False)
+    assert int(replay.klines[0]["startTime"]) == int(stored(store).index[999].value // 10**6) + DAY_MS
+    assert result.inserted == 199 and len(stored(store)) == 1199
+
+
+def test_empty_page_ends_fetch_and_refetch_changes_nothing(server, tmp_path):
+    replay = Replay(days_before_today=3)  # the market stopped 3 days ago: the next page is empty
+    client = server(replay)
+    store = tmp_path / "s.duckdb"
+    since = replay.candles.index[-300]
+    first = fetch(client, "BTC/USDT", "1d", since=since, store=store, limit=1000, progress=False)
+    assert first.inserted == 300 and first.pages == 2
+    assert replay.page(replay.klines[-1]) == []
+    again = fetch(client, "BTC/USDT", "1d", since=since, store=store, limit=1000, progress=False)
+    assert (again.inserted, again.replaced, again.candles) == (0, 0, 300)
+
+
+def test_requests_are_paced_by_the_rate_limit(server, tmp_path):
+    replay = Replay()
+    client = server(replay, rate_limit_ms=250)  # ccxt weighs a 100-candle klines call 0.4 -> 100 ms apart
+    assert client.enableRateLimit
+    fetch(client, "BTC/USDT", "1d", since=replay.candles.index[-400], store=tmp_path / "s.duckdb",
+          limit=100, progress=False)
+    gaps = pd.Series(replay.times).diff().dropna()
+    assert len(gaps) == 3 and gaps.min() > 0.08
+
+
+def test_bad_exchange_symbol_and_timeframe_are_one_line_errors(server, tmp_path):
+    with pytest.raises(FetchError, match="unknown exchange 'binanse'.*did you mean binance"):
+        make_client("binanse")
+    client = server(Replay())
+    with pytest.raises(FetchError, match="binance has no market 'BTC/USDX'; did you mean BTC/USDT"):
+        fetch(client, "BTC/USDX", "1d", store=tmp_path / "s.duckdb", progress=False)
+    with pytest.raises(FetchError, match="does not offer timeframe '7m'; use one of 1s, 1m"):
+        fetch(client, "BTC/USDT", "7m", store=tmp_path / "s.duckdb", progress=False)
+    with pytest.raises(FetchError, match="not a date"):
+        fetch(client, "BTC/USDT", "1d", since="last tuesday", store=tmp_path / "s.duckdb", progress=False)
