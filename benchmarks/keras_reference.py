@@ -130,12 +130,15 @@ def epoch_timer():
         def __init__(self):
             super().__init__()
             self.seconds: list[float] = []
+            self.cpu_seconds: list[float] = []  # process CPU time, all threads
 
         def on_epoch_begin(self, epoch, logs=None):
             self._start = time.perf_counter()
+            self._cpu = time.process_time()
 
         def on_epoch_end(self, epoch, logs=None):
             self.seconds.append(time.perf_counter() - self._start)
+            self.cpu_seconds.append(time.process_time() - self._cpu)
 
     return EpochTimer()
 
@@ -241,6 +244,9 @@ def main(argv: list[str] | None = None) -> dict:
         "n_windows": data["n_windows"], "n_fit": n_fit, "n_val": n_val,
         "zero_base_cells": data["zero_base_cells"],
         "seconds_per_epoch": seconds,
+        # CPU seconds per epoch: wall x cores when the process had the machine to itself;
+        # much less means other processes took cores from it.
+        "cpu_seconds_per_epoch": timer.cpu_seconds,
         "median_epoch_seconds": median,
         "first_epoch_seconds": seconds[0],
         "train_seconds": train_seconds,
