@@ -9,7 +9,7 @@ REQ="$HERE/requirements-keras.txt"
 STAMP="$VENV/.installed"
 PYTHON="${PYTHON:-python3}"
 
-if [[ -f "$STAMP" ]] && cmp -s "$REQ" "$STAMP" && "$VENV/bin/python" -c "import tensorflow" 2>/dev/null; then
+if [[ -f "$STAMP" ]] && cmp -s "$REQ" "$STAMP" && "$VENV/bin/python" -c "import importlib.metadata as m; m.version('tensorflow')" 2>/dev/null; then
     echo "keras env: up to date ($VENV)"
     exit 0
 fi
