@@ -111,3 +111,39 @@ def validate_frame(frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
 
 def _where(index: pd.Index, label) -> str:
     return f"at {label}" if isinstance(index, pd.DatetimeIndex) else f"in data row {int(label) + 1}"
+
+
+def select_columns(
+    frame: pd.DataFrame, target: str | int | None, features: list[str] | None
+) -> tuple[pd.DataFrame, str]:
+    """Resolve the target and feature columns (by name or 0-based index); target first if new."""
+    target_name = resolve_column(frame, target if target is not None else _default_target(frame))
+    if features is None:
+        names = list(frame.columns)
+    else:
+        names = [resolve_column(frame, f) for f in features]
+        if target_name not in names:
+            names = [target_name] + names
+    return frame[list(dict.fromkeys(names))], target_name
+
+
+def resolve_column(frame: pd.DataFrame, key: str | int) -> str:
+    """A column by exact name, case-insensitive name, or 0-based index."""
+    cols = list(frame.columns)
+    key_s = str(key).strip()
+    if key_s in cols:
+        return key_s
+    lowered = {c.lower(): c for c in cols}
+    if key_s.lower() in lowered:
+        return lowered[key_s.lower()]
+    if key_s.lstrip("-").isdigit() and 0 <= int(key_s) < len(cols):
+        return cols[int(key_s)]
+    shown = ", ".join(cols[:12]) + (", ..." if len(cols) > 12 else "")
+    raise DataError(f"unknown column '{key_s}': choose a name or 0-based index among {shown}")
+
+
+def _default_target(frame: pd.DataFrame) -> str:
+    for name in ("close", "price", "Close"):
+        if name.lower() in {c.lower() for c in frame.columns}:
+            return name
+    raise DataError("no 'close' or 'price' column to predict: name the target with --target")

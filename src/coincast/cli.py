@@ -1,0 +1,134 @@
+"""The command line: parses, calls the library, prints. Errors are one line and exit 2."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from coincast.config import Settings, apply_overrides, load_toml, preset as get_preset
+from coincast.errors import CoincastError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Honest next-step crypto forecasts with a bidirectional LSTM.")
+out = Console()
+err = Console(stderr=True)
+
+
+def _settings(preset: str, config: Optional[Path], **flags) -> Settings:
+    """Preset, then TOML/JSON config file, then single flags: later wins."""
+    s = load_toml(config, get_preset(preset)) if config else get_preset(preset)
+    sections: dict[str, dict] = {"data": {}, "model": {}, "train": {}}
+    for key, value in flags.items():
+        if value is None:
+            continue
+        section, name = key.split("__")
+        sections[section][name] = value
+    return apply_overrides(s, sections)
+
+
+def _csv(value: Optional[str]) -> Optional[list[str]]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@app.command()
+def run(
+    data: str = typer.Option("btc-usd", help="Bundled dataset name (see `coincast datasets`) or a CSV/Parquet path."),
+    preset: str = typer.Option("default", help="default (leak-safe) or tutorial (the original, exactly)."),
+    config: Optional[Path] = typer.Option(None, help="TOML file with [data], [model], [train] tables."),
+    target: Optional[str] = typer.Option(None, help="Column to predict, by name or 0-based index."),
+    features: Optional[str] = typer.Option(None, help="Comma-separated input columns (default: all numeric)."),
+    window: Optional[int] = typer.Option(None, help="Rows per window (inputs + 1 target)."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs."),
+    batch_size: Optional[int] = typer.Option(None, help="Batch size."),
+    hidden: Optional[str] = typer.Option(None, help="Units per layer, e.g. 49,98,49."),
+    cell: Optional[str] = typer.Option(None, help="lstm or gru."),
+    bidirectional: Optional[bool] = typer.Option(None, "--bidirectional/--unidirectional"),
+    dropout: Optional[float] = typer.Option(None),
+    model_target: Optional[str] = typer.Option(None, help="window (the tutorial's) or change (relative to the last price)."),
+    early_stopping: Optional[bool] = typer.Option(None, "--early-stopping/--no-early-stopping"),
+    seed: Optional[int] = typer.Option(None, help="One seed for Python, numpy and torch."),
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder that receives the run folder."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+):
+    """Train, forecast the test period, compare with baselines, and write a run folder."""
+    from coincast.evaluation.report import terminal_table
+    from coincast.pipeline import run as run_pipeline
+
+    s = _settings(
+        preset, config,
+        data__target=target, data__features=_csv(features), data__window=window,
+        train__epochs=epochs, train__batch_size=batch_size, train__seed=seed,
+        train__early_stopping=early_stopping,
+        model__hidden=[int(h) for h in _csv(hidden)] if hidden else None, model__cell=cell,
+        model__bidirectional=bidirectional, model__dropout=dropout, model__target=model_target,
+    )
+    result = run_pipeline(data, s, out_dir, progress=not quiet, log=out.print)
+    out.print(terminal_table(result.metrics, f"{data}: test period, {len(result.forecast)} steps"))
+    out.print(result.verdict)
+    out.print(f"run folder: {result.folder}")
+
+
+@app.command()
+def datasets():
+    """List the bundled datasets."""
+    from coincast.data import dataset_info
+
+    info = dataset_info()
+    table = Table()
+    for col in info.columns:
+        table.add_column(col)
+    for row in info.itertuples(index=False):
+        table.add_row(*(str(v) for v in row))
+    out.print(table)
+
+
+@app.command()
+def predict(
+    model: Path = typer.Option(..., help="A run folder (or any folder with model.json + model.safetensors)."),
+    data: Optional[str] = typer.Option(None, help="Data to forecast from (default: what the model was trained on)."),
+):
+    """Forecast the step after the last row of the data with a saved model."""
+    import json
+
+    from coincast.data import load
+    from coincast.models.forecaster import Forecaster
+
+    f = Forecaster.load(model)
+    if data is None:
+        cfg = model / "config.json"
+        data = json.loads(cfg.read_text())["data"] if cfg.exists() else None
+        if data is None:
+            raise CoincastError("no data recorded with this model: pass --data NAME|PATH")
+    fc = f.forecast_next(load(data))
+    out.print(
+        f"{data}: next step {fc['date']}: {fc['predicted_price']:,.2f} "
+        f"({fc['change_pct']:+.2f}% from {fc['last_price']:,.2f}, {fc['direction']})"
+    )
+
+
+def main() -> None:
+    """Entry point: user mistakes become one line on stderr and exit status 2."""
+    warnings.simplefilter("default")
+    warnings.showwarning = lambda msg, *a, **k: err.print(f"warning: {msg}", markup=False, highlight=False)
+    try:
+        app(standalone_mode=False)
+    except CoincastError as exc:
+        err.print(f"error: {exc}", soft_wrap=True, markup=False, highlight=False)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        raise

@@ -1,0 +1,1 @@
+"""Metrics, significance tests, plots and reports; all read the forecast table."""

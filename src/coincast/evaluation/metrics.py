@@ -1,0 +1,111 @@
+"""Scores of every prediction column of a forecast table, side by side.
+
+The forecast table has one row per target date with `actual`, `previous` (last observed
+price), `base` (the window's first price) and one column per model or baseline. Point
+errors are in price units, plus the tutorial's MSE on window-normalised values. Direction
+is "up" when a prediction exceeds the previous price, as in the tutorial.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+ALWAYS_UP = "always_up"
+
+
+def point_metrics(actual: np.ndarray, pred: np.ndarray, base: np.ndarray) -> dict:
+    err = pred - actual
+    return {
+        "mse_norm": float(np.mean((err / base) ** 2)),  # the tutorial's number
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "mae": float(np.mean(np.abs(err))),
+        "mape": float(100 * np.mean(np.abs(err / actual))),
+    }
+
+
+def _ratio(a: int, b: int) -> float | None:
+    return a / b if b else None
+
+
+def direction_metrics(up_true: np.ndarray, up_pred: np.ndarray) -> dict:
+    """Confusion counts of up-moves and the scores built on them (None where undefined)."""
+    t, p = np.asarray(up_true, bool), np.asarray(up_pred, bool)
+    tp, fp = int(np.sum(t & p)), int(np.sum(~t & p))
+    tn, fn = int(np.sum(~t & ~p)), int(np.sum(t & ~p))
+    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+    if precision is None or recall is None:
+        f1 = None
+    else:
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    denom = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return {
+        "accuracy": (tp + tn) / len(t),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "mcc": (tp * tn - fp * fn) / denom if denom else 0.0,
+        "tp": tp, "fp": fp, "tn": tn, "fn": fn,
+    }
+
+
+def diebold_mariano(loss_a: np.ndarray, loss_b: np.ndarray, h: int = 1) -> tuple[float, float]:
+    """Diebold-Mariano test of equal accuracy, with the Harvey-Leybourne-Newbold correction.
+
+    `loss_a`, `loss_b`: per-step losses (e.g. squared errors) of two forecasts of the same
+    targets. Returns (statistic, one-sided p-value that A is more accurate than B), using a
+    Student t with n-1 degrees of freedom as HLN recommend. Negative statistic: A is better.
+    """
+    d = np.asarray(loss_a, float) - np.asarray(loss_b, float)
+    n = len(d)
+    dbar = d.mean()
+    dc = d - dbar
+    lrv = np.dot(dc, dc) / n  # gamma_0
+    for k in range(1, h):
+        lrv += 2 * np.dot(dc[k:], dc[:-k]) / n  # gamma_k
+    if lrv <= 0:
+        return 0.0, 0.5 if dbar == 0 else (0.0 if dbar < 0 else 1.0)
+    dm = dbar / math.sqrt(lrv / n)
+    hln = math.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
+    stat = dm * hln
+    return float(stat), float(stats.t.cdf(stat, df=n - 1))
+
+
+def score(forecast: pd.DataFrame, models: list[str]) -> dict[str, dict]:
+    """Metrics for each prediction column, plus "always up" for direction."""
+    actual = forecast["actual"].to_numpy()
+    prev = forecast["previous"].to_numpy()
+    base = forecast["base"].to_numpy()
+    up_true = actual > prev
+    out: dict[str, dict] = {}
+    pers_err = (forecast["persistence"].to_numpy() - actual) ** 2
+    for name in models:
+        pred = forecast[name].to_numpy()
+        m = point_metrics(actual, pred, base)
+        m.update(direction_metrics(up_true, pred > prev))
+        if name != "persistence":
+            stat, p = diebold_mariano((pred - actual) ** 2, pers_err)
+            m["dm_stat_vs_persistence"], m["dm_p_vs_persistence"] = stat, p
+        out[name] = m
+    pers_rmse = out["persistence"]["rmse"]
+    for m in out.values():
+        m["rmse_ratio"] = m["rmse"] / pers_rmse if pers_rmse else None
+    out[ALWAYS_UP] = direction_metrics(up_true, np.ones_like(up_true))
+    return out
+
+
+def verdict(metrics: dict, model: str = "model", alpha: float = 0.05) -> str:
+    """One plain sentence: did the model beat "tomorrow = today"?"""
+    m = metrics[model]
+    ratio, p = m["rmse_ratio"], m["dm_p_vs_persistence"]
+    if ratio < 1 and p < alpha:
+        return (f"The model beat persistence (\"tomorrow = today\"): RMSE {ratio:.3f}x persistence's, "
+                f"significant (Diebold-Mariano p = {p:.3g}).")
+    if ratio < 1:
+        return (f"The model's RMSE is {ratio:.3f}x persistence's, but the difference is not significant "
+                f"(Diebold-Mariano p = {p:.3g}): no evidence it beats \"tomorrow = today\".")
+    return (f"The model did NOT beat persistence (\"tomorrow = today\"): its RMSE is {ratio:.3f}x "
+            f"persistence's (Diebold-Mariano p = {p:.3g} for the model being better).")

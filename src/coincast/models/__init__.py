@@ -1,0 +1,1 @@
+"""The network, the baselines and the estimator around them."""

@@ -1,0 +1,137 @@
+"""Windowing: zero filling, per-column normalisation rules, sliding windows, splits.
+
+A window is `window` consecutive rows: the first `window-1` are the input, the last row's
+target value is what the model predicts. As in the tutorial, each window is normalised by
+its own first row, so the network sees shapes, not price levels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+
+from coincast.errors import DataError
+
+# Per-column rules. "ratio": x / x0 - 1 (the tutorial's), for columns that are always
+# positive. "shift": (x - x0) / s with s the column's standard deviation on the training
+# rows, for columns that reach zero or go negative, where a ratio is undefined or flips sign.
+RATIO, SHIFT = "ratio", "shift"
+
+
+def fill_zeros(frame: pd.DataFrame) -> pd.DataFrame:
+    """Replace each 0 with the column's previous value, as the tutorial does.
+
+    The tutorial's row 0 read row -1 (the last row: the future); here zeros with no
+    earlier value stay 0.
+    """
+    filled = frame.mask(frame == 0).ffill()
+    return filled.fillna(0.0)
+
+
+@dataclass
+class Normaliser:
+    """Which rule each column gets and the training-only scale of the shift rule."""
+
+    columns: list[str]
+    rules: list[str]
+    scales: list[float]
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, target: str) -> "Normaliser":
+        """Choose rules from the training rows only (nothing after the cut is looked at)."""
+        if (frame[target] <= 0).any():
+            bad = frame.index[(frame[target] <= 0).to_numpy()][0]
+            raise DataError(
+                f"target column '{target}' has a non-positive value at {bad}; a price must be "
+                "positive to be normalised by the window's first value: choose a price column "
+                "with --target"
+            )
+        rules, scales = [], []
+        for col in frame.columns:
+            positive = bool((frame[col] > 0).all())
+            rules.append(RATIO if positive else SHIFT)
+            std = float(frame[col].std(ddof=0))
+            scales.append(1.0 if positive or not np.isfinite(std) or std == 0 else std)
+        return cls(list(frame.columns), rules, scales)
+
+    def to_dict(self) -> dict:
+        return {"columns": self.columns, "rules": self.rules, "scales": self.scales}
+
+
+@dataclass
+class Windows:
+    """Normalised windows and what it takes to turn a prediction back into a price."""
+
+    X: np.ndarray  # [N, L-1, F] float32, normalised inputs
+    y: np.ndarray  # [N] float32, normalised target (see `target_mode`)
+    base: np.ndarray  # [N] target price in the window's first row
+    prev: np.ndarray  # [N] last observed target price (row L-2)
+    actual: np.ndarray  # [N] the target price to predict (row L-1)
+    index: pd.Index  # [N] label (date) of each target row
+    target_mode: str  # "window": y = actual/base - 1; "change": y = actual/prev - 1
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to_price(self, y_hat: np.ndarray) -> np.ndarray:
+        """Turn normalised predictions back into prices."""
+        anchor = self.base if self.target_mode == "window" else self.prev
+        return (np.asarray(y_hat, dtype=np.float64) + 1.0) * anchor
+
+
+def make_windows(
+    frame: pd.DataFrame, target: str, length: int, norm: Normaliser, target_mode: str = "window"
+) -> Windows:
+    """Cut every window of `length` rows from the frame (one per possible target row)."""
+    if list(frame.columns) != norm.columns:
+        raise ValueError("frame columns differ from the normaliser's")  # internal: callers select
+    values = frame.to_numpy(dtype=np.float64)  # [T, F]
+    if len(values) < length:
+        raise DataError(f"need at least {length} rows for one window of {length}; got {len(values)}")
+    w = sliding_window_view(values, length, axis=0).transpose(0, 2, 1)  # [N, L, F]
+    first = w[:, :1, :]  # [N, 1, F]
+    ratio = np.array([r == RATIO for r in norm.rules])  # [F]
+    if (first[:, 0, ratio] <= 0).any():
+        n, f = np.argwhere(first[:, 0, ratio] <= 0)[0]
+        col = np.array(norm.columns)[ratio][f]
+        raise DataError(
+            f"column '{col}' was positive in the training data but is {first[n, 0, ratio][f]} at "
+            f"{frame.index[n]}; drop that column with --features or retrain on data that covers it"
+        )
+    scales = np.asarray(norm.scales)  # [F]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        normed = np.where(ratio, w / np.where(ratio, first, 1.0) - 1.0, (w - first) / scales)  # [N, L, F]
+    t = norm.columns.index(target)
+    base, prev, actual = w[:, 0, t], w[:, -2, t], w[:, -1, t]  # [N] each
+    y = actual / base - 1.0 if target_mode == "window" else actual / prev - 1.0
+    return Windows(
+        X=normed[:, :-1, :].astype(np.float32),
+        y=y.astype(np.float32),
+        base=base.copy(),
+        prev=prev.copy(),
+        actual=actual.copy(),
+        index=frame.index[length - 1 :],
+        target_mode=target_mode,
+    )
+
+
+def subset(w: Windows, idx: np.ndarray | slice) -> Windows:
+    """The windows at the given positions (a view of the same arrays where possible)."""
+    return Windows(w.X[idx], w.y[idx], w.base[idx], w.prev[idx], w.actual[idx], w.index[idx], w.target_mode)
+
+
+def split_train_val(n: int, val_fraction: float, mode: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of training and validation windows.
+
+    "chronological": validation is the last part of the training span (no future leaks in).
+    "random": the tutorial's split, the last 10% of the shuffled windows, as Keras'
+    validation_split does after the tutorial's np.random.shuffle.
+    """
+    order = np.arange(n) if mode == "chronological" else rng.permutation(n)
+    n_val = max(1, int(round(n * val_fraction)))
+    if n - n_val < 1:
+        raise DataError(f"only {n} training windows: too few to hold out validation; give more rows")
+    return order[: n - n_val], order[n - n_val :]
