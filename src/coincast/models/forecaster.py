@@ -37,8 +37,12 @@ class Forecaster:
         self.settings = copy.deepcopy(settings) if settings is not None else Settings()
 
     # -- fitting -----------------------------------------------------------------------
-    def fit(self, frame: pd.DataFrame, progress: bool = False) -> "Forecaster":
-        """Train on every window whose target row lies in `frame`."""
+    def fit(self, frame: pd.DataFrame, progress: bool = False, init: "Forecaster | None" = None) -> "Forecaster":
+        """Train on every window whose target row lies in `frame`.
+
+        `init`: a fitted Forecaster on the same columns whose weights are the starting point
+        (a warm refit); column rules and scales are still fitted on `frame` alone.
+        """
         s = validate(self.settings)
         frame, target = select_columns(frame, s.data.target, s.data.features)
         frame = fill_zeros(frame)
@@ -55,6 +59,10 @@ class Forecaster:
         tr, va = split_train_val(len(w), s.data.val_fraction, s.data.val_split, rng)
         self.device_ = pick_device(s.train.device)
         self.module_ = self._build()
+        if init is not None:
+            if init.columns_ != self.columns_:
+                raise DataError(f"warm start needs the same columns: {init.columns_} vs {self.columns_}")
+            self.module_.load_state_dict(init.module_.state_dict())
         self.train_shape_ = w.X.shape
         self.history_ = train(self.module_, w.X[tr], w.y[tr], w.X[va], w.y[va], s.train, self.device_, progress)
         self.step_ = _step(frame.index)
