@@ -191,3 +191,25 @@ def test_bad_exchange_symbol_and_timeframe_are_one_line_errors(server, tmp_path)
         fetch(client, "BTC/USDT", "7m", store=tmp_path / "s.duckdb", progress=False)
     with pytest.raises(FetchError, match="not a date"):
         fetch(client, "BTC/USDT", "1d", since="last tuesday", store=tmp_path / "s.duckdb", progress=False)
+
+
+def test_fetch_command_shows_pages_and_resumes(server, tmp_path, monkeypatch):
+    import typer
+    from typer.testing import CliRunner
+
+    import coincast.data.exchange as exchange
+    from coincast.cli_data import fetch as fetch_command
+
+    replay = Replay()
+    client = server(replay)
+    monkeypatch.setattr(exchange, "make_client", lambda name: client)
+    app = typer.Typer()
+    app.command("fetch")(fetch_command)
+    app.command("noop")(lambda: None)  # two commands: `fetch` stays a subcommand
+    since = str(replay.candles.index[-30].date())
+    done = CliRunner().invoke(app, ["fetch", "--since", since, "--store", str(tmp_path / "s.duckdb")])
+    assert done.exit_code == 0, done.output
+    assert "1 pages, 29 closed candles, 29 new" in done.output
+    assert "store:binance/BTC/USDT/1d" in done.output
+    again = CliRunner().invoke(app, ["fetch", "--store", str(tmp_path / "s.duckdb"), "--quiet"])
+    assert "0 pages, 0 closed candles" in again.output  # nothing closed since the last candle

@@ -74,3 +74,19 @@ def test_missing_text_or_date_column_is_a_one_line_error(tmp_path):
         read_texts(TWEETS, text_column="body")
     with pytest.raises(DataError, match="texts file not found"):
         read_texts(tmp_path / "missing.csv")
+
+
+def test_sentiment_build_command(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from coincast.cli_data import sentiment_app
+
+    app = typer.Typer()
+    app.add_typer(sentiment_app, name="sentiment")
+    done = CliRunner().invoke(app, ["sentiment", "build", str(NEWS), "--out", str(tmp_path / "news.csv")])
+    assert done.exit_code == 0, done.output
+    assert "7 days (2022-11-06 to 2022-11-12), 81 texts" in done.output
+    assert len(pd.read_csv(tmp_path / "news.csv")) == 7
+    bad = CliRunner().invoke(app, ["sentiment", "build", str(NEWS), "--out", str(tmp_path / "x.csv"), "--text-column", "body"])
+    assert isinstance(bad.exception, DataError) and "no column 'body'" in str(bad.exception)

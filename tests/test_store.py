@@ -141,9 +141,8 @@ def test_locked_store_gives_one_line_error(tmp_path):
     store, marker = tmp_path / "s.duckdb", tmp_path / "ready"
     proc = _spawn(
         f"""
-        import time, pathlib
-        from coincast.data.store import Store
-        db = Store({str(store)!r})
+        import time, pathlib, duckdb
+        con = duckdb.connect({str(store)!r})  # any process holding the file open for writing
         pathlib.Path({str(marker)!r}).touch()
         time.sleep(60)
         """,
@@ -198,3 +197,35 @@ def test_bundled_hourly_file_is_a_byte_copy_of_the_shared_one():
         header, first = f.readline(), f.readline()
     assert header.strip() == "timestamp,open,high,low,close,volume"
     assert first.startswith("2017-08-17 04:00:00,4261.48")
+
+
+def _cli():
+    import typer
+
+    from coincast.cli_data import store_app
+
+    app = typer.Typer()
+    app.add_typer(store_app, name="store")
+    return app
+
+
+def test_store_commands(tmp_path, btc_csv):
+    from typer.testing import CliRunner
+
+    runner, app, store = CliRunner(), _cli(), str(tmp_path / "s.duckdb")
+    hourly = tmp_path / "h.csv"
+    load("btc-usd-1h").loc[:"2017-09-30"].to_csv(hourly)
+    args = ["store", "import", "--symbol", "BTC/USDT", "--store", store]
+    done = runner.invoke(app, [*args[:2], str(btc_csv), *args[2:], "--timeframe", "1d"])
+    assert done.exit_code == 0, done.output
+    assert "400 new, 0 replaced" in done.output
+    assert runner.invoke(app, [*args[:2], str(hourly), *args[2:], "--timeframe", "1h"]).exit_code == 0
+    listing = runner.invoke(app, ["store", "ls", "--store", store])
+    assert listing.exit_code == 0 and "BTC/USDT" in listing.output and "store:binance/BTC/USDT/1d" in listing.output
+    gaps = runner.invoke(app, ["store", "gaps", "--timeframe", "1h", "--store", store])
+    assert "binance/BTC/USDT/1h: " in gaps.output and "2017-09-06 15:00:00" in gaps.output and "missing 7" in gaps.output
+    assert "BTC/USDT/1d" not in gaps.output
+    bad = runner.invoke(app, ["store", "import", str(tmp_path / "nope.csv"), "--symbol", "X/Y", "--timeframe", "1d", "--store", store])
+    assert bad.exit_code != 0 and isinstance(bad.exception, DataError) and "file not found" in str(bad.exception)
+    empty = runner.invoke(app, ["store", "ls", "--store", str(tmp_path / "none.duckdb")])
+    assert isinstance(empty.exception, StoreError)
