@@ -229,3 +229,16 @@ def test_store_commands(tmp_path, btc_csv):
     assert bad.exit_code != 0 and isinstance(bad.exception, DataError) and "file not found" in str(bad.exception)
     empty = runner.invoke(app, ["store", "ls", "--store", str(tmp_path / "none.duckdb")])
     assert isinstance(empty.exception, StoreError)
+
+
+def test_exogenous_series_round_trip_and_upsert(tmp_path):
+    fng = load("fear-greed")
+    with Store(tmp_path / "s.duckdb") as db:
+        assert db.put_series("fear-greed", fng) == len(fng)
+        db.put_series("fear-greed", fng.iloc[-10:] + 1)  # a newer version of the last 10 days
+        back = db.series("fear-greed")
+        with pytest.raises(DataError, match="no series 'sentiment'"):
+            db.series("sentiment")
+    assert len(back) == len(fng) and list(back.columns) == ["value"]
+    pd.testing.assert_series_equal(back["value"].iloc[:-10], fng["value"].iloc[:-10], check_freq=False)
+    assert (back["value"].iloc[-10:] == fng["value"].iloc[-10:] + 1).all()

@@ -207,13 +207,14 @@ class Store:
         """Store a daily series (date index, numeric columns) under `name`; returns rows written."""
         if not isinstance(frame.index, pd.DatetimeIndex):
             raise DataError(f"series '{name}' needs a date column; add one named 'date'")
-        long = frame.rename_axis("date").reset_index().melt("date", var_name="column_name", value_name="value")
+        wide = frame.set_axis([str(c) for c in frame.columns], axis=1)
+        long = wide.stack().rename_axis(["date", "column_name"]).reset_index(name="__value__")
         long["date"] = long["date"].dt.tz_convert("UTC").dt.date
         long.insert(0, "name", name)
         self.con.execute("BEGIN TRANSACTION")
         try:
             self.con.register("incoming", long)
-            self.con.execute("INSERT OR REPLACE INTO series SELECT name, date, column_name, value FROM incoming")
+            self.con.execute("INSERT OR REPLACE INTO series SELECT name, date, column_name, __value__ FROM incoming")
             self.con.unregister("incoming")
             self.con.execute("COMMIT")
         except BaseException:
