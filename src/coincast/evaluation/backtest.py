@@ -1,0 +1,280 @@
+"""Walk-forward backtest: one-step forecasts for every test day from models trained before it.
+
+The test period is cut into folds of `retrain_every` steps. Fold k's model is trained on
+rows strictly before its first target (expanding: from a fixed origin; rolling: the last
+`train_size` rows) and then forecasts each day of the fold from the window ending the day
+before. Everything fitted (column rules, scales, early stopping, the AR baseline, the
+conformal quantiles) sees only that fold's training rows.
+
+Refits: "fresh" trains a new model from scratch for every fold (independent: run in
+parallel processes with `jobs`); "warm" trains the first fold in full and then continues
+from the previous fold's weights for `warm_epochs` epochs (sequential by nature).
+"""
+
+from __future__ import annotations
+
+import copy
+import multiprocessing as mp
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from coincast.config import Settings, validate
+from coincast.errors import ConfigError, DataError
+from coincast.evaluation import conformal
+from coincast.models.baselines import BASELINES
+from coincast.models.forecaster import MIN_TRAIN_WINDOWS, Forecaster
+from coincast.windows import split_train_val
+
+VOL_LOOKBACK = 20  # days of returns behind the causal realised volatility column
+
+
+@dataclass
+class BacktestSettings:
+    start: str | int | None = None  # first forecast date (or row); None: the 90/10 split of `run`
+    retrain_every: int = 7  # steps per fold (weekly on daily data)
+    window: str = "expanding"  # or "rolling"
+    train_size: int | None = None  # rows per training span (rolling); expanding: rows before start
+    refit: str = "fresh"  # or "warm"
+    warm_epochs: int = 5  # epochs of each warm refit after the first full fit
+    jobs: int = 1  # parallel processes for fresh refits
+    levels: tuple[float, ...] = field(default=conformal.LEVELS)
+
+    def describe(self) -> str:
+        """The refit rule in words, for the report (users were burned by this ambiguity)."""
+        if self.refit == "warm":
+            return (f"warm: the first fold trains a new model in full; every later fold continues from the "
+                    f"previous fold's weights for {self.warm_epochs} epoch(s) on its own training span")
+        return "fresh: every fold trains a new model from scratch (random init, same seed) on its own training span"
+
+
+@dataclass
+class Plan:
+    k: int
+    lo: int  # first training row
+    cut: int  # first target row of the fold (training rows are lo..cut-1)
+    end: int  # one past the last target row
+
+
+@dataclass
+class BacktestResult:
+    table: pd.DataFrame  # one row per test day: actual, previous, base, model, baselines, intervals, ...
+    folds: pd.DataFrame  # one row per fold
+    models: list[str]
+    target: str
+    settings: Settings
+    backtest: BacktestSettings
+    seconds: float
+
+
+def min_train_rows(settings: Settings) -> int:
+    return settings.data.window - 1 + MIN_TRAIN_WINDOWS + 1
+
+
+def start_position(frame: pd.DataFrame, settings: Settings, bt: BacktestSettings) -> int:
+    """Row of the first forecast target, checked against the data (DataError if outside)."""
+    L, n = settings.data.window, len(frame)
+    if bt.start is None:
+        n_windows = n - L + 1
+        pos = int(round((1 - settings.data.test_fraction) * n_windows)) + L - 1
+    elif isinstance(frame.index, pd.DatetimeIndex):
+        try:
+            when = pd.Timestamp(bt.start)
+        except (ValueError, TypeError):
+            raise ConfigError(f"start {bt.start!r} is not a date: use --start YYYY-MM-DD") from None
+        if when.tzinfo is None and frame.index.tz is not None:
+            when = when.tz_localize(frame.index.tz)
+        first, last = frame.index[0], frame.index[-1]
+        if not first <= when <= last:
+            raise DataError(
+                f"start {when.date()} is outside the data ({first.date()} to {last.date()}): "
+                f"choose a --start between those dates"
+            )
+        pos = int(frame.index.searchsorted(when))
+    else:
+        try:
+            pos = int(bt.start)
+        except (ValueError, TypeError):
+            raise ConfigError(f"start {bt.start!r} must be a row number for data without dates") from None
+        if not 0 <= pos < n:
+            raise DataError(f"start row {pos} is outside the data (0 to {n - 1}): choose a --start in that range")
+    need = min_train_rows(settings)
+    if pos < need:
+        hint = f" ({frame.index[need].date()} or later)" if isinstance(frame.index, pd.DatetimeIndex) and need < n else ""
+        raise DataError(
+            f"only {pos} rows lie before the start, too few to train windows of {L} rows (need {need}): "
+            f"choose a later --start{hint} or a shorter --window-size"
+        )
+    return pos
+
+
+def check(frame: pd.DataFrame, settings: Settings, bt: BacktestSettings) -> int:
+    """Reject unusable backtest settings before anything is trained or written; return the start row."""
+    validate(settings)
+    if not isinstance(bt.retrain_every, int) or bt.retrain_every < 1:
+        raise ConfigError(f"retrain interval must be at least 1 step (got {bt.retrain_every}): use --retrain-every 7")
+    if bt.window not in ("expanding", "rolling"):
+        raise ConfigError(f"window must be 'expanding' or 'rolling' (got {bt.window!r})")
+    if bt.refit not in ("fresh", "warm"):
+        raise ConfigError(f"refit must be 'fresh' or 'warm' (got {bt.refit!r})")
+    if not isinstance(bt.jobs, int) or bt.jobs < 1:
+        raise ConfigError(f"jobs must be at least 1 (got {bt.jobs})")
+    if not isinstance(bt.warm_epochs, int) or bt.warm_epochs < 1:
+        raise ConfigError(f"warm epochs must be at least 1 (got {bt.warm_epochs})")
+    need = min_train_rows(settings)
+    if bt.train_size is not None and bt.train_size < need:
+        raise ConfigError(
+            f"train size {bt.train_size} is smaller than the window ({settings.data.window} rows) plus "
+            f"{MIN_TRAIN_WINDOWS + 1} training windows: use --train-size {need} or more"
+        )
+    pos = start_position(frame, settings, bt)
+    if bt.train_size is not None and bt.train_size > pos:
+        raise DataError(
+            f"train size {bt.train_size} needs more rows than lie before the start ({pos}): "
+            f"use --train-size {pos} or less, or a later --start"
+        )
+    n_test = len(frame) - pos
+    if n_test < bt.retrain_every:
+        raise ConfigError(
+            f"the test period has {n_test} steps, shorter than one retrain interval ({bt.retrain_every}): "
+            f"choose an earlier --start or a smaller --retrain-every"
+        )
+    return pos
+
+
+def plan(n_rows: int, start: int, bt: BacktestSettings) -> list[Plan]:
+    size = bt.train_size if bt.train_size is not None else start
+    origin = start - size
+    plans = []
+    for k, cut in enumerate(range(start, n_rows, bt.retrain_every)):
+        lo = origin if bt.window == "expanding" else cut - size
+        plans.append(Plan(k, lo, cut, min(cut + bt.retrain_every, n_rows)))
+    return plans
+
+
+# -- one fold -------------------------------------------------------------------------------
+def _val_labels(f: Forecaster, train: pd.DataFrame) -> pd.Index:
+    """Target labels of the fold's validation windows, as Forecaster.fit chose them."""
+    labels = getattr(f, "val_index_", None)
+    if labels is not None:
+        return pd.Index(labels)
+    s = f.settings
+    L = s.data.window
+    n = len(train) - L + 1
+    _, va = split_train_val(n, s.data.val_fraction, s.data.val_split, np.random.default_rng(s.train.seed))
+    return train.index[L - 1 :][np.sort(va)]
+
+
+def run_fold(frame: pd.DataFrame, settings: Settings, p: Plan, init: Forecaster | None = None) -> tuple[dict, Forecaster]:
+    """Train on rows lo..cut-1, forecast targets cut..end-1, score the validation windows."""
+    L = settings.data.window
+    train = frame.iloc[p.lo : p.cut]
+    f = Forecaster(settings).fit(train, init=init)
+    pred = f.predict(frame.iloc[p.cut - L + 1 : p.end], start=frame.index[p.cut])
+    assert len(pred) == p.end - p.cut, "one forecast per test day"
+    labels = _val_labels(f, train)
+    val = f.predict(train, start=labels.min()).loc[labels]
+    h = f.history_
+    info = {
+        "fold": p.k,
+        "train_first": train.index[0], "train_last": train.index[-1], "train_rows": len(train),
+        "test_first": pred.index[0], "test_last": pred.index[-1], "test_days": len(pred),
+        "epochs_run": len(h.loss), "best_epoch": h.best_epoch, "stopped_early": h.stopped_early,
+        "train_seconds": h.seconds, "val_windows": len(val),
+    }
+    return {"pred": pred, "val_scores": conformal.scores(val["actual"], val["predicted"], val["previous"]), "info": info}, f
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(frame: pd.DataFrame, settings: Settings) -> None:
+    torch.set_num_threads(1)  # one core per process: the folds are the parallelism
+    _WORKER.update(frame=frame, settings=settings)
+
+
+def _worker(p: Plan) -> dict:
+    return run_fold(_WORKER["frame"], _WORKER["settings"], p)[0]
+
+
+# -- the loop -------------------------------------------------------------------------------
+def walk_forward(
+    frame: pd.DataFrame,
+    settings: Settings,
+    bt: BacktestSettings,
+    target: str,
+    extra: pd.DataFrame | None = None,
+    log: Callable[[str], None] = lambda _: None,
+    on_fold: Callable[[dict], None] = lambda _: None,
+) -> BacktestResult:
+    """Every fold, then one table: model, baselines, intervals, and the day's candle extras.
+
+    `frame`: the model's columns (target included), zero-filled. `extra`: raw columns such as
+    open/high/low of each target day, copied to the table for the trading simulation.
+    """
+    settings = copy.deepcopy(settings)
+    settings.data.target, settings.data.features = target, None
+    start = check(frame, settings, bt)
+    plans = plan(len(frame), start, bt)
+    t0 = time.perf_counter()
+    results: list[dict] = []
+    if bt.refit == "fresh" and bt.jobs > 1 and len(plans) > 1:
+        ctx = mp.get_context("spawn")
+        workers = min(bt.jobs, len(plans))
+        log(f"{len(plans)} folds, fresh refits in {workers} processes")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(frame, settings)) as ex:
+            for r in ex.map(_worker, plans):
+                results.append(r)
+                on_fold(r["info"])
+    else:
+        if bt.refit == "warm" and bt.jobs > 1:
+            log("warm refits depend on the previous fold: running them in sequence (--jobs ignored)")
+        warm = copy.deepcopy(settings)
+        warm.train.epochs = bt.warm_epochs
+        prev = None
+        for p in plans:
+            use_warm = bt.refit == "warm" and prev is not None
+            r, f = run_fold(frame, warm if use_warm else settings, p, init=prev if use_warm else None)
+            r["info"]["refit"] = "warm" if use_warm else ("full" if bt.refit == "warm" else "fresh")
+            prev = f if bt.refit == "warm" else None
+            results.append(r)
+            on_fold(r["info"])
+    seconds = time.perf_counter() - t0
+
+    parts, qs, infos = [], [], []
+    for p, r in zip(plans, results):
+        part = r["pred"].rename(columns={"predicted": "model"})
+        part.insert(0, "fold", p.k)
+        train = frame.iloc[p.lo : p.cut]
+        window = frame.iloc[p.cut - settings.data.window + 1 : p.end]
+        for cls in BASELINES:
+            part[cls.name] = cls(target, settings.data.window).fit(train).predict(window, start=frame.index[p.cut])
+        q = {level: conformal.quantile(r["val_scores"], level) for level in bt.levels}
+        qs.append(pd.DataFrame({level: [v] * len(part) for level, v in q.items()}))
+        info = {"refit": r["info"].get("refit", "fresh"), **r["info"]}
+        info.update({f"q{round(100 * level)}_pct": 100 * v for level, v in q.items()})
+        infos.append(info)
+        parts.append(part)
+    table = pd.concat(parts)
+    table = conformal.add_intervals(table, pd.concat(qs, ignore_index=True).set_axis(table.index))
+    price = frame[target]
+    table["vol20"] = price.pct_change().rolling(VOL_LOOKBACK).std().shift(1).reindex(table.index)  # known at t-1
+    if extra is not None:
+        for col in ("open", "high", "low"):
+            if col in extra.columns:
+                table[col] = extra[col].reindex(table.index)
+    table.index.name = "date"
+    models = ["model"] + [cls.name for cls in BASELINES]
+    return BacktestResult(table, pd.DataFrame(infos), models, target, settings, bt, seconds)
+
+
+def settings_dict(bt: BacktestSettings) -> dict:
+    d = asdict(bt)
+    d["levels"] = list(bt.levels)
+    d["refit_rule"] = bt.describe()
+    return d
