@@ -78,10 +78,10 @@ def datasets():
     """List the bundled datasets."""
     from coincast.data import dataset_info
 
-    info = dataset_info()
-    table = Table()
+    info = dataset_info().drop(columns="columns")
+    table = Table(box=None)
     for col in info.columns:
-        table.add_column(col)
+        table.add_column(col, no_wrap=col != "description")
     for row in info.itertuples(index=False):
         table.add_row(*(str(v) for v in row))
     out.print(table)
@@ -101,13 +101,14 @@ def predict(
     f = Forecaster.load(model)
     if data is None:
         cfg = model / "config.json"
-        data = json.loads(cfg.read_text())["data"] if cfg.exists() else None
+        data = json.loads(cfg.read_text()).get("dataset") if cfg.exists() else None
         if data is None:
             raise CoincastError("no data recorded with this model: pass --data NAME|PATH")
     fc = f.forecast_next(load(data))
     out.print(
         f"{data}: next step {fc['date']}: {fc['predicted_price']:,.2f} "
-        f"({fc['change_pct']:+.2f}% from {fc['last_price']:,.2f}, {fc['direction']})"
+        f"({fc['change_pct']:+.2f}% from {fc['last_price']:,.2f}, {fc['direction']})",
+        soft_wrap=True,
     )
 
 

@@ -118,7 +118,7 @@ def load_toml(path: str | Path, base: Settings | None = None) -> Settings:
         raise ConfigError(f"config file not found: {path}") from None
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid {path.suffix.lstrip('.').upper() or 'TOML'} ({exc}); fix the syntax") from None
-    doc.pop("data", None) if isinstance(doc.get("data"), str) else None  # a run's config.json names its dataset
+    doc.pop("dataset", None)  # a run's config.json also names its dataset
     settings = preset(doc.pop("preset")) if "preset" in doc else (base or Settings())
     return apply_overrides(settings, doc)
 

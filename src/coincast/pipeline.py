@@ -125,7 +125,8 @@ def _write_run(folder, data, settings, forecaster, table, metrics, sentence, sha
     hist = forecaster.history_
     rules = dict(zip(forecaster.normaliser_.columns, forecaster.normaliser_.rules))
     test_span = {"first": str(table.index[0]), "last": str(table.index[-1]), "days": len(table)}
-    io.write_json(folder / "config.json", {"data": str(data), **settings.to_dict()})
+    dataset = str(Path(data).resolve()) if Path(data).is_file() else str(data)
+    io.write_json(folder / "config.json", {"dataset": dataset, **settings.to_dict()})
     io.write_json(folder / "metrics.json", {
         "data": str(data),
         "preset": settings.preset,

@@ -1,0 +1,79 @@
+"""Windowing: the tutorial's normalisation, the shift rule, zero filling, splits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coincast.errors import DataError
+from coincast.windows import SHIFT, Normaliser, fill_zeros, make_windows, split_train_val
+
+
+def test_windows_match_a_plain_loop_over_rows(btc):
+    f = btc.iloc[:80]
+    norm = Normaliser.fit(f, "close")
+    w = make_windows(f, "close", 50, norm)
+    assert w.X.shape == (31, 49, 5) and w.y.shape == (31,)
+    values = f.to_numpy()
+    for i in (0, 17, 30):  # the tutorial's loop: window / window[0] - 1
+        win = values[i : i + 50] / values[i] - 1
+        np.testing.assert_allclose(w.X[i], win[:49], rtol=1e-6)
+        assert w.y[i] == pytest.approx(win[49, 3], rel=1e-6)
+        assert w.base[i] == values[i, 3] and w.prev[i] == values[i + 48, 3] and w.actual[i] == values[i + 49, 3]
+    assert w.index[0] == f.index[49]
+    np.testing.assert_allclose(w.to_price(w.y), w.actual, rtol=1e-6)
+
+
+def test_change_target_anchors_on_last_price(btc):
+    f = btc.iloc[:80]
+    w = make_windows(f, "close", 50, Normaliser.fit(f, "close"), target_mode="change")
+    np.testing.assert_allclose(w.y, w.actual / w.prev - 1, rtol=1e-5)
+    # a zero prediction is exactly persistence
+    np.testing.assert_array_equal(w.to_price(np.zeros(len(w))), w.prev)
+
+
+def test_columns_that_go_negative_get_the_shift_rule(tutorial_frame):
+    f = fill_zeros(tutorial_frame)
+    norm = Normaliser.fit(f.iloc[:2000], "Bitcoin Price")
+    shifted = [c for c, r in zip(norm.columns, norm.rules) if r == SHIFT]
+    assert shifted == ["Two-Week Hash Growth", "Quarterly Hash Growth", "UTXO Growth"]
+    w = make_windows(f.iloc[:2000], "Bitcoin Price", 50, norm)
+    assert np.isfinite(w.X).all()
+    j = norm.columns.index("UTXO Growth")
+    col = f["UTXO Growth"].to_numpy()[:50]
+    np.testing.assert_allclose(w.X[0, :, j], (col[:49] - col[0]) / norm.scales[j], rtol=1e-5)
+
+
+def test_shift_scale_uses_training_rows_only(tutorial_frame):
+    f = fill_zeros(tutorial_frame)
+    a = Normaliser.fit(f.iloc[:1000], "Bitcoin Price")
+    changed = f.copy()
+    changed.iloc[1000:, changed.columns.get_loc("UTXO Growth")] *= 100
+    b = Normaliser.fit(changed.iloc[:1000], "Bitcoin Price")
+    assert a.scales == b.scales
+
+
+def test_fill_zeros_uses_previous_value_and_never_the_future():
+    f = pd.DataFrame({"a": [0.0, 0.0, 3.0, 0.0, 5.0], "b": [1.0, 0.0, 0.0, 2.0, 0.0]})
+    out = fill_zeros(f)
+    assert out["a"].tolist() == [0.0, 0.0, 3.0, 3.0, 5.0]  # leading zeros have no past: stay 0
+    assert out["b"].tolist() == [1.0, 1.0, 1.0, 2.0, 2.0]
+
+
+def test_non_positive_target_is_rejected(btc):
+    f = btc.iloc[:80].copy()
+    f.iloc[10, f.columns.get_loc("close")] = -1.0
+    with pytest.raises(DataError, match="non-positive"):
+        Normaliser.fit(f, "close")
+
+
+def test_chronological_split_keeps_validation_last():
+    tr, va = split_train_val(100, 0.1, "chronological", np.random.default_rng(0))
+    assert tr.max() < va.min() and len(va) == 10
+
+
+def test_random_split_is_the_tutorials_shuffle():
+    tr, va = split_train_val(2400, 0.1, "random", np.random.default_rng(0))
+    assert len(tr) == 2160 and len(va) == 240 and len(set(tr) | set(va)) == 2400
+    assert tr.max() > va.min()  # validation is scattered through time: leaky, as the original
