@@ -84,3 +84,12 @@ def test_no_date_column_and_future_dates_are_refused(tmp_path, btc):
         join_exogenous(btc, str(tmp_path / "old.csv"))
     with pytest.raises(DataError, match="already exist"):
         join_exogenous(join_exogenous(btc, "fear-greed"), "fear-greed")
+
+
+def test_exogenous_columns_pass_through_the_feature_spec(btc):
+    from coincast.features import add_features
+
+    feats = add_features(join_exogenous(btc, "fear-greed"), "close,rsi14,macd,fear_greed")
+    assert list(feats.columns) == ["close", "rsi14", "macd", "macd_signal", "macd_hist", "fear_greed"]
+    assert feats.index[0] == utc("2018-02-01") and not feats.isna().any().any()
+    assert feats.attrs["normalisation"]["fear_greed"] == "standard"

@@ -124,6 +124,11 @@ def test_not_a_duckdb_file(tmp_path):
     with pytest.raises(StoreError, match="is not a DuckDB database"):
         Store(path)
     assert path.read_text().startswith("these are my notes")
+    import duckdb
+
+    duckdb.connect(str(tmp_path / "other.duckdb")).close()
+    with pytest.raises(StoreError, match="a DuckDB database but not a coincast store"):
+        Store(tmp_path / "other.duckdb", read_only=True)
 
 
 def _spawn(script: str, marker) -> subprocess.Popen:

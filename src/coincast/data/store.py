@@ -101,6 +101,13 @@ class Store:
         self.con = _connect(self.path, read_only)
         if not read_only:
             self.con.execute(SCHEMA)
+        tables = {t for (t,) in self.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        if not {"candles", "series"} <= tables:
+            self.con.close()
+            raise StoreError(
+                f"{self.path} is a DuckDB database but not a coincast store (no candles table); "
+                "give a store made by `coincast store import`/`fetch`, or a new path"
+            )
 
     def __enter__(self) -> Store:
         return self
