@@ -91,5 +91,11 @@ def test_exogenous_columns_pass_through_the_feature_spec(btc):
 
     feats = add_features(join_exogenous(btc, "fear-greed"), "close,rsi14,macd,fear_greed")
     assert list(feats.columns) == ["close", "rsi14", "macd", "macd_signal", "macd_hist", "fear_greed"]
-    assert feats.index[0] == utc("2018-02-01") and not feats.isna().any().any()
+    assert feats.index[0] == utc("2018-02-01") + pd.Timedelta(days=33)  # MACD warms up after the join
+    # Indicators first, then the join: the warm-up is spent on candles the index does not cover.
+    early = join_exogenous(add_features(btc, "close,rsi14,macd"), "fear-greed")
+    assert early.index[0] == utc("2018-02-01") and not early.isna().any().any()
+    # RSI/MACD are recursive: they depend on where the data starts, and forget it within months.
+    assert (early.loc[feats.index[0]:, "rsi14"] - feats["rsi14"]).abs().iloc[0] > 0.5
+    pd.testing.assert_frame_equal(early.loc["2019-01-01":], feats.loc["2019-01-01":], atol=1e-6)
     assert feats.attrs["normalisation"]["fear_greed"] == "standard"
