@@ -19,7 +19,7 @@ def test_quantile_rank_by_hand():
 def test_coverage_is_near_nominal_on_exchangeable_errors():
     rng = np.random.default_rng(0)
     prev = np.full(5000, 100.0)
-    cal = conformal.scores(100 + rng.standard_t(3, 500), 100.0, 100.0)
+    cal = conformal.scores(100 + rng.standard_t(3, 4000), 100.0, 100.0)
     q = pd.DataFrame({lv: [conformal.quantile(cal, lv)] * 5000 for lv in conformal.LEVELS})
     t = pd.DataFrame({"actual": prev + rng.standard_t(3, 5000), "model": prev, "previous": prev})
     t = conformal.add_intervals(t, q)
