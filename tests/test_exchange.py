@@ -173,12 +173,16 @@ def test_empty_page_ends_fetch_and_refetch_changes_nothing(server, tmp_path):
 
 def test_requests_are_paced_by_the_rate_limit(server, tmp_path):
     replay = Replay()
-    client = server(replay, rate_limit_ms=250)  # ccxt weighs a 100-candle klines call 0.4 -> 100 ms apart
-    assert client.enableRateLimit
-    fetch(client, "BTC/USDT", "1d", since=replay.candles.index[-400], store=tmp_path / "s.duckdb",
+    client = server(replay, rate_limit_ms=400)
+    costs = []
+    real_throttle = client.throttle
+    client.throttle = lambda cost=None: (costs.append(cost), real_throttle(cost))
+    fetch(client, "BTC/USDT", "1d", since=replay.candles.index[-500], store=tmp_path / "s.duckdb",
           limit=100, progress=False)
-    gaps = pd.Series(replay.times).diff().dropna()
-    assert len(gaps) == 3 and gaps.min() > 0.08
+    # ccxt waits rateLimit * cost between requests; Binance weighs a 100-candle klines call 0.4,
+    # so 5 calls span >= 4 * 160 ms (unpaced they take a few tens of ms each).
+    assert len(replay.times) == 5 and costs[-5:] == [0.4] * 5
+    assert replay.times[-1] - replay.times[0] >= 0.5
 
 
 def test_bad_exchange_symbol_and_timeframe_are_one_line_errors(server, tmp_path):

@@ -112,6 +112,14 @@ def test_ohlc_violations_are_refused_and_store_untouched(tmp_path, btc_csv):
         assert len(db.candles("binance", BTC, "1d")) == 400
 
 
+def test_wrong_timeframe_is_refused(tmp_path):
+    load("btc-usd-1h").iloc[:100].to_csv(tmp_path / "h.csv")
+    with pytest.raises(DataError, match="candles only 0 days 01:00:00 apart, shorter than timeframe 1d"):
+        import_file(tmp_path / "h.csv", BTC, "1d", store=tmp_path / "s.duckdb")
+    with pytest.raises(DataError, match="timeframe '1x' is not valid"):
+        import_file(tmp_path / "h.csv", BTC, "1x", store=tmp_path / "s.duckdb")
+
+
 def test_file_without_ohlcv_columns_is_refused(tmp_path):
     load("fear-greed").to_csv(tmp_path / "fg.csv")
     with pytest.raises(DataError, match="lacks column.*open, high, low, close"):

@@ -80,13 +80,13 @@ def fetch(
     earliest candle.
     """
     client = make_client(exchange) if isinstance(exchange, str) else exchange
-    call = _retrying(client.id, retries, backoff_s)
-    call(client.load_markets)
-    symbol = _check_symbol(client, symbol)
-    _check_timeframe(client, timeframe)
     step_ms = timeframe_seconds(timeframe) * 1000
     pages = candles = inserted = replaced = 0
-    with Store(store) as db:
+    with Store(store) as db:  # a bad or locked store fails before any request
+        call = _retrying(client.id, retries, backoff_s)
+        call(client.load_markets)
+        symbol = _check_symbol(client, symbol)
+        _check_timeframe(client, timeframe)
         last = db.last_open_time(client.id, symbol, timeframe)
         if since is not None:
             cursor = _to_ms(since)

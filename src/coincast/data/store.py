@@ -123,8 +123,8 @@ class Store:
     def upsert_candles(self, frame: pd.DataFrame, exchange: str, symbol: str, timeframe: str,
                        source: str = "candles") -> UpsertResult:
         """Insert new candles and replace changed ones, all in one transaction."""
-        timeframe_seconds(timeframe)
         rows = candle_rows(frame, source)
+        check_spacing(rows["open_time"], timeframe, source)
         key = {"exchange": exchange.lower(), "symbol": symbol.upper(), "timeframe": timeframe}
         self.con.execute("BEGIN TRANSACTION")
         try:
@@ -272,6 +272,19 @@ def check_ohlc(rows: pd.DataFrame, source: str) -> None:
                 f"{source}: {int(broken.sum())} candle(s) break OHLC rules, first at {first.name}: "
                 f"{text.format(**first)}; fix or drop those rows (nothing was stored)"
             )
+
+
+def check_spacing(open_times: pd.Series, timeframe: str, source: str) -> None:
+    """Refuse candles closer together than the timeframe: the file is of another timeframe."""
+    step = pd.Timedelta(seconds=timeframe_seconds(timeframe))
+    if timeframe.endswith("M") or len(open_times) < 2:
+        return
+    closest = open_times.diff().min()
+    if closest < step:
+        raise DataError(
+            f"{source}: candles only {closest} apart, shorter than timeframe {timeframe}; "
+            "give the file's real timeframe (--timeframe)"
+        )
 
 
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
