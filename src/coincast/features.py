@@ -9,6 +9,8 @@ are dropped, never zero-filled. Each produced column declares how a window norma
 - "none":     use as it is (already scale-free and centred, e.g. log returns)
 
 Price-scaled indicators (MACD, ATR) are divided by the close so they are scale-free.
+RSI, MACD, ATR and EMA are recursive: their first values depend on where the data starts
+and that fades within months, so compute features on the full history, then cut or join.
 """
 
 from __future__ import annotations
