@@ -1,0 +1,143 @@
+"""Look-ahead audit: change the data after a cut-off and prove nothing made before it moves.
+
+A forecast for day t is made at the close of day t-1, so with every row from the cut-off
+day c onwards perturbed, the forecasts, intervals and trading positions for days up to and
+including c must come out identical. Anything that peeks at a later row (a feature that
+looks ahead, a scaler fitted on the whole series, early stopping on future data) shows up
+as a changed value, reported with the first date it changed. The same check runs on the
+feature columns alone (a feature value at a day before c must not change).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from coincast.config import Settings
+from coincast.errors import DataError
+from coincast.evaluation import trading
+from coincast.evaluation.backtest import BacktestSettings, check, walk_forward
+from coincast.windows import fill_zeros
+
+Transform = Callable[[pd.DataFrame], pd.DataFrame]
+
+
+@dataclass
+class AuditResult:
+    cutoff: pd.Timestamp  # first perturbed day
+    compared: dict[str, int] = field(default_factory=dict)  # what -> values compared
+    leaks: dict[str, str] = field(default_factory=dict)  # what -> first date it changed
+    perturbed_changed: bool = False  # sanity: the perturbation did change the data at the cut-off
+
+    @property
+    def passed(self) -> bool:
+        return self.perturbed_changed and not self.leaks
+
+    def summary(self) -> str:
+        n = sum(self.compared.values())
+        if not self.perturbed_changed:
+            return "audit inconclusive: the perturbation changed nothing at the cut-off"
+        if self.passed:
+            return (f"look-ahead audit passed: data from {self.cutoff.date()} on was perturbed and none of "
+                    f"{n} values made before it changed ({len(self.compared)} columns checked)")
+        first = ", ".join(f"{k} (from {v})" for k, v in list(self.leaks.items())[:6])
+        return f"LOOK-AHEAD LEAK: values made before {self.cutoff.date()} changed when later data changed: {first}"
+
+
+def perturb(frame: pd.DataFrame, cut: int, scale: float = 0.2, seed: int = 0) -> pd.DataFrame:
+    """Rows cut.. multiplied cell by cell by exp(N(0, scale)): signs kept, every value moved."""
+    out = frame.copy()
+    rng = np.random.default_rng(seed)
+    noise = np.exp(rng.normal(0.0, scale, size=(len(frame) - cut, frame.shape[1])))
+    out.iloc[cut:] = frame.iloc[cut:].to_numpy() * noise
+    return out
+
+
+def _first_change(a: pd.Series, b: pd.Series) -> str | None:
+    x, y = a.to_numpy(dtype=np.float64), b.to_numpy(dtype=np.float64)
+    same = np.isclose(x, y, rtol=1e-9, atol=0.0) | (np.isnan(x) & np.isnan(y)) | (x == y)
+    return None if same.all() else str(a.index[int(np.argmin(same))])
+
+
+def _compare(result: AuditResult, name: str, a: pd.Series, b: pd.Series) -> None:
+    if not a.index.equals(b.index):
+        result.leaks[name] = "the set of dates differs"
+        return
+    result.compared[name] = len(a)
+    first = _first_change(a, b)
+    if first is not None:
+        result.leaks[name] = first
+
+
+def audit_features(raw: pd.DataFrame, transform: Transform, cutoff, seed: int = 0) -> AuditResult:
+    """Each column made by `transform` (features) must not change before the cut-off."""
+    cut = _cut_position(raw, cutoff)
+    res = AuditResult(raw.index[cut])
+    a, b = transform(raw), transform(perturb(raw, cut, seed=seed))
+    before = a.index < raw.index[cut]
+    res.perturbed_changed = bool((perturb(raw, cut, seed=seed).iloc[cut] != raw.iloc[cut]).any())
+    for col in a.columns:
+        if col not in b.columns:
+            res.leaks[col] = "column missing after perturbation"
+            continue
+        _compare(res, f"feature {col}", a.loc[before, col], b.loc[b.index < raw.index[cut], col])
+    return res
+
+
+def _cut_position(raw: pd.DataFrame, cutoff) -> int:
+    if isinstance(cutoff, (int, np.integer)):
+        return int(cutoff)
+    when = pd.Timestamp(cutoff)
+    if when.tzinfo is None and getattr(raw.index, "tz", None) is not None:
+        when = when.tz_localize(raw.index.tz)
+    if not raw.index[0] < when <= raw.index[-1]:
+        raise DataError(f"cut-off {when.date()} is outside the data ({raw.index[0].date()} to "
+                        f"{raw.index[-1].date()}): choose a --cutoff between those dates")
+    return int(raw.index.searchsorted(when))
+
+
+def audit_backtest(
+    raw: pd.DataFrame,
+    settings: Settings,
+    bt: BacktestSettings,
+    t: trading.TradingSettings,
+    transform: Transform,
+    target: str,
+    cutoff=None,
+    seed: int = 0,
+) -> AuditResult:
+    """Run the walk-forward twice, on the data and on it perturbed from `cutoff` on, and
+    compare every forecast column, interval and trading position for days <= cutoff.
+
+    `transform(raw) -> frame` builds the model's columns (features); `cutoff` defaults to
+    a day in the middle of the second fold, so it tests within-fold and across-fold leaks.
+    """
+    trading.check(t)
+    bt = copy.deepcopy(bt)
+    frame = fill_zeros(transform(raw))
+    start = check(frame, settings, bt)
+    if cutoff is None:
+        when = frame.index[min(start + bt.retrain_every + bt.retrain_every // 2, len(frame) - 1)]
+    else:
+        when = raw.index[_cut_position(raw, cutoff)]
+    cut = int(raw.index.searchsorted(when))
+    bt.start = frame.index[start]  # the same folds for both runs
+    raw = raw.iloc[: cut + 2 * bt.retrain_every]  # a few folds after the cut-off are enough
+    res = AuditResult(raw.index[cut])
+    pert = perturb(raw, cut, seed=seed)
+    res.perturbed_changed = bool((pert.iloc[cut] != raw.iloc[cut]).any())
+    runs = [walk_forward(fill_zeros(transform(r)), settings, bt, target, extra=r) for r in (raw, pert)]
+    a, b = (r.table.loc[r.table.index <= res.cutoff] for r in runs)
+    cols = runs[0].models + [c for c in runs[0].table.columns if c[:2] in ("lo", "hi") and c[2:].isdigit()] + ["vol20"]
+    for col in cols:
+        _compare(res, col, a[col], b[col])
+    ppy = trading.periods_per_year(a.index)
+    for m in runs[0].models:
+        pa = trading.signal(a, m, t) * trading.size(a, t, ppy)
+        pb = trading.signal(b, m, t) * trading.size(b, t, ppy)
+        _compare(res, f"position {m}", pd.Series(pa, a.index), pd.Series(pb, b.index))
+    return res
