@@ -112,6 +112,13 @@ def predict(
     )
 
 
+from coincast.cli_data import fetch, sentiment_app, store_app  # noqa: E402
+
+app.add_typer(store_app, name="store")
+app.add_typer(sentiment_app, name="sentiment")
+app.command("fetch")(fetch)
+
+
 def main() -> None:
     """Entry point: user mistakes become one line on stderr and exit status 2."""
     warnings.simplefilter("default")
