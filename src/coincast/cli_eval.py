@@ -1,0 +1,165 @@
+"""Command-line commands `backtest` and `audit` (walk-forward evaluation, look-ahead audit).
+
+Registered by the lead in cli.py, after `app` is defined (this module does not import
+cli.py, so there is no import cycle):
+
+    from coincast.cli_eval import audit, backtest
+    app.command("backtest")(backtest)
+    app.command("audit")(audit)
+
+User mistakes raise CoincastError, which `cli.main()` prints on one line with exit 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from coincast.config import Settings, apply_overrides, load_toml
+from coincast.config import preset as get_preset
+from coincast.errors import ConfigError
+
+out = Console()
+
+ALL_FEATURES = "close,volume,rsi,macd,bb,atr,obv,ema,sma,logret,vol"  # every indicator, default periods
+
+
+def _model_settings(preset: str, config: Optional[Path], **flags) -> Settings:
+    """Preset, then TOML/JSON config file, then single flags (section__name=value): later wins."""
+    s = load_toml(config, get_preset(preset)) if config else get_preset(preset)
+    sections: dict[str, dict] = {"data": {}, "model": {}, "train": {}}
+    for key, value in flags.items():
+        if value is not None:
+            section, name = key.split("__")
+            sections[section][name] = value
+    return apply_overrides(s, sections)
+
+
+def _hidden(value: Optional[str]) -> Optional[list[int]]:
+    if not value:
+        return None
+    try:
+        return [int(h) for h in value.split(",") if h.strip()]
+    except ValueError:
+        raise ConfigError(f"hidden sizes must be comma-separated integers (got {value!r}): e.g. --hidden 49,98,49") from None
+
+
+def _trading(threshold: str, fee_bps: float, slippage_bps: float, long_short: bool, sizing: str, fraction: float,
+             vol_target: float, max_leverage: float, stop_loss: Optional[float], take_profit: Optional[float]):
+    from coincast.evaluation.trading import TradingSettings, check, parse_number
+
+    return check(TradingSettings(
+        mode="long_short" if long_short else "long_flat",
+        threshold_pct=parse_number(threshold, "threshold", "--threshold"),
+        fee_bps=fee_bps, slippage_bps=slippage_bps, sizing=sizing, fraction=fraction,
+        vol_target=vol_target, max_leverage=max_leverage, stop_loss_pct=stop_loss, take_profit_pct=take_profit,
+    ))
+
+
+def backtest(
+    data: str = typer.Option("btc-usd", help="Bundled dataset name or a CSV/Parquet path."),
+    start: Optional[str] = typer.Option(None, help="First forecast day (YYYY-MM-DD); default: the last 10% of windows."),
+    retrain_every: int = typer.Option(7, help="Retrain the model every N steps (weekly on daily data)."),
+    window: str = typer.Option("expanding", help="Training span: expanding (all rows so far) or rolling (last --train-size rows)."),
+    train_size: Optional[int] = typer.Option(None, help="Rows per training span (rolling); default: all rows before --start."),
+    refit: str = typer.Option("fresh", help="fresh: new model each fold; warm: continue from the previous fold's weights."),
+    warm_epochs: int = typer.Option(5, help="Epochs of each warm refit after the first full fit."),
+    jobs: int = typer.Option(1, help="Parallel processes for fresh refits."),
+    preset: str = typer.Option("default", help="Model preset: default or tutorial."),
+    config: Optional[Path] = typer.Option(None, help="TOML file with [data], [model], [train] tables."),
+    features: Optional[str] = typer.Option(None, help="Feature spec, e.g. close,volume,rsi14,macd (default: the data's columns)."),
+    target: Optional[str] = typer.Option(None, help="Column to predict."),
+    window_size: Optional[int] = typer.Option(None, help="Rows per model window (inputs + 1 target)."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs of a full fit."),
+    hidden: Optional[str] = typer.Option(None, help="Units per layer, e.g. 49,98,49."),
+    cell: Optional[str] = typer.Option(None, help="lstm or gru."),
+    model_target: Optional[str] = typer.Option(None, help="window or change."),
+    seed: Optional[int] = typer.Option(None, help="One seed for Python, numpy and torch."),
+    threshold: str = typer.Option("0", help="Trade only when the predicted move exceeds this many percent."),
+    fee_bps: float = typer.Option(10.0, help="Fees per position change, basis points of the traded notional."),
+    slippage_bps: float = typer.Option(5.0, help="Slippage per position change, basis points."),
+    long_short: bool = typer.Option(False, "--long-short/--long-flat", help="Allow short positions (default: long or flat)."),
+    sizing: str = typer.Option("fixed", help="fixed (a fraction of equity) or vol (volatility target)."),
+    fraction: float = typer.Option(1.0, help="Fixed sizing: share of equity in the position."),
+    vol_target: float = typer.Option(0.5, help="Vol sizing: annualised volatility target (0.5 = 50%)."),
+    max_leverage: float = typer.Option(1.0, help="Vol sizing: largest position size."),
+    stop_loss: Optional[float] = typer.Option(None, help="Stop-loss in percent, on the next candle's low/high."),
+    take_profit: Optional[float] = typer.Option(None, help="Take-profit in percent, on the next candle's high/low."),
+    bootstrap: int = typer.Option(2000, help="Block-bootstrap resamples."),
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder that receives the run folder."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+):
+    """Walk-forward backtest: retrain on a schedule, forecast every day, test, trade, report."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from coincast.evaluation.backtest import BacktestSettings
+    from coincast.evaluation.backtest_report import run_backtest
+    from coincast.evaluation.report import terminal_table
+
+    t = _trading(threshold, fee_bps, slippage_bps, long_short, sizing, fraction, vol_target, max_leverage, stop_loss, take_profit)
+    s = _model_settings(
+        preset, config, data__target=target, data__window=window_size, train__epochs=epochs, train__seed=seed,
+        model__hidden=_hidden(hidden), model__cell=cell, model__target=model_target,
+    )
+    bt = BacktestSettings(start=start, retrain_every=retrain_every, window=window, train_size=train_size,
+                          refit=refit, warm_epochs=warm_epochs, jobs=jobs)
+    bar = Progress(TextColumn("folds"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=quiet)
+    task = bar.add_task("folds", total=None)
+    with bar:
+        run = run_backtest(data, s, bt, t, features=features, runs_dir=out_dir, log=out.print,
+                           on_fold=lambda info: bar.advance(task), n_boot=bootstrap)
+    summ = run.summary
+    out.print(terminal_table(summ["metrics"], f"{data}: walk-forward, {summ['test']['days']} days, {summ['test']['folds']} folds"))
+    table = Table(title="trading after costs", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("strategy", "total %", "CAGR %", "Sharpe", "max DD %", "trades"):
+        table.add_column(col, justify="right" if col != "strategy" else "left")
+    for name, m in summ["trading"]["results"].items():
+        table.add_row(name, f"{100 * m['total_return']:+.1f}", f"{100 * m['cagr']:+.1f}", f"{m['sharpe']:.2f}",
+                      f"{100 * m['max_drawdown']:.1f}", str(m["n_trades"]))
+    out.print(table)
+    cov = ", ".join(f"{k} interval covered {100 * v['coverage']:.1f}%" for k, v in summ["intervals"].items())
+    out.print(f"refit: {summ['refit_rule']}")
+    out.print(cov)
+    for line in run.verdict:
+        out.print(line)
+    out.print(f"run folder: {run.folder}")
+
+
+def audit(
+    data: str = typer.Option("btc-usd", help="Bundled dataset name or a CSV/Parquet path."),
+    features: str = typer.Option(ALL_FEATURES, help="Feature spec to audit (default: every indicator)."),
+    cutoff: Optional[str] = typer.Option(None, help="First perturbed day (default: inside the second fold)."),
+    start: Optional[str] = typer.Option(None, help="First forecast day of the audited backtest."),
+    retrain_every: int = typer.Option(7, help="Retrain interval of the audited backtest."),
+    refit: str = typer.Option("fresh", help="fresh or warm."),
+    window_size: int = typer.Option(20, help="Rows per model window."),
+    epochs: int = typer.Option(2, help="Epochs per fit (the audit tests causality, not accuracy)."),
+    hidden: str = typer.Option("8", help="Units per layer."),
+    seed: int = typer.Option(0, help="Seed of the perturbation and the model."),
+):
+    """Look-ahead audit: perturb the data after a cut-off; nothing made before it may change."""
+    from coincast.data import load
+    from coincast.data.datasets import default_target
+    from coincast.evaluation.audit import audit_backtest, audit_features
+    from coincast.evaluation.backtest import BacktestSettings
+    from coincast.evaluation.trading import TradingSettings
+    from coincast.features import add_features, parse_spec
+
+    s = Settings()
+    s.data.window, s.train.epochs, s.model.hidden, s.train.seed = window_size, epochs, _hidden(hidden), seed
+    s.data.target = default_target(data) or "close"
+    spec = [s.data.target.lower()] + parse_spec(features)
+    transform = lambda frame: add_features(frame, spec)  # noqa: E731
+    raw = load(data)
+    bt = BacktestSettings(start=start, retrain_every=retrain_every, refit=refit)
+    model = audit_backtest(raw, s, bt, TradingSettings(sizing="vol"), transform, s.data.target, cutoff, seed)
+    feats = audit_features(raw, transform, cutoff if cutoff is not None else model.cutoff, seed)
+    out.print(f"features ({', '.join(c.removeprefix('feature ') for c in feats.compared)}): {feats.summary()}")
+    out.print(f"forecasts, intervals and positions of {', '.join(c for c in model.compared if ' ' not in c and c[:2] not in ('lo', 'hi'))}: {model.summary()}")
+    if not (model.passed and feats.passed):
+        raise typer.Exit(1)
