@@ -66,7 +66,8 @@ def evaluate(result: BacktestResult, t: trading.TradingSettings, n_boot: int = 2
     r = cis["rmse_ratio"]
     lines = [
         verdict(metrics),
-        f"RMSE ratio to persistence {r['estimate']:.3f}, 95% block-bootstrap CI [{r['lo']:.3f}, {r['hi']:.3f}].",
+        f"RMSE ratio to persistence {r['estimate']:.3f}, 95% block-bootstrap CI "
+        + (f"[{r['lo']:.3f}, {r['hi']:.3f}]." if r["lo"] is not None else "undefined."),
         trading.verdict(results),
     ]
     summary = {

@@ -67,11 +67,16 @@ def block_bootstrap(
     n = len(arrays[0])
     block = block or default_block(n)
     idx = block_indices(n, min(block, n), n_boot, np.random.default_rng(seed))
-    boot = np.asarray(statistic(*(a[idx] for a in arrays)), dtype=np.float64)  # [B]
-    est = float(np.asarray(statistic(*(a[None, :] for a in arrays)))[0])
-    lo, hi = np.nanquantile(boot, [alpha / 2, 1 - alpha / 2])
+    with np.errstate(divide="ignore", invalid="ignore"):  # e.g. a Sharpe ratio of a flat resample
+        boot = np.asarray(statistic(*(a[idx] for a in arrays)), dtype=np.float64)  # [B]
+        est = float(np.asarray(statistic(*(a[None, :] for a in arrays)))[0])
+    ok = boot[np.isfinite(boot)]
+    if len(ok) < 2:
+        return {"estimate": est, "lo": None, "hi": None, "level": 1 - alpha, "block": int(block),
+                "n_boot": int(n_boot), "se": None}
+    lo, hi = np.quantile(ok, [alpha / 2, 1 - alpha / 2])
     return {"estimate": est, "lo": float(lo), "hi": float(hi), "level": 1 - alpha,
-            "block": int(block), "n_boot": int(n_boot), "se": float(np.nanstd(boot, ddof=1))}
+            "block": int(block), "n_boot": int(n_boot), "se": float(np.std(ok, ddof=1))}
 
 
 def _rmse_ratio(e, ep):

@@ -1,0 +1,149 @@
+"""Walk-forward backtest on real bundled BTC with a tiny model: folds, refits, report, errors."""
+
+import json
+from html import escape as html_escape
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import typer
+
+from coincast import cli
+from coincast.config import Settings
+from coincast.data import load
+from coincast.errors import ConfigError, DataError
+from coincast.evaluation.backtest import BacktestSettings, check, walk_forward
+from coincast.evaluation.backtest_report import run_backtest
+from coincast.evaluation.trading import TradingSettings
+from coincast.windows import fill_zeros
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a shared 2-core machine more threads only fight each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny() -> Settings:
+    s = Settings()
+    s.data.window, s.model.hidden, s.train.epochs, s.data.target = 12, [4], 1, "close"
+    return s
+
+
+@pytest.fixture(scope="module")
+def raw():
+    return load("btc-usd").iloc[-400:]
+
+
+START = "2025-12-16"  # 22 test days to 2026-01-06: folds of 7, 7, 7, 1
+
+
+def test_fresh_expanding_folds_train_only_on_the_past(raw):
+    frame = fill_zeros(raw)
+    r = walk_forward(frame, tiny(), BacktestSettings(start=START), "close", extra=raw)
+    t, f = r.table, r.folds
+    assert (t.index == frame.index[frame.index >= pd.Timestamp(START, tz="UTC")]).all()
+    assert len(f) == 4 and list(f["test_days"]) == [7, 7, 7, 1]
+    assert (f["train_last"] < f["test_first"]).all()
+    assert (f["train_last"].shift(-1).dropna() == f["test_last"].iloc[:-1]).all()  # each fold retrains on the last one
+    assert (f["train_first"] == frame.index[0]).all() and (f["refit"] == "fresh").all()
+    np.testing.assert_allclose(t["persistence"], t["previous"])
+    np.testing.assert_allclose(t["actual"], frame.loc[t.index, "close"])
+    for c in ["model", "drift", "moving_average", "ar", "lo80", "hi80", "lo95", "hi95", "vol20", "high", "low"]:
+        assert t[c].notna().all(), c
+    assert (t["lo95"] <= t["lo80"]).all() and (t["lo80"] <= t["model"]).all() and (t["hi80"] <= t["hi95"]).all()
+
+
+def test_rolling_window_keeps_train_size(raw):
+    r = walk_forward(fill_zeros(raw), tiny(), BacktestSettings(start=START, window="rolling", train_size=150), "close")
+    f = r.folds
+    assert (f["train_rows"] == 150).all()
+    assert (f["train_first"].diff().dropna() == pd.Timedelta(days=7)).all()
+
+
+def test_warm_refit_continues_for_few_epochs(raw):
+    s = tiny()
+    s.train.epochs = 3
+    r = walk_forward(fill_zeros(raw), s, BacktestSettings(start=START, refit="warm", warm_epochs=1), "close")
+    assert list(r.folds["refit"]) == ["full", "warm", "warm", "warm"]
+    assert r.folds["epochs_run"].iloc[0] == 3 and (r.folds["epochs_run"].iloc[1:] == 1).all()
+    fresh = walk_forward(fill_zeros(raw), s, BacktestSettings(start=START), "close")
+    np.testing.assert_allclose(r.table["model"].iloc[:7], fresh.table["model"].iloc[:7])  # fold 0 is the same fit
+    assert (r.table["model"].iloc[7:] - fresh.table["model"].iloc[7:]).abs().max() > 0  # later folds differ
+    assert "warm" in r.backtest.describe() and "previous fold" in r.backtest.describe()
+
+
+def test_parallel_folds_match_sequential(raw):
+    frame = fill_zeros(raw.iloc[:-8])  # two folds
+    bt = BacktestSettings(start=START, retrain_every=7)
+    seq = walk_forward(frame, tiny(), bt, "close")
+    bt.jobs = 2
+    par = walk_forward(frame, tiny(), bt, "close")
+    pd.testing.assert_frame_equal(seq.table, par.table, rtol=1e-5)
+
+
+def test_run_backtest_writes_a_complete_run_folder(tmp_path):
+    s = tiny()
+    bt = BacktestSettings(start=START, refit="warm", warm_epochs=1)
+    run = run_backtest("btc-usd", s, bt, TradingSettings(stop_loss_pct=5), runs_dir=tmp_path, n_boot=200)
+    files = {p.name for p in run.folder.iterdir()}
+    assert {"config.json", "metrics.json", "timing.json", "forecast.csv", "folds.csv", "returns.csv", "report.html",
+            "forecast_intervals.png", "equity.png", "drawdown.png", "per_year.png"} <= files
+    assert [p.name for p in tmp_path.iterdir()] == [run.folder.name]  # no staging folder left
+    m = json.loads((run.folder / "metrics.json").read_text())
+    assert m["test"]["days"] == 22 and m["test"]["folds"] == 4
+    assert "warm" in m["refit_rule"]
+    assert {"model", "persistence", "drift", "moving_average", "ar", "always_up"} <= set(m["metrics"])
+    assert 0 <= m["diebold_mariano"]["p_one_sided"] <= 1
+    assert set(m["trading"]["results"]) == {"buy_and_hold", "model", "persistence", "drift", "moving_average", "ar"}
+    assert m["verdict"][0].startswith("The model") and "buy-and-hold" in m["verdict"][2]
+    html = (run.folder / "report.html").read_text()
+    assert html_escape(m["verdict"][0]) in html and "data:image/png;base64" in html
+    table = pd.read_csv(run.folder / "forecast.csv", index_col=0)
+    assert len(table) == 22 and "lo95" in table.columns
+
+
+# -- bad input: one line, exit 2, nothing written ----------------------------------------------
+def test_library_errors(raw):
+    frame = fill_zeros(raw)
+    with pytest.raises(DataError, match="outside the data"):
+        check(frame, tiny(), BacktestSettings(start="2030-01-01"))
+    with pytest.raises(ConfigError, match="shorter than one retrain interval"):
+        check(frame, tiny(), BacktestSettings(start="2026-01-02", retrain_every=7))
+    with pytest.raises(ConfigError, match="smaller than the window"):
+        check(frame, tiny(), BacktestSettings(start=START, window="rolling", train_size=15))
+    with pytest.raises(DataError, match="too few to train"):
+        check(frame, tiny(), BacktestSettings(start=str(raw.index[5].date())))
+
+
+def _cli(monkeypatch, capsys, args):
+    from coincast.cli_eval import audit, backtest
+
+    app = typer.Typer()
+    app.command("backtest")(backtest)
+    app.command("audit")(audit)
+    monkeypatch.setattr(cli, "app", app)
+    monkeypatch.setattr(sys, "argv", ["coincast", *args])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    return exc.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--start", "2031-05-01"], "outside the data"),
+    (["--start", "2026-01-03"], "shorter than one retrain interval"),
+    (["--window", "rolling", "--train-size", "30"], "smaller than the window"),
+    (["--fee-bps", "-3"], "fees cannot be negative"),
+    (["--threshold", "abc"], "threshold must be a number"),
+])
+def test_cli_bad_input_is_one_line_exit_2_nothing_written(monkeypatch, capsys, tmp_path, args, words):
+    out = tmp_path / "runs"
+    code, err = _cli(monkeypatch, capsys, ["backtest", "--out", str(out), "--quiet", *args])
+    assert code == 2
+    assert err.startswith("error: ") and words in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() or not any(out.iterdir())
