@@ -118,6 +118,11 @@ def audit_backtest(
     """
     trading.check(t)
     bt = copy.deepcopy(bt)
+    settings = copy.deepcopy(settings)
+    if getattr(settings.model, "shrink", False):
+        # Shrinkage toward persistence can hide the network's output entirely (a = 0 when a tiny
+        # audit model shows no skill), and with it any leak: audit the network's own forecasts.
+        settings.model.shrink = False
     frame = fill_zeros(transform(raw))
     start = check(frame, settings, bt)
     if cutoff is None:

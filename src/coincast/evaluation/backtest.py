@@ -185,7 +185,8 @@ def run_fold(frame: pd.DataFrame, settings: Settings, p: Plan, init: Forecaster 
         "train_first": train.index[0], "train_last": train.index[-1], "train_rows": len(train),
         "test_first": pred.index[0], "test_last": pred.index[-1], "test_days": len(pred),
         "epochs_run": len(h.loss), "best_epoch": h.best_epoch, "stopped_early": h.stopped_early,
-        "train_seconds": h.seconds, "val_windows": len(val),
+        "train_seconds": sum(x.seconds for x in getattr(f, "histories_", [h])), "val_windows": len(val),
+        "shrink": getattr(f, "shrink_", None),
     }
     return {"pred": pred, "val_scores": conformal.scores(val["actual"], val["predicted"], val["previous"]), "info": info}, f
 
