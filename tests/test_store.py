@@ -114,7 +114,7 @@ def test_ohlc_violations_are_refused_and_store_untouched(tmp_path, btc_csv):
 
 def test_wrong_timeframe_is_refused(tmp_path):
     load("btc-usd-1h").iloc[:100].to_csv(tmp_path / "h.csv")
-    with pytest.raises(DataError, match="candles only 0 days 01:00:00 apart, shorter than timeframe 1d"):
+    with pytest.raises(DataError, match="candles only 1h apart, shorter than timeframe 1d"):
         import_file(tmp_path / "h.csv", BTC, "1d", store=tmp_path / "s.duckdb")
     with pytest.raises(DataError, match="timeframe '1x' is not valid"):
         import_file(tmp_path / "h.csv", BTC, "1x", store=tmp_path / "s.duckdb")

@@ -56,14 +56,15 @@ def store_ls(store: Optional[Path] = typer.Option(None, help=STORE_HELP)):
     if held.empty:
         out.print(f"{path} is empty: fill it with `coincast store import` or `coincast fetch`")
         return
-    table = Table(title=str(path))
-    for col in ["exchange", "symbol", "timeframe", "rows", "first", "last", "gaps", "missing"]:
-        table.add_column(col, justify="right" if col in ("rows", "gaps", "missing") else "left")
+    table = Table(title=str(path), box=None, collapse_padding=True, pad_edge=False, title_justify="left")
+    for col in ["data", "rows", "first", "last", "gaps", "missing"]:
+        table.add_column(col, justify="right" if col in ("rows", "gaps", "missing") else "left", no_wrap=True)
     for row in held.itertuples(index=False):
-        table.add_row(row.exchange, row.symbol, row.timeframe, str(row.rows), str(row.first), str(row.last),
-                      str(row.gaps), str(row.missing))
+        when = "%Y-%m-%d" if row.timeframe[-1] in "dwM" else "%Y-%m-%d %H:%M"
+        table.add_row(f"store:{row.exchange}/{row.symbol}/{row.timeframe}", str(row.rows),
+                      row.first.strftime(when), row.last.strftime(when), str(row.gaps), str(row.missing))
     out.print(table)
-    out.print(f"use `--data store:{held.exchange[0]}/{held.symbol[0]}/{held.timeframe[0]}` to run on stored candles")
+    out.print("give a `data` value to --data to run on those candles")
 
 
 @store_app.command("gaps")

@@ -282,9 +282,18 @@ def check_spacing(open_times: pd.Series, timeframe: str, source: str) -> None:
     closest = open_times.diff().min()
     if closest < step:
         raise DataError(
-            f"{source}: candles only {closest} apart, shorter than timeframe {timeframe}; "
+            f"{source}: candles only {_span(closest)} apart, shorter than timeframe {timeframe}; "
             "give the file's real timeframe (--timeframe)"
         )
+
+
+def _span(delta: pd.Timedelta) -> str:
+    """A time span the way timeframes are written: 1h, 15m, 2d, 30s."""
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
