@@ -70,8 +70,8 @@ def test_warm_start_begins_from_the_given_weights(btc):
     s = tiny(window=20)
     s.train.lr = 1e-12  # a step too small to move the weights: the result is the init
     warm = Forecaster(s).fit(btc.iloc[:650], init=first)
-    for k, v in first.module_.state_dict().items():
-        torch.testing.assert_close(warm.module_.state_dict()[k], v, atol=1e-6, rtol=0)
+    for k, v in first.modules_[0].state_dict().items():
+        torch.testing.assert_close(warm.modules_[0].state_dict()[k], v, atol=1e-6, rtol=0)
 
 
 def test_truncated_and_corrupt_model_files(tmp_path, btc):
@@ -110,3 +110,48 @@ def test_model_json_is_self_describing(tmp_path, btc):
     meta = json.loads((tmp_path / "model.json").read_text())
     assert meta["columns"] == ["open", "high", "low", "close", "volume"]
     assert meta["settings"]["data"]["window"] == 20 and meta["normaliser"]["rules"] == ["ratio"] * 5
+
+
+def test_zero_network_output_is_exactly_persistence(btc):
+    m = _fit(btc.iloc[:600])  # default: target "change", revin scaling
+    for module in m.modules_:
+        torch.nn.init.zeros_(module.head.weight)
+        torch.nn.init.zeros_(module.head.bias)
+    p = m.predict(btc.iloc[:700], start=btc.index[600])
+    np.testing.assert_array_equal(p["predicted"].to_numpy(), p["previous"].to_numpy())
+
+
+def test_shrinkage_is_fitted_on_validation_windows_only(btc):
+    from coincast.models.forecaster import fit_shrinkage
+
+    train = btc.iloc[:600]
+    m = _fit(train)
+    assert 0.0 <= m.shrink_ <= 1.0
+    # by hand: the last 10% of the training windows (the chronological validation part)
+    m.shrink_ = 1.0
+    val = m.predict(train).iloc[-round(0.1 * (600 - 19)) :]
+    assert fit_shrinkage(val["actual"].to_numpy(), val["predicted"].to_numpy(), val["previous"].to_numpy()) == pytest.approx(_fit(train).shrink_)
+    # the test period cannot move it: fit sees only the training frame
+    changed = btc.iloc[:700].copy()
+    changed.iloc[600:] *= 3.0
+    assert _fit(changed.iloc[:600]).shrink_ == _fit(train).shrink_
+
+
+def test_fit_shrinkage_by_hand():
+    from coincast.models.forecaster import fit_shrinkage
+
+    prev = np.array([100.0, 100.0, 100.0])
+    actual = np.array([101.0, 99.0, 102.0])  # moves +1%, -1%, +2%
+    assert fit_shrinkage(actual, prev + np.array([2.0, -2.0, 4.0]), prev) == pytest.approx(0.5)
+    assert fit_shrinkage(actual, prev - np.array([1.0, -1.0, 2.0]), prev) == 0.0  # anti-skill: persistence
+    assert fit_shrinkage(actual, prev, prev) == 0.0
+
+
+def test_seed_averaging_saves_and_loads_every_network(tmp_path, btc):
+    s = tiny(window=20)
+    s.train.seeds = 2
+    m = Forecaster(s).fit(btc.iloc[:600])
+    assert len(m.modules_) == 2
+    m.save(tmp_path)
+    back = Forecaster.load(tmp_path)
+    assert len(back.modules_) == 2 and back.forecast_next(btc) == m.forecast_next(btc)

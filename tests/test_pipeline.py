@@ -35,12 +35,12 @@ def test_run_folder_contents_and_forecast_table(tmp_path):
                             "model.json", "model.safetensors"])
     assert list(tmp_path.iterdir()) == [r.folder]  # no staging folder left
     t = r.forecast
-    assert list(t.columns) == ["actual", "model", "previous", "base", "persistence", "drift"]
+    assert list(t.columns) == ["actual", "model", "previous", "base", "persistence", "drift", "moving_average", "ar"]
     np.testing.assert_array_equal(t["persistence"], t["previous"])
     html = (r.folder / "report.html").read_text()
     assert "data:image/png;base64," in html and "persistence" in html and html_mod.escape(r.verdict) in html
     metrics = json.loads((r.folder / "metrics.json").read_text())
-    assert set(metrics["metrics"]) == {"model", "persistence", "drift", "always_up"}
+    assert set(metrics["metrics"]) == {"model", "persistence", "drift", "moving_average", "ar", "always_up"}
     assert "beat persistence" in metrics["verdict"] and "p = " in metrics["verdict"]
 
 

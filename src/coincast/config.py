@@ -38,7 +38,11 @@ class ModelSettings:
     bidirectional: bool = True
     # What the network predicts: "window" is the tutorial's price relative to the window's
     # first row; "change" is the move relative to the last observed price (0 = persistence).
-    target: str = "window"
+    target: str = "change"
+    scaling: str = "revin"  # or "none": per-window standardisation of inputs and target
+    # Forecast = persistence + a * (model - persistence), a in [0, 1] fitted on the
+    # validation windows only (a = 0 where the model shows no skill there).
+    shrink: bool = True
 
 
 @dataclass
@@ -50,6 +54,7 @@ class TrainSettings:
     early_stopping: bool = True
     patience: int = 10
     seed: int = 0
+    seeds: int = 1  # average this many networks trained with seeds seed, seed+1, ...
     device: str = "auto"  # auto: CUDA, then MPS, then CPU
 
 
@@ -79,6 +84,7 @@ def _tutorial() -> Settings:
     s = Settings(preset="tutorial")
     s.data.val_split = "random"
     s.data.skip_last_row = True
+    s.model.target, s.model.scaling, s.model.shrink = "window", "none", False
     s.train.early_stopping = False
     return s
 
@@ -135,6 +141,8 @@ def validate(s: Settings) -> Settings:
         (d.val_split in ("chronological", "random"), f"val_split must be 'chronological' or 'random' (got {d.val_split!r})"),
         (m.cell in ("lstm", "gru"), f"cell must be 'lstm' or 'gru' (got {m.cell!r})"),
         (m.target in ("window", "change"), f"model target must be 'window' or 'change' (got {m.target!r})"),
+        (m.scaling in ("none", "revin"), f"scaling must be 'none' or 'revin' (got {m.scaling!r})"),
+        (isinstance(t.seeds, int) and t.seeds >= 1, f"seeds must be at least 1 (got {t.seeds})"),
         (0 <= m.dropout < 1, f"dropout must be in [0, 1) (got {m.dropout})"),
         (t.loss in ("mse", "huber"), f"loss must be 'mse' or 'huber' (got {t.loss!r})"),
         (t.lr > 0, f"learning rate must be positive (got {t.lr})"),

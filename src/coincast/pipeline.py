@@ -142,6 +142,8 @@ def _write_run(folder, data, settings, forecaster, table, metrics, sentence, sha
             "final_loss": hist.loss[-1],
             "final_val_loss": hist.val_loss[-1],
             "best_val_loss": min(hist.val_loss),
+            "networks": len(forecaster.modules_),
+            "shrink": forecaster.shrink_,
         },
     })
     io.write_json(folder / "timing.json", {  # kept apart: times differ between identical runs
@@ -169,7 +171,10 @@ def _write_run(folder, data, settings, forecaster, table, metrics, sentence, sha
         "test period": f"{test_span['first']} → {test_span['last']} ({test_span['days']} steps)",
         "train windows": tuple(shapes["train"]), "epochs run": len(hist.loss),
         "kept epoch": hist.best_epoch, "validation": settings.data.val_split,
-        "model target": settings.model.target, "training time (s)": f"{hist.seconds:.1f}",
+        "model target": settings.model.target, "scaling": settings.model.scaling,
+        "shrinkage a (fitted on validation)": f"{forecaster.shrink_:.3f}" if settings.model.shrink else "off",
+        "networks averaged": len(forecaster.modules_),
+        "training time (s)": f"{sum(h.seconds for h in forecaster.histories_):.1f}",
     }
     io.write_text(folder / "report.html", html_report(
         f"coincast run: {data}", sentence, summary, metrics, rules, images))

@@ -7,7 +7,7 @@ its own first row, so the network sees shapes, not price levels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -63,29 +63,45 @@ class Normaliser:
 
 @dataclass
 class Windows:
-    """Normalised windows and what it takes to turn a prediction back into a price."""
+    """Normalised windows and what it takes to turn a prediction back into a price.
+
+    The network's target is `y = (r - offset) / scale`, where r is the target price relative
+    to an anchor: the window's first price (target "window", the tutorial's) or the last
+    observed price (target "change", where an output of 0 is exactly persistence).
+    """
 
     X: np.ndarray  # [N, L-1, F] float32, normalised inputs
-    y: np.ndarray  # [N] float32, normalised target (see `target_mode`)
+    y: np.ndarray  # [N] float32, the network's target
+    anchor: np.ndarray  # [N] price the relative target is measured from
+    offset: np.ndarray  # [N] per-window shift of the relative target (0 without scaling)
+    scale: np.ndarray  # [N] per-window scale of the relative target (1 without scaling)
     base: np.ndarray  # [N] target price in the window's first row
     prev: np.ndarray  # [N] last observed target price (row L-2)
     actual: np.ndarray  # [N] the target price to predict (row L-1)
     index: pd.Index  # [N] label (date) of each target row
-    target_mode: str  # "window": y = actual/base - 1; "change": y = actual/prev - 1
 
     def __len__(self) -> int:
         return len(self.y)
 
     def to_price(self, y_hat: np.ndarray) -> np.ndarray:
-        """Turn normalised predictions back into prices."""
-        anchor = self.base if self.target_mode == "window" else self.prev
-        return (np.asarray(y_hat, dtype=np.float64) + 1.0) * anchor
+        """Undo the scaling and the anchoring: network outputs -> prices."""
+        return self.anchor * (1.0 + self.offset + self.scale * np.asarray(y_hat, dtype=np.float64))
+
+    def take(self, idx) -> "Windows":
+        """The windows at the given positions or mask."""
+        return Windows(*(getattr(self, f.name)[idx] for f in fields(self)))
 
 
 def make_windows(
-    frame: pd.DataFrame, target: str, length: int, norm: Normaliser, target_mode: str = "window"
+    frame: pd.DataFrame, target: str, length: int, norm: Normaliser,
+    target_mode: str = "window", scaling: str = "none",
 ) -> Windows:
-    """Cut every window of `length` rows from the frame (one per possible target row)."""
+    """Cut every window of `length` rows from the frame (one per possible target row).
+
+    scaling "revin": each input column is standardised over the window's own steps, and the
+    target is standardised with the window's own statistics (reversible instance
+    normalisation); undone on the way out, so nothing outside the window is used.
+    """
     if list(frame.columns) != norm.columns:
         raise ValueError("frame columns differ from the normaliser's")  # internal: callers select
     values = frame.to_numpy(dtype=np.float64)  # [T, F]
@@ -104,23 +120,27 @@ def make_windows(
     scales = np.asarray(norm.scales)  # [F]
     with np.errstate(divide="ignore", invalid="ignore"):
         normed = np.where(ratio, w / np.where(ratio, first, 1.0) - 1.0, (w - first) / scales)  # [N, L, F]
+    X = normed[:, :-1, :]  # [N, L-1, F]
     t = norm.columns.index(target)
     base, prev, actual = w[:, 0, t], w[:, -2, t], w[:, -1, t]  # [N] each
-    y = actual / base - 1.0 if target_mode == "window" else actual / prev - 1.0
+    anchor = base if target_mode == "window" else prev
+    rel = actual / anchor - 1.0  # [N]
+    offset, scale = np.zeros_like(rel), np.ones_like(rel)
+    if scaling == "revin":
+        mean, std = X.mean(axis=1, keepdims=True), X.std(axis=1, keepdims=True) + 1e-8  # [N, 1, F]
+        if target_mode == "window":  # the target lives in the target column's units
+            offset, scale = mean[:, 0, t], std[:, 0, t]
+        else:  # a move: scale by the window's own step volatility, keep 0 = persistence
+            price = w[:, :-1, t]  # [N, L-1]
+            scale = (price[:, 1:] / price[:, :-1] - 1.0).std(axis=1) + 1e-8
+        X = (X - mean) / std
     return Windows(
-        X=normed[:, :-1, :].astype(np.float32),
-        y=y.astype(np.float32),
-        base=base.copy(),
-        prev=prev.copy(),
-        actual=actual.copy(),
+        X=X.astype(np.float32),
+        y=((rel - offset) / scale).astype(np.float32),
+        anchor=anchor.copy(), offset=offset, scale=scale,
+        base=base.copy(), prev=prev.copy(), actual=actual.copy(),
         index=frame.index[length - 1 :],
-        target_mode=target_mode,
     )
-
-
-def subset(w: Windows, idx: np.ndarray | slice) -> Windows:
-    """The windows at the given positions (a view of the same arrays where possible)."""
-    return Windows(w.X[idx], w.y[idx], w.base[idx], w.prev[idx], w.actual[idx], w.index[idx], w.target_mode)
 
 
 def split_train_val(n: int, val_fraction: float, mode: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

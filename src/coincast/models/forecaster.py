@@ -1,13 +1,15 @@
 """`Forecaster`: fit / predict / save / load around the network.
 
 Estimator shape: the constructor only stores settings, `fit` returns self, learned state
-ends in `_`. Everything fitted (column rules, scales, weights, early stopping) sees only
-the frame given to `fit`, so a walk-forward evaluator can refit it per fold without leaks.
+ends in `_`. Everything fitted (column rules, scales, weights, early stopping, shrinkage)
+sees only the frame given to `fit`, so a walk-forward evaluator can refit it per fold
+without leaks.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -30,6 +32,16 @@ FORMAT = "coincast-forecaster/1"
 MIN_TRAIN_WINDOWS = 10
 
 
+def fit_shrinkage(actual: np.ndarray, model: np.ndarray, prev: np.ndarray) -> float:
+    """Least-squares a in [0, 1] for prev + a * (model - prev), from validation windows only.
+
+    a = 0 (persistence) when the model's moves do not line up with the real ones at all.
+    """
+    real, pred = actual / prev - 1.0, model / prev - 1.0  # relative moves
+    denom = float(np.dot(pred, pred))
+    return float(np.clip(np.dot(real, pred) / denom, 0.0, 1.0)) if denom > 0 else 0.0
+
+
 class Forecaster:
     """The bidirectional LSTM forecaster; see `Settings` for every knob."""
 
@@ -46,7 +58,6 @@ class Forecaster:
         s = validate(self.settings)
         frame, target = select_columns(frame, s.data.target, s.data.features)
         frame = fill_zeros(frame)
-        seed_everything(s.train.seed)
         self.target_, self.columns_ = target, list(frame.columns)
         self.normaliser_ = Normaliser.fit(frame, target)
         w = self._windows(frame)
@@ -55,18 +66,33 @@ class Forecaster:
                 f"only {len(w)} training windows of {s.data.window} rows: give at least "
                 f"{s.data.window + MIN_TRAIN_WINDOWS - 1} rows or a shorter --window"
             )
-        rng = np.random.default_rng(s.train.seed)
-        tr, va = split_train_val(len(w), s.data.val_fraction, s.data.val_split, rng)
+        if init is not None and init.columns_ != self.columns_:
+            raise DataError(f"warm start needs the same columns: {init.columns_} vs {self.columns_}")
+        tr, va = split_train_val(len(w), s.data.val_fraction, s.data.val_split, np.random.default_rng(s.train.seed))
         self.device_ = pick_device(s.train.device)
-        self.module_ = self._build()
-        if init is not None:
-            if init.columns_ != self.columns_:
-                raise DataError(f"warm start needs the same columns: {init.columns_} vs {self.columns_}")
-            self.module_.load_state_dict(init.module_.state_dict())
         self.train_shape_ = w.X.shape
-        self.history_ = train(self.module_, w.X[tr], w.y[tr], w.X[va], w.y[va], s.train, self.device_, progress)
+        self.modules_, self.histories_ = [], []
+        for k in range(s.train.seeds):
+            seed = s.train.seed + k
+            seed_everything(seed)
+            module = self._build()
+            if init is not None:
+                module.load_state_dict(init.modules_[k % len(init.modules_)].state_dict())
+            hist = train(module, w.X[tr], w.y[tr], w.X[va], w.y[va],
+                         dataclasses.replace(s.train, seed=seed), self.device_, progress)
+            self.modules_.append(module)
+            self.histories_.append(hist)
+        self.shrink_ = 1.0
+        if s.model.shrink:
+            val = w.take(va)
+            self.shrink_ = fit_shrinkage(val.actual, val.to_price(self._predict_norm(val.X)), val.prev)
         self.step_ = _step(frame.index)
         return self
+
+    @property
+    def history_(self):
+        """The first network's training history (the one plotted)."""
+        return self.histories_[0]
 
     def _build(self) -> BiLSTM:
         s = self.settings
@@ -74,7 +100,7 @@ class Forecaster:
 
     def _windows(self, frame: pd.DataFrame) -> Windows:
         s = self.settings
-        return make_windows(frame, self.target_, s.data.window, self.normaliser_, s.model.target)
+        return make_windows(frame, self.target_, s.data.window, self.normaliser_, s.model.target, s.model.scaling)
 
     # -- predicting --------------------------------------------------------------------
     def _prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -88,10 +114,18 @@ class Forecaster:
 
     @torch.no_grad()
     def _predict_norm(self, X: np.ndarray) -> np.ndarray:
-        self.module_.eval()
+        """The networks' mean output for each window."""
         Xt = torch.as_tensor(X, device=self.device_)  # [N, L-1, F]
-        out = [self.module_(Xt[i : i + 4096]) for i in range(0, len(Xt), 4096)]
-        return torch.cat(out).cpu().numpy() if out else np.zeros(0, dtype=np.float32)
+        total = np.zeros(len(X), dtype=np.float64)
+        for module in self.modules_:
+            module.eval()
+            for i in range(0, len(Xt), 4096):
+                total[i : i + 4096] += module(Xt[i : i + 4096]).double().cpu().numpy()  # [b]
+        return total / len(self.modules_)
+
+    def _to_price(self, w: Windows) -> np.ndarray:
+        price = w.to_price(self._predict_norm(w.X))
+        return w.prev + self.shrink_ * (price - w.prev)
 
     def predict(self, frame: pd.DataFrame, start=None) -> pd.DataFrame:
         """Predicted price for each window in `frame` whose target label is >= `start`.
@@ -101,11 +135,9 @@ class Forecaster:
         """
         w = self._windows(self._prepare(frame))
         if start is not None:
-            keep = np.asarray(w.index >= start)
-            w = Windows(w.X[keep], w.y[keep], w.base[keep], w.prev[keep], w.actual[keep], w.index[keep], w.target_mode)
-        pred = w.to_price(self._predict_norm(w.X))
+            w = w.take(np.asarray(w.index >= start))
         return pd.DataFrame(
-            {"actual": w.actual, "predicted": pred, "previous": w.prev, "base": w.base}, index=w.index
+            {"actual": w.actual, "predicted": self._to_price(w), "previous": w.prev, "base": w.base}, index=w.index
         )
 
     def forecast_next(self, frame: pd.DataFrame) -> dict:
@@ -119,8 +151,7 @@ class Forecaster:
         padded = pd.concat([tail, tail.iloc[-1:]])
         padded.index = pd.RangeIndex(len(padded))
         w = self._windows(padded)
-        price = float(w.to_price(self._predict_norm(w.X))[0])
-        last = float(w.prev[0])
+        price, last = float(self._to_price(w)[0]), float(w.prev[0])
         when = frame.index[-1] + self.step_ if isinstance(frame.index, pd.DatetimeIndex) else len(frame)
         return {
             "date": when.isoformat() if hasattr(when, "isoformat") else int(when),
@@ -135,7 +166,11 @@ class Forecaster:
         """Write model.safetensors and model.json (everything needed to rebuild), atomically."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        weights = {k: v.detach().cpu().contiguous() for k, v in self.module_.state_dict().items()}
+        weights = {
+            f"{k}.{name}": v.detach().cpu().contiguous()
+            for k, module in enumerate(self.modules_)
+            for name, v in module.state_dict().items()
+        }
         io.write_bytes(folder / "model.safetensors", save_safetensors(weights))
         io.write_json(folder / "model.json", {
             "format": FORMAT,
@@ -143,6 +178,8 @@ class Forecaster:
             "target": self.target_,
             "columns": self.columns_,
             "normaliser": self.normaliser_.to_dict(),
+            "shrink": self.shrink_,
+            "networks": len(self.modules_),
             "step": str(self.step_) if self.step_ is not None else None,
         })
 
@@ -163,18 +200,21 @@ class Forecaster:
             self.target_, self.columns_ = meta["target"], meta["columns"]
             n = meta["normaliser"]
             self.normaliser_ = Normaliser(n["columns"], n["rules"], n["scales"])
+            self.shrink_, n_networks = float(meta["shrink"]), int(meta["networks"])
             self.step_ = pd.Timedelta(meta["step"]) if meta.get("step") else None
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelFileError(f"{meta_path} is corrupt ({exc}); retrain with `coincast run`") from None
         self.device_ = pick_device(self.settings.train.device)
-        self.module_ = self._build()
         try:
             state = load_safetensors(weights_path.read_bytes())
-            self.module_.load_state_dict(state)
+            self.modules_ = []
+            for k in range(n_networks):
+                module = self._build()
+                module.load_state_dict({name[len(f"{k}.") :]: v for name, v in state.items() if name.startswith(f"{k}.")})
+                self.modules_.append(module.to(self.device_))
         except (SafetensorError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0][:160]
             raise ModelFileError(f"{weights_path} is corrupt or truncated ({first}); retrain with `coincast run`") from None
-        self.module_.to(self.device_)
         return self
 
 
