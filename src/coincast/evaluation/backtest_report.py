@@ -28,10 +28,13 @@ from coincast.data.frame import select_columns
 from coincast.evaluation import conformal, stats, trading
 from coincast.evaluation.backtest import BacktestResult, BacktestSettings, check, settings_dict, walk_forward
 from coincast.evaluation.metrics import score, verdict
-from coincast.evaluation.plots import COLORS, _png, plt
+from coincast.evaluation.plots import COLORS as BASE_COLORS
+from coincast.evaluation.plots import _png, plt
 from coincast.evaluation.report import _kv_html, _table_html
 from coincast.pipeline import _final_name, _staging_folder
 from coincast.windows import fill_zeros
+
+COLORS = {**BASE_COLORS, "moving_average": "tab:purple", "ar": "tab:brown", "buy_and_hold": "black"}
 
 
 @dataclass
