@@ -183,6 +183,16 @@ def cpu_info() -> dict:
     return info
 
 
+def _onednn_enabled() -> bool | None:
+    """Whether TF runs its oneDNN (MKL) kernels: by default only on CPUs with AVX512_VNNI,
+    AVX512_BF16 or AMX, or when TF_ENABLE_ONEDNN_OPTS=1. None if TF no longer tells."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="CSV (may be .gz) of daily numeric columns")
@@ -266,6 +276,7 @@ def main(argv: list[str] | None = None) -> dict:
             "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
             "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
             "note": "0 = TensorFlow's default (one pool sized to the visible cores)",
+            "onednn": _onednn_enabled(),
             "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
                     "TF_NUM_INTEROP_THREADS", "TF_ENABLE_ONEDNN_OPTS") if k in os.environ},
         },
