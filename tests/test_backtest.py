@@ -69,13 +69,14 @@ def test_rolling_window_keeps_train_size(raw):
 def test_warm_refit_continues_for_few_epochs(raw):
     s = tiny()
     s.train.epochs = 3
-    r = walk_forward(fill_zeros(raw), s, BacktestSettings(start=START, refit="warm", warm_epochs=1), "close")
+    r = walk_forward(fill_zeros(raw), s, BacktestSettings(start=START, refit="warm", warm_epochs=1, warm_span=100), "close")
     assert list(r.folds["refit"]) == ["full", "warm", "warm", "warm"]
+    assert r.folds["train_rows"].iloc[0] > 300 and (r.folds["train_rows"].iloc[1:] == 100).all()  # recent rows only
     assert r.folds["epochs_run"].iloc[0] == 3 and (r.folds["epochs_run"].iloc[1:] == 1).all()
     fresh = walk_forward(fill_zeros(raw), s, BacktestSettings(start=START), "close")
     np.testing.assert_allclose(r.table["model"].iloc[:7], fresh.table["model"].iloc[:7])  # fold 0 is the same fit
     assert (r.table["model"].iloc[7:] - fresh.table["model"].iloc[7:]).abs().max() > 0  # later folds differ
-    assert "warm" in r.backtest.describe() and "previous fold" in r.backtest.describe()
+    assert "previous fold" in r.backtest.describe() and "last 100 rows" in r.backtest.describe()
 
 
 def test_parallel_folds_match_sequential(raw):

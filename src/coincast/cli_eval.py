@@ -69,6 +69,7 @@ def backtest(
     train_size: Optional[int] = typer.Option(None, help="Rows per training span (rolling); default: all rows before --start."),
     refit: str = typer.Option("fresh", help="fresh: new model each fold; warm: continue from the previous fold's weights."),
     warm_epochs: int = typer.Option(5, help="Epochs of each warm refit after the first full fit."),
+    warm_span: int = typer.Option(400, help="Warm refits train on the last N rows of their span (0: all of it)."),
     jobs: int = typer.Option(1, help="Parallel processes for fresh refits."),
     preset: str = typer.Option("default", help="Model preset: default or tutorial."),
     config: Optional[Path] = typer.Option(None, help="TOML file with [data], [model], [train] tables."),
@@ -107,7 +108,7 @@ def backtest(
         model__hidden=_hidden(hidden), model__cell=cell, model__target=model_target,
     )
     bt = BacktestSettings(start=start, retrain_every=retrain_every, window=window, train_size=train_size,
-                          refit=refit, warm_epochs=warm_epochs, jobs=jobs)
+                          refit=refit, warm_epochs=warm_epochs, warm_span=warm_span or None, jobs=jobs)
     bar = Progress(TextColumn("folds"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=quiet)
     task = bar.add_task("folds", total=None)
     with bar:

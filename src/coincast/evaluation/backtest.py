@@ -42,14 +42,18 @@ class BacktestSettings:
     train_size: int | None = None  # rows per training span (rolling); expanding: rows before start
     refit: str = "fresh"  # or "warm"
     warm_epochs: int = 5  # epochs of each warm refit after the first full fit
+    # Rows a warm refit trains on: the most recent part of its span (the older rows are in the
+    # weights already); None: the whole span. Keeps a warm fold ~8x cheaper than a full fit.
+    warm_span: int | None = 400
     jobs: int = 1  # parallel processes for fresh refits
     levels: tuple[float, ...] = field(default=conformal.LEVELS)
 
     def describe(self) -> str:
         """The refit rule in words, for the report (users were burned by this ambiguity)."""
         if self.refit == "warm":
+            span = "its whole training span" if self.warm_span is None else f"the last {self.warm_span} rows of its training span"
             return (f"warm: the first fold trains a new model in full; every later fold continues from the "
-                    f"previous fold's weights for {self.warm_epochs} epoch(s) on its own training span")
+                    f"previous fold's weights for {self.warm_epochs} epoch(s) on {span}")
         return "fresh: every fold trains a new model from scratch (random init, same seed) on its own training span"
 
 
@@ -127,6 +131,9 @@ def check(frame: pd.DataFrame, settings: Settings, bt: BacktestSettings) -> int:
     if not isinstance(bt.warm_epochs, int) or bt.warm_epochs < 1:
         raise ConfigError(f"warm epochs must be at least 1 (got {bt.warm_epochs})")
     need = min_train_rows(settings)
+    if bt.warm_span is not None and bt.warm_span < need:
+        raise ConfigError(f"warm span {bt.warm_span} is smaller than the window plus {MIN_TRAIN_WINDOWS + 1} "
+                          f"training windows: use --warm-span {need} or more")
     if bt.train_size is not None and bt.train_size < need:
         raise ConfigError(
             f"train size {bt.train_size} is smaller than the window ({settings.data.window} rows) plus "
@@ -240,7 +247,8 @@ def walk_forward(
         prev = None
         for p in plans:
             use_warm = bt.refit == "warm" and prev is not None
-            r, f = run_fold(frame, warm if use_warm else settings, p, init=prev if use_warm else None)
+            fp = Plan(p.k, max(p.lo, p.cut - bt.warm_span), p.cut, p.end) if use_warm and bt.warm_span else p
+            r, f = run_fold(frame, warm if use_warm else settings, fp, init=prev if use_warm else None)
             r["info"]["refit"] = "warm" if use_warm else ("full" if bt.refit == "warm" else "fresh")
             prev = f if bt.refit == "warm" else None
             results.append(r)
