@@ -95,3 +95,12 @@ def test_cli_audit_passes(monkeypatch, capsys):
     cli.main()  # returns normally when the audit passes (exit 1 when it fails)
     text = capsys.readouterr().out
     assert text.count("look-ahead audit passed") == 2
+
+
+def test_bad_cutoff(raw):
+    from coincast.errors import ConfigError, DataError
+
+    with pytest.raises(ConfigError, match="not a date"):
+        audit_features(raw, peek, "soon")
+    with pytest.raises(DataError, match="outside the data"):
+        audit_features(raw, peek, "2031-01-01")

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from coincast.config import Settings
-from coincast.errors import DataError
+from coincast.errors import ConfigError, DataError
 from coincast.evaluation import trading
 from coincast.evaluation.backtest import BacktestSettings, check, walk_forward
 from coincast.windows import fill_zeros
@@ -91,7 +91,10 @@ def audit_features(raw: pd.DataFrame, transform: Transform, cutoff, seed: int = 
 def _cut_position(raw: pd.DataFrame, cutoff) -> int:
     if isinstance(cutoff, (int, np.integer)):
         return int(cutoff)
-    when = pd.Timestamp(cutoff)
+    try:
+        when = pd.Timestamp(cutoff)
+    except (ValueError, TypeError):
+        raise ConfigError(f"cut-off {cutoff!r} is not a date: use --cutoff YYYY-MM-DD") from None
     if when.tzinfo is None and getattr(raw.index, "tz", None) is not None:
         when = when.tz_localize(raw.index.tz)
     if not raw.index[0] < when <= raw.index[-1]:
