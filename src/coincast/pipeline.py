@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import platform
+import re
 import shutil
 import tempfile
 import time
@@ -67,7 +68,8 @@ def _staging_folder(runs_dir: Path) -> Path:
 
 
 def _final_name(runs_dir: Path, data: str, preset: str) -> Path:
-    stem = Path(str(data)).name.split(".")[0] if Path(str(data)).suffix else str(data)
+    stem = Path(str(data)).name.split(".")[0] if Path(str(data)).is_file() else str(data)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("_")[:60]  # store:binance/BTC/USDT/1d
     base = f"{time.strftime('%Y%m%d-%H%M%S')}-{stem}-{preset}"
     path, i = runs_dir / base, 1
     while path.exists():

@@ -10,6 +10,7 @@ import copy
 import random
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -71,8 +72,12 @@ def train(
     settings: TrainSettings,
     device: torch.device,
     progress: bool = False,
+    on_epoch: Callable[[History], bool] | None = None,
 ) -> History:
-    """Fit `module` in place with Adam; with early stopping, restore the best weights."""
+    """Fit `module` in place with Adam; with early stopping, restore the best weights.
+
+    `on_epoch(history)` runs after each epoch; returning True stops training there.
+    """
     module.to(device)
     Xt, yt = torch.as_tensor(X, device=device), torch.as_tensor(y, device=device)  # [N, T, F], [N]
     Xv, yv = torch.as_tensor(X_val, device=device), torch.as_tensor(y_val, device=device)
@@ -114,6 +119,8 @@ def train(
                 if waited >= settings.patience:
                     hist.stopped_early = True
                     break
+            if on_epoch is not None and on_epoch(hist):
+                break
     if settings.early_stopping and best_state is not None:
         module.load_state_dict(best_state)
     else:
