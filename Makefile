@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # torch first, pinned: the CPU wheel served locally, so pip never pulls a CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: run test install dev bench clean
+.PHONY: run test install dev bench bench-quick clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.dev
 	$(PY) -m pytest
+
+# Speed benchmark vs the Keras original (installs TensorFlow into benchmarks/.venv-keras).
+bench: $(VENV)/.installed
+	bash benchmarks/run_bench.sh
+
+bench-quick: $(VENV)/.installed
+	bash benchmarks/run_bench.sh --quick
 
 clean:
 	rm -rf $(VENV) runs

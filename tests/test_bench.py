@@ -1,0 +1,27 @@
+"""The benchmark scripts never rot: a 1-epoch run of the coincast side and the summary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quick_benchmark_writes_results_and_summary(tmp_path):
+    out = tmp_path / "coincast_btc-usd.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks/bench.py"), "--data", "btc-usd", "--epochs", "1",
+                    "--out", str(out)], check=True, capture_output=True, timeout=600)
+    r = json.loads(out.read_text())
+    assert r["shapes"]["train"][1:] == [49, 5] and len(r["seconds_per_epoch"]) == 1
+    assert r["achieved_gflops"] > 0 and r["peak_rss_mib"] > 0 and r["inference"]["one_asset_ms"] > 0
+    # the FLOP count is the network's: 3 BiLSTM layers on 5 inputs
+    assert r["flops"]["params"] == sum(
+        4 * h * (i + h) + 4 * h for i, h in [(5, 49), (98, 98), (196, 49)]) * 2 + 98 + 1
+    doc = tmp_path / "BENCHMARKS.md"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks/summarise.py"), "--results", str(tmp_path), "--doc", str(doc)],
+                   check=True, capture_output=True, timeout=120)
+    text = doc.read_text()
+    assert "| btc-usd | coincast |" in text and "next-step forecast" in text
