@@ -37,11 +37,13 @@ def _csv(value: Optional[str]) -> Optional[list[str]]:
 
 @app.command()
 def run(
-    data: str = typer.Option("btc-usd", help="Bundled dataset name (see `coincast datasets`) or a CSV/Parquet path."),
+    data: str = typer.Option("btc-usd", help="Bundled dataset name (see `coincast datasets`), a CSV/Parquet path or store:EXCHANGE/SYMBOL/TF; comma-separated for one model on several assets."),
     preset: str = typer.Option("default", help="default (leak-safe) or tutorial (the original, exactly)."),
     config: Optional[Path] = typer.Option(None, help="TOML file with [data], [model], [train] tables."),
     target: Optional[str] = typer.Option(None, help="Column to predict, by name or 0-based index."),
-    features: Optional[str] = typer.Option(None, help="Comma-separated input columns (default: all numeric)."),
+    features: Optional[str] = typer.Option(None, help="Comma-separated input columns and indicators, e.g. close,rsi14,macd,bb20,atr14 (default: all numeric columns)."),
+    exog: Optional[str] = typer.Option(None, help="Comma-separated daily series joined causally as inputs: fear-greed or CSV files (date + numbers)."),
+    max_gap: Optional[str] = typer.Option(None, help="Drop windows spanning a time gap over this many typical steps (default 1.5; 'none' keeps all)."),
     window: Optional[int] = typer.Option(None, help="Rows per window (inputs + 1 target)."),
     epochs: Optional[int] = typer.Option(None, help="Training epochs."),
     batch_size: Optional[int] = typer.Option(None, help="Batch size."),
@@ -61,15 +63,24 @@ def run(
 
     s = _settings(
         preset, config,
-        data__target=target, data__features=_csv(features), data__window=window,
+        data__target=target, data__features=_csv(features), data__exog=_csv(exog), data__window=window,
+        data__max_gap=max_gap,
         train__epochs=epochs, train__batch_size=batch_size, train__seed=seed,
         train__early_stopping=early_stopping,
         model__hidden=[int(h) for h in _csv(hidden)] if hidden else None, model__cell=cell,
         model__bidirectional=bidirectional, model__dropout=dropout, model__target=model_target,
     )
     result = run_pipeline(data, s, out_dir, progress=not quiet, log=out.print)
-    out.print(terminal_table(result.metrics, f"{data}: test period, {len(result.forecast)} steps"))
+    pooled = " (pooled over assets, errors relative to the last price)" if result.per_asset else ""
+    out.print(terminal_table(result.metrics, f"{data}: test period, {len(result.forecast)} steps{pooled}"))
+    if result.per_asset:
+        from coincast.evaluation.assets import terminal_table as asset_table
+
+        shown = [m for m in result.metrics if m in ("model", "price_only", "persistence")]
+        out.print(asset_table(result.per_asset, result.metrics, shown))
     out.print(result.verdict)
+    if result.comparison is not None:
+        out.print(result.comparison["sentence"])
     out.print(f"run folder: {result.folder}")
 
 
@@ -87,6 +98,11 @@ def datasets():
     out.print(table)
 
 
+def _price(x: float) -> str:
+    """Cents for prices of a dollar or more, six significant digits below (XRP, ADA)."""
+    return f"{x:,.2f}" if abs(x) >= 1 else f"{x:.6g}"
+
+
 @app.command()
 def predict(
     model: Path = typer.Option(..., help="A run folder (or any folder with model.json + model.safetensors)."),
@@ -96,6 +112,7 @@ def predict(
     import json
 
     from coincast.data import load
+    from coincast.data.datasets import split_spec
     from coincast.models.forecaster import Forecaster
 
     f = Forecaster.load(model)
@@ -104,16 +121,20 @@ def predict(
         data = json.loads(cfg.read_text()).get("dataset") if cfg.exists() else None
         if data is None:
             raise CoincastError("no data recorded with this model: pass --data NAME|PATH")
-    fc = f.forecast_next(load(data))
-    out.print(
-        f"{data}: next step {fc['date']}: {fc['predicted_price']:,.2f} "
-        f"({fc['change_pct']:+.2f}% from {fc['last_price']:,.2f}, {fc['direction']})",
-        soft_wrap=True,
-    )
+    for asset in split_spec(data):  # a model trained on several assets forecasts each
+        fc = f.forecast_next(load(asset))
+        out.print(
+            f"{asset}: next step {fc['date']}: {_price(fc['predicted_price'])} "
+            f"({fc['change_pct']:+.2f}% from {_price(fc['last_price'])}, {fc['direction']})",
+            soft_wrap=True,
+        )
 
 
 from coincast.cli_data import fetch, sentiment_app, store_app  # noqa: E402
+from coincast.cli_eval import audit, backtest  # noqa: E402
 
+app.command("backtest")(backtest)
+app.command("audit")(audit)
 app.add_typer(store_app, name="store")
 app.add_typer(sentiment_app, name="sentiment")
 app.command("fetch")(fetch)
