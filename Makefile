@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # torch first, pinned: the CPU wheel served locally, so pip never pulls a CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: run test install dev bench bench-quick clean
+.PHONY: run test install dev bench bench-quick skill clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ bench: $(VENV)/.installed
 
 bench-quick: $(VENV)/.installed
 	bash benchmarks/run_bench.sh --quick
+
+# Walk-forward skill of the default and tutorial presets on all six bundled daily coins.
+skill: $(VENV)/.installed
+	$(PY) benchmarks/skill.py
 
 clean:
 	rm -rf $(VENV) runs

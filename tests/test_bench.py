@@ -25,3 +25,16 @@ def test_quick_benchmark_writes_results_and_summary(tmp_path):
                    check=True, capture_output=True, timeout=120)
     text = doc.read_text()
     assert "| btc-usd | coincast |" in text and "next-step forecast" in text
+
+
+def test_skill_benchmark_runs_and_writes_its_section(tmp_path):
+    out, doc = tmp_path / "skill.json", tmp_path / "BENCHMARKS.md"
+    doc.write_text("# Benchmarks\n\nhand-written text stays\n")
+    subprocess.run([sys.executable, str(ROOT / "benchmarks/skill.py"), "--coins", "ltc-usd", "--presets", "default",
+                    "--days", "14", "--epochs", "1", "--out", str(out), "--doc", str(doc)],
+                   check=True, capture_output=True, timeout=600)
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["days"] == 14 and row["folds"] == 2 and row["rmse_ratio"] > 0
+    assert 0 <= row["mean_shrink"] <= 1 and row["last"] == "2026-01-06"
+    text = doc.read_text()
+    assert "hand-written text stays" in text and "| ltc-usd | default | 14 |" in text
