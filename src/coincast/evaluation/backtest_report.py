@@ -151,6 +151,8 @@ def _write(folder: Path, data, result: BacktestResult, t, summary: dict, sims: d
     io.write_text(folder / "returns.csv", returns.to_csv(float_format="%.8f"))
     images = {
         "forecast_intervals.png": interval_plot(table, str(data)),
+        **({"forecast_intervals_last90.png": interval_plot(table.iloc[-90:], f"{data}, last 90 steps")}
+           if len(table) > 120 else {}),
         "equity.png": equity_plot(sims),
         "drawdown.png": drawdown_plot(sims),
         "per_year.png": per_year_plot(pd.DataFrame(summary["per_year"]).set_index("year"), result.models),
