@@ -22,12 +22,18 @@ from coincast.errors import ConfigError
 @dataclass
 class DataSettings:
     target: str | None = None  # column name or index; None: the dataset's own, else 'close'
-    features: list[str] | None = None  # None: every numeric column, as the tutorial does
+    # None: every numeric column, as the tutorial does. Columns of the data and indicator
+    # names (rsi14, macd, bb20, ...: see coincast.features), computed on the raw candles.
+    features: list[str] | None = None
+    exog: list[str] | None = None  # daily series joined causally as inputs: fear-greed, my.csv
     window: int = 50  # rows per window: window-1 inputs and 1 target
     test_fraction: float = 0.1  # last share of windows held out for the test
     val_fraction: float = 0.1  # share of training windows used for validation
     val_split: str = "chronological"  # or "random": the tutorial's leaky split
     skip_last_row: bool = False  # the tutorial's loop never uses the last row as a target
+    # Drop windows that span a time gap longer than this many typical steps (an exchange
+    # outage in hourly bars); None keeps every window.
+    max_gap: float | None = 1.5
 
 
 @dataclass
@@ -129,9 +135,26 @@ def load_toml(path: str | Path, base: Settings | None = None) -> Settings:
     return apply_overrides(settings, doc)
 
 
+def _as_list(value):
+    """'close, rsi14' (as a TOML string or a flag) -> ['close', 'rsi14']; lists pass through."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()] or None
+    return value
+
+
+def _number(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"max_gap must be a number of typical steps or 'none' (got {text!r})") from None
+
+
 def validate(s: Settings) -> Settings:
     """Reject settings that cannot work, with the fix in the message."""
     d, m, t = s.data, s.model, s.train
+    d.features, d.exog = _as_list(d.features), _as_list(d.exog)
+    if isinstance(d.max_gap, str):  # TOML has no null: max_gap = "none"
+        d.max_gap = None if d.max_gap.strip().lower() in ("none", "off") else _number(d.max_gap)
     checks = [
         (isinstance(d.window, int) and d.window >= 3, f"window must be at least 3 rows (got {d.window}): use --window 50"),
         (isinstance(t.epochs, int) and t.epochs >= 1, f"epochs must be at least 1 (got {t.epochs})"),
@@ -149,6 +172,11 @@ def validate(s: Settings) -> Settings:
         (t.patience >= 1, f"patience must be at least 1 (got {t.patience})"),
         (t.device in ("auto", "cpu", "cuda", "mps"), f"device must be auto, cpu, cuda or mps (got {t.device!r})"),
         (all(h >= 1 for h in s.hidden_sizes()), f"hidden sizes must be positive (got {m.hidden})"),
+        (d.max_gap is None or (isinstance(d.max_gap, (int, float)) and d.max_gap >= 1),
+         f"max_gap is in typical steps and must be at least 1 (got {d.max_gap}): e.g. 1.5, or 'none' to keep every window"),
+        (d.features is None or (isinstance(d.features, list) and len(d.features) > 0),
+         "features must be a list of columns and indicators, e.g. close,rsi14,macd"),
+        (d.exog is None or isinstance(d.exog, list), "exog must be a list of series, e.g. fear-greed,my_sentiment.csv"),
     ]
     for ok, message in checks:
         if not ok:

@@ -18,7 +18,11 @@ from coincast.errors import DataError
 # Per-column rules. "ratio": x / x0 - 1 (the tutorial's), for columns that are always
 # positive. "shift": (x - x0) / s with s the column's standard deviation on the training
 # rows, for columns that reach zero or go negative, where a ratio is undefined or flips sign.
-RATIO, SHIFT = "ratio", "shift"
+# Plain data columns get one of these two automatically. Indicators and exogenous series
+# declare theirs (coincast.features.normalisation): "standard": (x - m) / s with the
+# training rows' mean and standard deviation; "none": x as it is (log returns).
+RATIO, SHIFT, STANDARD, NONE = "ratio", "shift", "standard", "none"
+RULES = (RATIO, SHIFT, STANDARD, NONE)
 
 
 def fill_zeros(frame: pd.DataFrame) -> pd.DataFrame:
@@ -33,15 +37,20 @@ def fill_zeros(frame: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class Normaliser:
-    """Which rule each column gets and the training-only scale of the shift rule."""
+    """Which rule each column gets and its training-only centre and scale."""
 
     columns: list[str]
     rules: list[str]
     scales: list[float]
+    centers: list[float] | None = None  # the "standard" rule's mean; None: all 0 (older models)
 
     @classmethod
-    def fit(cls, frame: pd.DataFrame, target: str) -> "Normaliser":
-        """Choose rules from the training rows only (nothing after the cut is looked at)."""
+    def fit(cls, frame: pd.DataFrame, target: str, declared: dict[str, str] | None = None) -> "Normaliser":
+        """Choose rules from the training rows only (nothing after the cut is looked at).
+
+        `declared`: the rule of each indicator or exogenous column; other columns get
+        "ratio" when always positive, else "shift".
+        """
         if (frame[target] <= 0).any():
             bad = frame.index[(frame[target] <= 0).to_numpy()][0]
             raise DataError(
@@ -49,16 +58,24 @@ class Normaliser:
                 "positive to be normalised by the window's first value: choose a price column "
                 "with --target"
             )
-        rules, scales = [], []
+        declared = declared or {}
+        rules, scales, centers = [], [], []
         for col in frame.columns:
             positive = bool((frame[col] > 0).all())
-            rules.append(RATIO if positive else SHIFT)
+            rule = declared.get(col, RATIO if positive else SHIFT)
+            if rule not in RULES:
+                raise ValueError(f"unknown normalisation rule {rule!r} for {col}")  # internal
+            if rule == RATIO and not positive:
+                rule = SHIFT  # a declared ratio column that reaches zero cannot be divided by x0
             std = float(frame[col].std(ddof=0))
-            scales.append(1.0 if positive or not np.isfinite(std) or std == 0 else std)
-        return cls(list(frame.columns), rules, scales)
+            usable = np.isfinite(std) and std > 0
+            scales.append(std if rule in (SHIFT, STANDARD) and usable else 1.0)
+            centers.append(float(frame[col].mean()) if rule == STANDARD else 0.0)
+            rules.append(rule)
+        return cls(list(frame.columns), rules, scales, centers)
 
     def to_dict(self) -> dict:
-        return {"columns": self.columns, "rules": self.rules, "scales": self.scales}
+        return {"columns": self.columns, "rules": self.rules, "scales": self.scales, "centers": self.centers}
 
 
 @dataclass
@@ -91,6 +108,14 @@ class Windows:
         """The windows at the given positions or mask."""
         return Windows(*(getattr(self, f.name)[idx] for f in fields(self)))
 
+    @staticmethod
+    def concat(parts: list["Windows"]) -> "Windows":
+        """The windows of several frames (assets) one after another; labels may repeat."""
+        if len(parts) == 1:
+            return parts[0]
+        arrays = [np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Windows) if f.name != "index"]
+        return Windows(*arrays, index=parts[0].index.append([p.index for p in parts[1:]]))
+
 
 def make_windows(
     frame: pd.DataFrame, target: str, length: int, norm: Normaliser,
@@ -117,9 +142,15 @@ def make_windows(
             f"column '{col}' was positive in the training data but is {first[n, 0, ratio][f]} at "
             f"{frame.index[n]}; drop that column with --features or retrain on data that covers it"
         )
+    rules = np.asarray(norm.rules)  # [F]
     scales = np.asarray(norm.scales)  # [F]
+    centers = np.asarray(norm.centers if norm.centers is not None else [0.0] * len(rules))  # [F]
     with np.errstate(divide="ignore", invalid="ignore"):
-        normed = np.where(ratio, w / np.where(ratio, first, 1.0) - 1.0, (w - first) / scales)  # [N, L, F]
+        normed = np.where(
+            ratio, w / np.where(ratio, first, 1.0) - 1.0,  # [N, L, F]
+            np.where(rules == SHIFT, (w - first) / scales,
+                     np.where(rules == STANDARD, (w - centers) / scales, w)),
+        )
     X = normed[:, :-1, :]  # [N, L-1, F]
     t = norm.columns.index(target)
     base, prev, actual = w[:, 0, t], w[:, -2, t], w[:, -1, t]  # [N] each
@@ -141,6 +172,25 @@ def make_windows(
         base=base.copy(), prev=prev.copy(), actual=actual.copy(),
         index=frame.index[length - 1 :],
     )
+
+
+def typical_step(index: pd.Index) -> pd.Timedelta | None:
+    """The median spacing of dated rows (robust to a few gaps); None without dates."""
+    if isinstance(index, pd.DatetimeIndex) and len(index) > 1:
+        return pd.Series(index).diff().median()
+    return None
+
+
+def gap_free(index: pd.Index, length: int, step: pd.Timedelta | None, max_gap: float | None) -> np.ndarray:
+    """[N] True for each window of `length` rows that spans no step longer than max_gap * step.
+
+    Only dated rows have gaps; with no date index, no step or max_gap None every window is kept.
+    """
+    n = max(len(index) - length + 1, 0)
+    if max_gap is None or step is None or not isinstance(index, pd.DatetimeIndex) or n == 0:
+        return np.ones(n, dtype=bool)
+    big = np.asarray((index[1:] - index[:-1]) > max_gap * step)  # [T-1] step t -> t+1 too long
+    return ~sliding_window_view(big, length - 1).any(axis=1)  # [N] window i spans steps i..i+L-2
 
 
 def split_train_val(n: int, val_fraction: float, mode: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
