@@ -22,11 +22,11 @@ from safetensors.torch import save as save_safetensors
 
 from coincast import io
 from coincast.config import Settings, validate
-from coincast.data.frame import select_columns
 from coincast.errors import DataError, ModelFileError
 from coincast.models.bilstm import BiLSTM
 from coincast.models.training import pick_device, seed_everything, train
-from coincast.windows import Normaliser, Windows, fill_zeros, make_windows, split_train_val
+from coincast.inputs import Inputs, build_inputs, uses_extras
+from coincast.windows import Normaliser, Windows, fill_zeros, gap_free, make_windows, split_train_val, typical_step
 
 FORMAT = "coincast-forecaster/1"
 MIN_TRAIN_WINDOWS = 10
@@ -49,26 +49,51 @@ class Forecaster:
         self.settings = copy.deepcopy(settings) if settings is not None else Settings()
 
     # -- fitting -----------------------------------------------------------------------
-    def fit(self, frame: pd.DataFrame, progress: bool = False, init: "Forecaster | None" = None) -> "Forecaster":
+    def fit(
+        self, frame: pd.DataFrame | dict[str, pd.DataFrame], progress: bool = False, init: "Forecaster | None" = None,
+    ) -> "Forecaster":
         """Train on every window whose target row lies in `frame`.
 
-        `init`: a fitted Forecaster on the same columns whose weights are the starting point
-        (a warm refit); column rules and scales are still fitted on `frame` alone.
+        `frame`: raw candles (indicators and exogenous series of `settings.data` are computed
+        from them), or {asset: frame} to train one network on the windows of several assets;
+        each asset's last `val_fraction` of windows validates. `init`: a fitted Forecaster on
+        the same columns whose weights are the starting point (a warm refit); column rules
+        and scales are still fitted on `frame` alone.
         """
         s = validate(self.settings)
-        frame, target = select_columns(frame, s.data.target, s.data.features)
-        frame = fill_zeros(frame)
-        self.target_, self.columns_ = target, list(frame.columns)
-        self.normaliser_ = Normaliser.fit(frame, target)
-        w = self._windows(frame)
-        if len(w) < MIN_TRAIN_WINDOWS:
+        frames = frame if isinstance(frame, dict) else {"": frame}
+        built = {asset: self.inputs(f) for asset, f in frames.items()}
+        first = next(iter(built.values()))
+        self.target_, self.columns_ = first.target, list(first.frame.columns)
+        for asset, b in built.items():
+            if list(b.frame.columns) != self.columns_:
+                raise DataError(
+                    f"assets must share columns: {asset} has {list(b.frame.columns)}, not {self.columns_}; "
+                    "choose common ones with --features"
+                )
+        self.normaliser_ = Normaliser.fit(pd.concat([b.frame for b in built.values()]), self.target_, first.declared)
+        self.step_ = typical_step(first.frame.index)
+        parts, tr, va, offset, self.gap_dropped_ = [], [], [], 0, 0
+        rng = np.random.default_rng(s.train.seed)
+        for b in built.values():
+            w, keep = self._windows(b.frame)
+            self.gap_dropped_ += int((~keep).sum())
+            if len(w) >= 2:  # an asset too short for a validation window adds nothing
+                t, v = split_train_val(len(w), s.data.val_fraction, s.data.val_split, rng)
+                parts.append(w)
+                tr.append(t + offset)
+                va.append(v + offset)
+                offset += len(w)
+        n_windows = offset
+        if n_windows < MIN_TRAIN_WINDOWS:
             raise DataError(
-                f"only {len(w)} training windows of {s.data.window} rows: give at least "
+                f"only {n_windows} training windows of {s.data.window} rows: give at least "
                 f"{s.data.window + MIN_TRAIN_WINDOWS - 1} rows or a shorter --window"
             )
         if init is not None and init.columns_ != self.columns_:
             raise DataError(f"warm start needs the same columns: {init.columns_} vs {self.columns_}")
-        tr, va = split_train_val(len(w), s.data.val_fraction, s.data.val_split, np.random.default_rng(s.train.seed))
+        w, tr, va = Windows.concat(parts), np.concatenate(tr), np.concatenate(va)
+        self.val_index_ = w.index[np.sort(va)] if len(built) == 1 else None
         self.device_ = pick_device(s.train.device)
         self.train_shape_ = w.X.shape
         self.modules_, self.histories_ = [], []
@@ -86,8 +111,12 @@ class Forecaster:
         if s.model.shrink:
             val = w.take(va)
             self.shrink_ = fit_shrinkage(val.actual, val.to_price(self._predict_norm(val.X)), val.prev)
-        self.step_ = _step(frame.index)
         return self
+
+    def inputs(self, frame: pd.DataFrame) -> Inputs:
+        """The model's input columns built from raw candles, as `settings.data` asks."""
+        d = self.settings.data
+        return build_inputs(frame, d.target, d.features, d.exog)
 
     @property
     def history_(self):
@@ -98,19 +127,30 @@ class Forecaster:
         s = self.settings
         return BiLSTM(len(self.columns_), s.hidden_sizes(), s.model.dropout, s.model.cell, s.model.bidirectional)
 
-    def _windows(self, frame: pd.DataFrame) -> Windows:
+    def _windows(self, frame: pd.DataFrame) -> tuple[Windows, np.ndarray]:
+        """The frame's windows that span no time gap, and the [N] mask of those kept."""
         s = self.settings
-        return make_windows(frame, self.target_, s.data.window, self.normaliser_, s.model.target, s.model.scaling)
+        w = make_windows(frame, self.target_, s.data.window, self.normaliser_, s.model.target, s.model.scaling)
+        keep = gap_free(frame.index, s.data.window, self.step_, s.data.max_gap)  # [N]
+        return (w if keep.all() else w.take(keep)), keep
 
     # -- predicting --------------------------------------------------------------------
     def _prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
-        missing = [c for c in self.columns_ if c not in frame.columns]
-        if missing:
-            raise ModelFileError(
-                f"the model was trained on columns {self.columns_} but the data lacks {missing}; "
-                "give it data with the same columns (the dataset it was trained on)"
-            )
-        return fill_zeros(frame[self.columns_])
+        """The input columns the network was trained on, rebuilt from `frame`."""
+        d = self.settings.data
+        if uses_extras(d.features, d.exog, frame.columns):
+            built = self.inputs(frame).frame
+            if list(built.columns) == self.columns_:
+                return built
+            missing = [c for c in self.columns_ if c not in built.columns] or self.columns_
+        else:
+            missing = [c for c in self.columns_ if c not in frame.columns]
+            if not missing:
+                return fill_zeros(frame[self.columns_])
+        raise ModelFileError(
+            f"the model was trained on columns {self.columns_} but the data lacks {missing}; "
+            "give it data with the same columns (the dataset it was trained on)"
+        )
 
     @torch.no_grad()
     def _predict_norm(self, X: np.ndarray) -> np.ndarray:
@@ -133,12 +173,17 @@ class Forecaster:
         Returns one row per target: actual, predicted, previous (last observed price) and
         base (the window's first price, which normalised errors are measured against).
         """
-        w = self._windows(self._prepare(frame))
+        data = self._prepare(frame)
+        w, keep = self._windows(data)
+        labels = data.index[self.settings.data.window - 1 :]  # [N] target label of every window
+        wanted = np.ones(len(keep), bool) if start is None else np.asarray(labels >= start)  # [N]
         if start is not None:
             w = w.take(np.asarray(w.index >= start))
-        return pd.DataFrame(
+        out = pd.DataFrame(
             {"actual": w.actual, "predicted": self._to_price(w), "previous": w.prev, "base": w.base}, index=w.index
         )
+        out.attrs["gap_dropped"] = int((wanted & ~keep).sum())  # windows skipped: they span a gap
+        return out
 
     def forecast_next(self, frame: pd.DataFrame) -> dict:
         """Forecast the step after the last row of `frame` from its last window-1 rows."""
@@ -147,10 +192,20 @@ class Forecaster:
         if len(data) < L - 1:
             raise DataError(f"need the last {L - 1} rows to forecast; the data has {len(data)}")
         # Append a placeholder target row so the usual windowing applies; its value is unused.
+        if len(data) and data.index[-1] != frame.index[-1]:
+            raise DataError(
+                f"the inputs end at {data.index[-1]}, before the data's last row {frame.index[-1]} (an "
+                "exogenous series that is not up to date?); update it to forecast the next step"
+            )
         tail = data.iloc[-(L - 1) :]
+        if not gap_free(tail.index, L - 1, self.step_, self.settings.data.max_gap).all():
+            raise DataError(
+                f"the last {L - 1} rows span a time gap longer than {self.settings.data.max_gap} steps; "
+                "the model never saw such windows: fill the missing candles (coincast fetch) or wait"
+            )
         padded = pd.concat([tail, tail.iloc[-1:]])
         padded.index = pd.RangeIndex(len(padded))
-        w = self._windows(padded)
+        w = make_windows(padded, self.target_, L, self.normaliser_, self.settings.model.target, self.settings.model.scaling)
         price, last = float(self._to_price(w)[0]), float(w.prev[0])
         when = frame.index[-1] + self.step_ if isinstance(frame.index, pd.DatetimeIndex) else len(frame)
         return {
@@ -199,7 +254,7 @@ class Forecaster:
             self = cls(Settings.from_dict(meta["settings"]))
             self.target_, self.columns_ = meta["target"], meta["columns"]
             n = meta["normaliser"]
-            self.normaliser_ = Normaliser(n["columns"], n["rules"], n["scales"])
+            self.normaliser_ = Normaliser(n["columns"], n["rules"], n["scales"], n.get("centers"))
             self.shrink_, n_networks = float(meta["shrink"]), int(meta["networks"])
             self.step_ = pd.Timedelta(meta["step"]) if meta.get("step") else None
         except (ValueError, KeyError, TypeError) as exc:
@@ -217,9 +272,3 @@ class Forecaster:
             raise ModelFileError(f"{weights_path} is corrupt or truncated ({first}); retrain with `coincast run`") from None
         return self
 
-
-def _step(index: pd.Index):
-    """The typical spacing of rows (a Timedelta), used to date the next-step forecast."""
-    if isinstance(index, pd.DatetimeIndex) and len(index) > 1:
-        return pd.Series(index).diff().median()
-    return None
