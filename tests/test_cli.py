@@ -77,7 +77,7 @@ def files(tmp_path_factory):
         (["--data", "empty.csv"], "empty"),
         (["--data", "text.csv"], "no numeric columns"),
         (["--data", "ok.csv", "--target", "price2"], "unknown column 'price2'"),
-        (["--data", "ok.csv", "--features", "open,vwap"], "unknown column 'vwap'"),
+        (["--data", "ok.csv", "--features", "open,vwap"], "unknown feature 'vwap': use a column of the data"),
         (["--data", "word.csv"], "non-numeric value 'abc'"),
         (["--data", "nan.csv"], "missing value (NaN)"),
         (["--data", "dupe.csv"], "appears more than once"),

@@ -1,6 +1,7 @@
 """`run()`: the whole flow, data to report, as one call shared by the CLI and the API.
 
-source -> frame -> windows -> model -> forecast table -> metrics -> run folder. Everything
+source -> frame -> inputs (indicators, exogenous series) -> windows -> model -> forecast
+table -> metrics -> run folder. Everything
 the user can get wrong is checked before training starts, and the run folder is built
 under a temporary name and renamed at the end, so a failed run leaves nothing behind.
 """
@@ -8,39 +9,55 @@ under a temporary name and renamed at the end, so a failed run leaves nothing be
 from __future__ import annotations
 
 import copy
-import platform
 import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
-import torch
 
-from coincast import io
 from coincast.config import Settings, validate
-from coincast.data.datasets import default_target, load
-from coincast.data.frame import select_columns
+from coincast.data.datasets import default_target, load, split_spec
 from coincast.errors import DataError, OutputError
-from coincast.evaluation import plots
+from coincast.evaluation import assets
+from coincast.evaluation.compare import PRICE_ONLY, compare, relative
 from coincast.evaluation.metrics import score, verdict
-from coincast.evaluation.report import html_report
+from coincast.evaluation.run_folder import write_run
+from coincast.inputs import Inputs
 from coincast.models.baselines import BASELINES
 from coincast.models.forecaster import MIN_TRAIN_WINDOWS, Forecaster
-from coincast.windows import fill_zeros
+from coincast.windows import typical_step
 
 
 @dataclass
 class RunResult:
     folder: Path
-    metrics: dict  # forecast name -> metric name -> value
-    forecast: pd.DataFrame
+    metrics: dict  # forecast name -> metric name -> value (pooled over assets when several)
+    forecast: pd.DataFrame  # with an `asset` column when several assets
     forecaster: Forecaster
     verdict: str
     shapes: dict
+    per_asset: dict = field(default_factory=dict)  # asset -> metrics, when several assets
+    comparison: dict | None = None  # extra inputs vs price-only (evaluation.compare), when used
+    price_only: Forecaster | None = None
+    gaps: dict = field(default_factory=dict)  # windows dropped because they span a time gap
+    inputs: dict = field(default_factory=dict)  # input columns by origin, rows dropped
+
+
+@dataclass
+class Prepared:
+    """Everything checked before training: each asset's raw candles, model inputs and cut."""
+
+    raws: dict[str, pd.DataFrame]
+    inputs: dict[str, Inputs]
+    cuts: dict[str, int]  # position, in each asset's inputs, of its first test target
+
+    @property
+    def first(self) -> Inputs:
+        return next(iter(self.inputs.values()))
 
 
 def split_point(n_rows: int, settings: Settings) -> int:
@@ -77,6 +94,48 @@ def _final_name(runs_dir: Path, data: str, preset: str) -> Path:
     return path
 
 
+def prepare(data: str | Path, settings: Settings) -> Prepared:
+    """Load every asset, build its inputs and find its test cut; every user mistake surfaces here."""
+    assets = split_spec(data)
+    raws = {}
+    for asset in assets:
+        raw = load(asset)
+        raws[asset] = raw.iloc[:-1] if settings.data.skip_last_row else raw
+    probe = Forecaster(settings)
+    inputs = {asset: probe.inputs(raw) for asset, raw in raws.items()}
+    first_asset = assets[0]
+    columns, step = list(inputs[first_asset].frame.columns), typical_step(inputs[first_asset].frame.index)
+    cuts = {}
+    for asset, b in inputs.items():
+        if list(b.frame.columns) != columns:
+            raise DataError(
+                f"assets must share columns: {asset} has {', '.join(b.frame.columns)} but {first_asset} has "
+                f"{', '.join(columns)}; choose common ones with --features"
+            )
+        if typical_step(b.frame.index) != step:
+            raise DataError(
+                f"assets must share the bar length: {asset} has {typical_step(b.frame.index)} bars, {first_asset} "
+                f"{step}; train each timeframe on its own"
+            )
+        try:
+            cuts[asset] = split_point(len(b.frame), settings)
+        except DataError as exc:
+            raise DataError(f"{asset}: {exc}" if len(assets) > 1 else str(exc)) from None
+    return Prepared(raws, inputs, cuts)
+
+
+def _one(frames: dict[str, pd.DataFrame]):
+    """A single asset's frame as it is (the one-asset path stays as before), else the dict."""
+    return next(iter(frames.values())) if len(frames) == 1 else frames
+
+
+def price_only_settings(settings: Settings, plain: list[str]) -> Settings:
+    """The same settings on the data's own columns alone: no indicators, no exogenous series."""
+    s = copy.deepcopy(settings)
+    s.data.features, s.data.exog = list(plain), None
+    return s
+
+
 def run(
     data: str | Path = "btc-usd",
     settings: Settings | None = None,
@@ -84,27 +143,50 @@ def run(
     progress: bool = False,
     log: Callable[[str], None] = lambda _: None,
 ) -> RunResult:
-    """Train on the first 90% of windows, forecast the rest, score against baselines, save."""
+    """Train on the first 90% of windows, forecast the rest, score against baselines, save.
+
+    `data` may name several assets ('btc-usd,eth-usd'): one network learns from all their
+    windows and each is tested on its own last part. With indicators or exogenous series
+    among the inputs, the same model is also trained on the price-only inputs and compared.
+    """
     settings = validate(copy.deepcopy(settings) if settings else Settings())
     if settings.data.target is None:
-        settings.data.target = default_target(data)
-    frame = load(data)
-    if settings.data.skip_last_row:
-        frame = frame.iloc[:-1]
-    frame, target = select_columns(frame, settings.data.target, settings.data.features)
-    frame = fill_zeros(frame)
-    L = settings.data.window
-    cut = split_point(len(frame), settings)
+        settings.data.target = default_target(split_spec(data)[0])
+    prep = prepare(data, settings)
+    first = prep.first
+    target, L = first.target, settings.data.window
+    extras = first.indicators + first.exogenous
     runs_dir = Path(runs_dir)
     staging = _staging_folder(runs_dir)
     try:
-        forecaster = Forecaster(settings).fit(frame.iloc[:cut], progress=progress)
-        start = frame.index[cut]
-        table = forecaster.predict(frame, start=start).rename(columns={"predicted": "model"})
-        for cls in BASELINES:
-            table[cls.name] = cls(target, L).fit(frame.iloc[:cut]).predict(frame, start=start)
-        models = ["model"] + [cls.name for cls in BASELINES]
-        metrics = score(table, models)
+        train = {a: prep.raws[a].loc[: b.frame.index[prep.cuts[a] - 1]] for a, b in prep.inputs.items()}
+        forecaster = Forecaster(settings).fit(_one(train), progress=progress)
+        price_only, aligned = None, {}
+        if extras:
+            log(f"training the price-only model ({', '.join(first.plain)}) on the same windows, for comparison")
+            aligned = {a: prep.raws[a].loc[b.frame.index] for a, b in prep.inputs.items()}  # same rows
+            price_only = Forecaster(price_only_settings(settings, first.plain)).fit(
+                _one({a: f.iloc[: prep.cuts[a]] for a, f in aligned.items()}), progress=progress)
+        tables, test_gaps = {}, 0
+        for asset, b in prep.inputs.items():
+            start = b.frame.index[prep.cuts[asset]]
+            t = forecaster.predict(prep.raws[asset], start=start).rename(columns={"predicted": "model"})
+            test_gaps += t.attrs.get("gap_dropped", 0)
+            if price_only is not None:
+                t[PRICE_ONLY] = price_only.predict(aligned[asset], start=start)["predicted"]
+            for cls in BASELINES:
+                t[cls.name] = cls(target, L).fit(b.frame.iloc[: prep.cuts[asset]]).predict(b.frame, start=start)
+            tables[asset] = t
+        models = ["model"] + ([PRICE_ONLY] if price_only is not None else []) + [cls.name for cls in BASELINES]
+        if len(tables) == 1:
+            table, per_asset = _one(tables), {}
+            metrics = score(table, models)
+            comparable = table
+        else:
+            table = assets.pool(tables)
+            metrics, per_asset = assets.scores(tables, models)
+            comparable = relative(table)
+        comparison = compare(comparable, extras, first.plain) if price_only is not None else None
         sentence = verdict(metrics)
         shapes = {
             "train": list(forecaster.train_shape_),
@@ -112,72 +194,22 @@ def run(
             "target_column": forecaster.columns_.index(target),
             "target": target,
         }
+        gaps = {"max_gap_steps": settings.data.max_gap, "step": str(forecaster.step_),
+                "train_windows_dropped": forecaster.gap_dropped_, "test_windows_dropped": test_gaps}
+        inputs = {"columns": forecaster.columns_, "plain": first.plain, "indicators": first.indicators,
+                  "exogenous": first.exogenous, "rows_dropped": {a: b.dropped for a, b in prep.inputs.items()}}
         log(f"windows: train {tuple(shapes['train'])}, test {tuple(shapes['test'])}, "
             f"target column {shapes['target_column']} '{target}'")
-        _write_run(staging, data, settings, forecaster, table, metrics, sentence, shapes)
+        if gaps["train_windows_dropped"] or test_gaps:
+            log(f"windows dropped because they span a time gap over {settings.data.max_gap} steps: "
+                f"{gaps['train_windows_dropped']} train, {test_gaps} test")
+        result = RunResult(staging, metrics, table, forecaster, sentence, shapes, per_asset,
+                           comparison, price_only, gaps, inputs)
+        write_run(staging, data, settings, result)
         folder = _final_name(runs_dir, data, settings.preset)
         staging.rename(folder)
+        result.folder = folder
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return RunResult(folder, metrics, table, forecaster, sentence, shapes)
-
-
-def _write_run(folder, data, settings, forecaster, table, metrics, sentence, shapes) -> None:
-    hist = forecaster.history_
-    rules = dict(zip(forecaster.normaliser_.columns, forecaster.normaliser_.rules))
-    test_span = {"first": str(table.index[0]), "last": str(table.index[-1]), "days": len(table)}
-    dataset = str(Path(data).resolve()) if Path(data).is_file() else str(data)
-    io.write_json(folder / "config.json", {"dataset": dataset, **settings.to_dict()})
-    io.write_json(folder / "metrics.json", {
-        "data": str(data),
-        "preset": settings.preset,
-        "test": test_span,
-        "shapes": shapes,
-        "verdict": sentence,
-        "metrics": metrics,
-        "normalisation": rules,
-        "training": {
-            "epochs_run": len(hist.loss),
-            "best_epoch": hist.best_epoch,
-            "stopped_early": hist.stopped_early,
-            "final_loss": hist.loss[-1],
-            "final_val_loss": hist.val_loss[-1],
-            "best_val_loss": min(hist.val_loss),
-            "networks": len(forecaster.modules_),
-            "shrink": forecaster.shrink_,
-        },
-    })
-    io.write_json(folder / "timing.json", {  # kept apart: times differ between identical runs
-        "train_seconds": hist.seconds,
-        "epoch_seconds": hist.epoch_seconds,
-        "device": str(forecaster.device_),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": platform.processor() or platform.machine(),
-    })
-    out = table.copy()
-    out.index.name = "date"
-    io.write_text(folder / "forecast.csv", out.to_csv(float_format="%.6f"))
-    images = {
-        "price.png": plots.price_plot(table, ["model", "persistence"], str(data)),
-        "change.png": plots.change_plot(table),
-        "confusion.png": plots.confusion_plot(metrics["model"]),
-        "training.png": plots.training_plot(hist.loss, hist.val_loss, hist.best_epoch),
-    }
-    for name, png in images.items():
-        io.write_bytes(folder / name, png)
-    summary = {
-        "data": data, "preset": settings.preset, "target": shapes["target"],
-        "test period": f"{test_span['first']} → {test_span['last']} ({test_span['days']} steps)",
-        "train windows": tuple(shapes["train"]), "epochs run": len(hist.loss),
-        "kept epoch": hist.best_epoch, "validation": settings.data.val_split,
-        "model target": settings.model.target, "scaling": settings.model.scaling,
-        "shrinkage a (fitted on validation)": f"{forecaster.shrink_:.3f}" if settings.model.shrink else "off",
-        "networks averaged": len(forecaster.modules_),
-        "training time (s)": f"{sum(h.seconds for h in forecaster.histories_):.1f}",
-    }
-    io.write_text(folder / "report.html", html_report(
-        f"coincast run: {data}", sentence, summary, metrics, rules, images))
-    forecaster.save(folder)
+    return result

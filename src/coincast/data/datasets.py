@@ -52,9 +52,25 @@ def bundled_path(name: str) -> Path:
     return Path(str(resources.files("coincast.data") / "bundled" / DATASETS[name].file))
 
 
+def split_spec(spec: str | Path) -> list[str]:
+    """'btc-usd, eth-usd' -> ['btc-usd', 'eth-usd'] (several assets); an existing path stays whole."""
+    spec_s = str(spec)
+    if "," not in spec_s or Path(spec_s).exists():
+        return [spec_s]
+    names = list(dict.fromkeys(s.strip() for s in spec_s.split(",") if s.strip()))
+    if not names:
+        raise DataError(f"no dataset in {spec_s!r}: give e.g. --data btc-usd,eth-usd")
+    return names
+
+
 def load(spec: str | Path) -> pd.DataFrame:
     """Load a bundled dataset by name, a CSV/Parquet file by path, or `store:EXCHANGE/SYMBOL/TF`."""
     spec_s = str(spec)
+    if "," in spec_s and not Path(spec_s).exists():
+        raise DataError(
+            f"'{spec_s}' names several datasets: load them one at a time (load('btc-usd')), "
+            "or train on all of them with coincast run --data " + spec_s
+        )
     if spec_s.startswith("store:"):
         from coincast.data.store import load_ref  # DuckDB only when a store is asked for
 

@@ -66,8 +66,15 @@ def _kv_html(items: dict) -> str:
     return f"<table class='kv'>{rows}</table>"
 
 
-def html_report(title: str, verdict: str, summary: dict, metrics: dict, rules: dict, images: dict[str, bytes]) -> str:
-    """One HTML file with everything inlined (images as base64), readable offline."""
+def html_report(
+    title: str, verdict: str, summary: dict, metrics: dict, rules: dict, images: dict[str, bytes],
+    sections: list[tuple[str, str]] = (),
+) -> str:
+    """One HTML file with everything inlined (images as base64), readable offline.
+
+    `sections`: extra (heading, HTML body) parts shown after the main table.
+    """
+    extra = "".join(f"<h2>{html.escape(h)}</h2>{body}" for h, body in sections)
     imgs = "".join(
         f"<figure><img alt='{html.escape(n)}' src='data:image/png;base64,{base64.b64encode(b).decode()}'>"
         f"<figcaption>{html.escape(n)}</figcaption></figure>"
@@ -92,11 +99,13 @@ says "up" every day. A model is only useful where it beats them. Direction: up w
 forecast is above the previous price. DM p: one-sided Diebold-Mariano (HLN) p-value that
 the forecast's squared errors are smaller than persistence's.</p>
 {_table_html(metrics)}
+{extra}
 <h2>Run</h2>{_kv_html(summary)}
 <h2>Column normalisation</h2>
 <p>ratio: x / x<sub>0</sub> - 1 by the window's first row (the tutorial's rule); shift:
 (x - x<sub>0</sub>) / s with s the column's standard deviation on training rows, for columns
-that reach zero or go negative.</p>
+that reach zero or go negative; standard: (x - m) / s with the training rows' mean and standard
+deviation (indicators, exogenous series); none: as it is (log returns).</p>
 {_kv_html(rules)}
 <h2>Plots</h2>{imgs}
 </body></html>
