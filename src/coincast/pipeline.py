@@ -101,17 +101,15 @@ def prepare(data: str | Path, settings: Settings) -> Prepared:
     for asset in assets:
         raw = load(asset)
         raws[asset] = raw.iloc[:-1] if settings.data.skip_last_row else raw
+    first_asset = assets[0]
+    for asset, raw in raws.items():
+        _same_columns(asset, list(raw.columns), first_asset, list(raws[first_asset].columns))
     probe = Forecaster(settings)
     inputs = {asset: probe.inputs(raw) for asset, raw in raws.items()}
-    first_asset = assets[0]
     columns, step = list(inputs[first_asset].frame.columns), typical_step(inputs[first_asset].frame.index)
     cuts = {}
     for asset, b in inputs.items():
-        if list(b.frame.columns) != columns:
-            raise DataError(
-                f"assets must share columns: {asset} has {', '.join(b.frame.columns)} but {first_asset} has "
-                f"{', '.join(columns)}; choose common ones with --features"
-            )
+        _same_columns(asset, list(b.frame.columns), first_asset, columns)
         if typical_step(b.frame.index) != step:
             raise DataError(
                 f"assets must share the bar length: {asset} has {typical_step(b.frame.index)} bars, {first_asset} "
@@ -122,6 +120,17 @@ def prepare(data: str | Path, settings: Settings) -> Prepared:
         except DataError as exc:
             raise DataError(f"{asset}: {exc}" if len(assets) > 1 else str(exc)) from None
     return Prepared(raws, inputs, cuts)
+
+
+def _same_columns(asset: str, columns: list[str], first_asset: str, first: list[str]) -> None:
+    if columns != first:
+        def shown(cols):
+            return ", ".join(cols[:8]) + (", ..." if len(cols) > 8 else "")
+
+        raise DataError(
+            f"assets must share columns: {asset} has {shown(columns)} but {first_asset} has {shown(first)}; "
+            "use assets with the same columns (OHLCV candles), or list common ones with --features"
+        )
 
 
 def _one(frames: dict[str, pd.DataFrame]):

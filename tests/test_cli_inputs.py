@@ -1,0 +1,60 @@
+"""`coincast run --features/--exog/--max-gap` and several assets from the command line."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_cli import SMALL, assert_user_error, cli  # noqa: F401 (cli is a fixture)
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("exog")
+    (d / "nodate.csv").write_text("value\n1\n2\n3\n")
+    (d / "future.csv").write_text("date,value\n2020-01-01,1\n2999-01-01,2\n")
+    (d / "old.csv").write_text("date,value\n2010-01-01,1\n2010-01-02,2\n")
+    return d
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--features", "close,rsx14"], "unknown feature 'rsx14': use a column of the data"),
+        (["--features", "close,rsi14_3"], "feature 'rsi14_3' takes 1 positive period(s), e.g. rsi14"),
+        (["--exog", "nodate.csv"], "nodate.csv has no date column"),
+        (["--exog", "future.csv"], "future.csv has dates in the future"),
+        (["--exog", "missing.csv"], "file not found: missing.csv"),
+        (["--exog", "old.csv"], "series 'old' (2010-01-01 to 2010-01-02) does not overlap the data"),
+        (["--data", "btc-usd,tutorial"], "assets must share columns: tutorial has Annual Hash Growth"),
+        (["--data", "btc-usd,btc-usd-1h"], "assets must share the bar length"),
+        (["--data", "btc-usd,nosuch"], "unknown dataset 'nosuch'"),
+        (["--max-gap", "0.5"], "max_gap is in typical steps and must be at least 1"),
+        (["--max-gap", "wide"], "max_gap must be a number of typical steps or 'none'"),
+    ],
+)
+def test_bad_inputs_are_one_line_errors(cli, bad_files, args, message):
+    p = cli("run", *SMALL, *args, "--out", "runs", cwd=bad_files)
+    assert_user_error(p, message)
+    assert not (bad_files / "runs").exists() or not any((bad_files / "runs").iterdir())
+
+
+def test_run_with_indicators_and_fear_greed_then_predict(cli, tmp_path):
+    p = cli("run", *SMALL, "--features", "close,rsi14,macd", "--exog", "fear-greed", "--out", "runs", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    out = " ".join(p.stdout.split())
+    assert "training the price-only model (close)" in out and "price_only" in out
+    assert "Adding rsi14, macd, macd_signal, macd_hist, fear_greed" in out
+    folder = next((tmp_path / "runs").iterdir())
+    p = cli("predict", "--model", str(folder), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("btc-usd: next step 2026-01-07")
+
+
+def test_several_assets_then_predict_each(cli, tmp_path):
+    p = cli("run", *SMALL, "--data", "ltc-usd,ada-usd", "--out", "runs", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "per asset" in p.stdout and "pooled" in p.stdout
+    folder = next((tmp_path / "runs").iterdir())
+    p = cli("predict", "--model", str(folder), cwd=tmp_path)
+    lines = p.stdout.strip().splitlines()
+    assert p.returncode == 0 and [l.split(":")[0] for l in lines] == ["ltc-usd", "ada-usd"]
