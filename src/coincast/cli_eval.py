@@ -109,7 +109,8 @@ def backtest(
     )
     bt = BacktestSettings(start=start, retrain_every=retrain_every, window=window, train_size=train_size,
                           refit=refit, warm_epochs=warm_epochs, warm_span=warm_span or None, jobs=jobs)
-    bar = Progress(TextColumn("folds"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=quiet)
+    bar = Progress(TextColumn("folds"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=quiet,
+                   transient=True)
     task = bar.add_task("folds", total=None)
     with bar:
         run = run_backtest(data, s, bt, t, features=features, runs_dir=out_dir, log=out.print,
