@@ -33,7 +33,7 @@ def test_indicators_and_fear_greed_on_btc(btc):
     assert not f.isna().any().any()
     # Fear & Greed starts 2018-02-01 (known at the start of its day): the first usable candle
     assert f.index[0] == pd.Timestamp("2018-02-01", tz="UTC") and f.index[-1] == btc.index[-1]
-    assert got.dropped == {"in all": 168, "indicator warm-up": 33, "no exogenous value yet": 168}
+    assert got.dropped == {"in all": 168, "indicator warm-up": 33, "outside the exogenous dates": 168}
     # indicators come from the full history, not from the rows left after the join
     full = add_features(btc, ["rsi14", "macd"])
     np.testing.assert_array_equal(f["rsi14"], full["rsi14"].loc[f.index])
@@ -85,3 +85,14 @@ def test_exogenous_series_on_hourly_candles():
     # the hourly candle opening 00:00 on 2018-02-01 closes after that day's value is published
     assert got.frame.index[0] == pd.Timestamp("2018-02-01 00:00", tz="UTC")
     assert np.all(np.diff(got.frame["fear_greed"].loc["2018-02-01"].to_numpy()) == 0)
+
+
+def test_exogenous_values_carry_forward_at_most_max_age_days(tmp_path, btc):
+    fg = load("fear-greed")
+    holed = fg.drop(fg.loc["2020-03-01":"2020-03-10"].index)  # a 10-day hole in the series
+    path = tmp_path / "holed.csv"
+    holed.to_csv(path)
+    with pytest.raises(DataError, match="no value newer than 7 days"):
+        build_inputs(btc, "close", ["close"], [str(path)])
+    got = build_inputs(btc, "close", ["close"], [str(path)], max_age_days=12)
+    assert got.frame.loc["2020-03-11", "holed"] == fg.loc["2020-02-29", "value"]  # the last value published before

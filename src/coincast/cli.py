@@ -43,6 +43,7 @@ def run(
     target: Optional[str] = typer.Option(None, help="Column to predict, by name or 0-based index."),
     features: Optional[str] = typer.Option(None, help="Comma-separated input columns and indicators, e.g. close,rsi14,macd,bb20,atr14 (default: all numeric columns)."),
     exog: Optional[str] = typer.Option(None, help="Comma-separated daily series joined causally as inputs: fear-greed or CSV files (date + numbers)."),
+    exog_max_age: Optional[float] = typer.Option(None, help="Days an exogenous value stays usable before it counts as missing (default 7)."),
     max_gap: Optional[str] = typer.Option(None, help="Drop windows spanning a time gap over this many typical steps (default 1.5; 'none' keeps all)."),
     window: Optional[int] = typer.Option(None, help="Rows per window (inputs + 1 target)."),
     epochs: Optional[int] = typer.Option(None, help="Training epochs."),
@@ -64,7 +65,7 @@ def run(
     s = _settings(
         preset, config,
         data__target=target, data__features=_csv(features), data__exog=_csv(exog), data__window=window,
-        data__max_gap=max_gap,
+        data__max_gap=max_gap, data__exog_max_age=exog_max_age,
         train__epochs=epochs, train__batch_size=batch_size, train__seed=seed,
         train__early_stopping=early_stopping,
         model__hidden=[int(h) for h in _csv(hidden)] if hidden else None, model__cell=cell,

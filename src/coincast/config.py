@@ -26,6 +26,7 @@ class DataSettings:
     # names (rsi14, macd, bb20, ...: see coincast.features), computed on the raw candles.
     features: list[str] | None = None
     exog: list[str] | None = None  # daily series joined causally as inputs: fear-greed, my.csv
+    exog_max_age: float = 7  # days an exogenous value carries forward before it counts as missing
     window: int = 50  # rows per window: window-1 inputs and 1 target
     test_fraction: float = 0.1  # last share of windows held out for the test
     val_fraction: float = 0.1  # share of training windows used for validation
@@ -177,6 +178,8 @@ def validate(s: Settings) -> Settings:
         (d.features is None or (isinstance(d.features, list) and len(d.features) > 0),
          "features must be a list of columns and indicators, e.g. close,rsi14,macd"),
         (d.exog is None or isinstance(d.exog, list), "exog must be a list of series, e.g. fear-greed,my_sentiment.csv"),
+        (isinstance(d.exog_max_age, (int, float)) and d.exog_max_age > 0,
+         f"exog_max_age must be a positive number of days (got {d.exog_max_age})"),
     ]
     for ok, message in checks:
         if not ok:

@@ -45,7 +45,9 @@ def _is_column(columns, key) -> bool:
         return False
 
 
-def build_inputs(raw: pd.DataFrame, target, features: list[str] | None, exog: list[str] | None = None) -> Inputs:
+def build_inputs(
+    raw: pd.DataFrame, target, features: list[str] | None, exog: list[str] | None = None, max_age_days: float = 7,
+) -> Inputs:
     """The input frame for `features` (data columns and indicator names) plus `exog` series.
 
     Only data columns: exactly the columns chosen (the tutorial's behaviour). Otherwise the
@@ -60,7 +62,7 @@ def build_inputs(raw: pd.DataFrame, target, features: list[str] | None, exog: li
 
     name = select_columns(raw, target, None)[1]
     parts, declared, dropped = [], {}, {}
-    exog_frame = join_exogenous(raw[[]], exog) if exog else pd.DataFrame(index=raw.index)
+    exog_frame = join_exogenous(raw[[]], exog, max_age_days) if exog else pd.DataFrame(index=raw.index)
     clash = [c for c in exog_frame.columns if c in raw.columns]
     if clash:
         raise DataError(f"exogenous column(s) {', '.join(clash)} clash with columns of the data; rename the series file")
@@ -77,7 +79,7 @@ def build_inputs(raw: pd.DataFrame, target, features: list[str] | None, exog: li
         parts.append(ind)
     if exog:
         declared.update({c: normalisation(c) for c in exog_frame.columns})
-        dropped["no exogenous value yet"] = int(exog_frame.attrs.get("exogenous_dropped", 0))
+        dropped["outside the exogenous dates"] = int(exog_frame.attrs.get("exogenous_dropped", 0))
         parts.append(exog_frame)
     frame = pd.concat(parts, axis=1, join="inner")  # rows every part defines (contiguous)
     if frame.empty:

@@ -116,7 +116,7 @@ class Forecaster:
     def inputs(self, frame: pd.DataFrame) -> Inputs:
         """The model's input columns built from raw candles, as `settings.data` asks."""
         d = self.settings.data
-        return build_inputs(frame, d.target, d.features, d.exog)
+        return build_inputs(frame, d.target, d.features, d.exog, d.exog_max_age)
 
     @property
     def history_(self):
