@@ -72,7 +72,7 @@ def run(
         model__bidirectional=bidirectional, model__dropout=dropout, model__target=model_target,
     )
     result = run_pipeline(data, s, out_dir, progress=not quiet, log=out.print)
-    pooled = " (pooled over assets, errors relative to the last price)" if result.per_asset else ""
+    pooled = " (pooled over assets, RMSE in % of the last price)" if result.per_asset else ""
     out.print(terminal_table(result.metrics, f"{data}: test period, {len(result.forecast)} steps{pooled}"))
     if result.per_asset:
         from coincast.evaluation.assets import terminal_table as asset_table

@@ -2,7 +2,7 @@
 
 Each asset is scored in its own price units. Pooled scores divide every price by the row's
 previous price first (`compare.relative`), so an asset at $60,000 and one at $0.50 weigh
-alike: pooled RMSE and MAE are fractions of the last price.
+alike: pooled RMSE and MAE are in percent of the last price.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _fmt(m: dict, key: str, fmt: str) -> str:
 
 
 def terminal_table(per_asset: dict, pooled: dict, models: list[str]) -> Table:
-    table = Table(title="per asset (pooled: errors relative to the last price)", title_justify="left",
+    table = Table(title="per asset (pooled: errors in % of the last price)", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, padding=(0, 1))
     table.add_column("asset", no_wrap=True)
     table.add_column("forecast", no_wrap=True)
@@ -68,6 +68,7 @@ def html_table(per_asset: dict, pooled: dict, models: list[str]) -> str:
     )
     return (
         "<p>One network trained on the windows of every asset; each asset tested on its own last "
-        "part. Pooled: prices divided by each row's previous price, so assets weigh alike.</p>"
+        "part. Pooled: prices as a percentage of each row's previous price, so assets weigh alike "
+        "(pooled RMSE and MAE are in % of the last price).</p>"
         f"<table><tr><th>asset</th><th>forecast</th>{head}</tr>{rows}</table>"
     )

@@ -13,14 +13,12 @@ PRICE_ONLY = "price_only"
 
 
 def relative(table: pd.DataFrame) -> pd.DataFrame:
-    """Every price column divided by the row's previous price: assets of any price level pool.
-
-    Errors become fractions of the last price; directions, MAPE and the normalised MSE are
-    unchanged.
+    """Every price column as a percentage of the row's previous price: assets of any price
+    level pool. Errors become percent of the last price; directions, MAPE, the normalised
+    MSE and Diebold-Mariano tests are unchanged by the rescaling.
     """
     prices = [c for c in table.columns if c != "asset"]
-    out = table[prices].div(table["previous"], axis=0)
-    return out
+    return 100.0 * table[prices].div(table["previous"], axis=0)
 
 
 def compare(table: pd.DataFrame, extras: list[str], price_only: list[str], alpha: float = 0.05) -> dict:

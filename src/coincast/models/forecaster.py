@@ -191,8 +191,7 @@ class Forecaster:
         data = self._prepare(frame)
         if len(data) < L - 1:
             raise DataError(f"need the last {L - 1} rows to forecast; the data has {len(data)}")
-        # Append a placeholder target row so the usual windowing applies; its value is unused.
-        if len(data) and data.index[-1] != frame.index[-1]:
+        if data.index[-1] != frame.index[-1]:
             raise DataError(
                 f"the inputs end at {data.index[-1]}, before the data's last row {frame.index[-1]} (an "
                 "exogenous series that is not up to date?); update it to forecast the next step"
@@ -203,6 +202,7 @@ class Forecaster:
                 f"the last {L - 1} rows span a time gap longer than {self.settings.data.max_gap} steps; "
                 "the model never saw such windows: fill the missing candles (coincast fetch) or wait"
             )
+        # Append a placeholder target row so the usual windowing applies; its value is unused.
         padded = pd.concat([tail, tail.iloc[-1:]])
         padded.index = pd.RangeIndex(len(padded))
         w = make_windows(padded, self.target_, L, self.normaliser_, self.settings.model.target, self.settings.model.scaling)
