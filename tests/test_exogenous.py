@@ -1,5 +1,7 @@
 """Joining daily series onto candles: the bundled Fear & Greed index and real news sentiment."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -7,7 +9,9 @@ from coincast.data import load
 from coincast.data.exogenous import exogenous_datasets, join_exogenous, join_series, read_series
 from coincast.errors import DataError
 
-NEWS = "../shared/data/sentiment/bitcoin_news_2021_2024.csv"
+# Daily mean and count of the model sentiment scores of ../shared/data/sentiment/bitcoin_news_2021_2024.csv
+# (aggregated once, so the tests do not depend on the shared folder being beside the clone).
+NEWS_DAILY = Path(__file__).parent / "data" / "news_daily_2021_2024.csv"
 
 
 def utc(text):
@@ -44,10 +48,8 @@ def test_hourly_candles_use_the_value_from_the_first_hour_of_its_day():
 
 
 def test_a_file_series_is_used_only_after_its_day_is_over(tmp_path, btc):
-    news = pd.read_csv(NEWS, parse_dates=["Date"])
-    daily = news.loc[news["Date"] < "2023-12-20"].groupby(news["Date"].dt.normalize())["Accurate Sentiments"]
-    series = pd.DataFrame({"date": daily.mean().index.strftime("%Y-%m-%d"), "mean": daily.mean().values,
-                           "count": daily.size().values})
+    series = pd.read_csv(NEWS_DAILY)
+    series = series[series["date"] < "2023-12-20"]
     series.to_csv(tmp_path / "news.csv", index=False)
     joined = join_exogenous(btc, str(tmp_path / "news.csv"), max_age_days=10)
     value = series.set_index("date")
@@ -64,9 +66,8 @@ def test_a_file_series_is_used_only_after_its_day_is_over(tmp_path, btc):
 
 
 def test_a_stale_stretch_in_the_middle_is_an_error(btc):
-    news = pd.read_csv(NEWS, parse_dates=["Date"])
-    series = news.groupby(news["Date"].dt.normalize())[["Accurate Sentiments"]].mean()
-    series.index = series.index.tz_localize("UTC")
+    series = pd.read_csv(NEWS_DAILY, index_col="date")[["mean"]]
+    series.index = pd.to_datetime(series.index).tz_localize("UTC")
     with pytest.raises(DataError, match=r"no value newer than 7 days for \d+ candles in 4 stretch\(es\), the first from 2021-12-08 00:00 to 2021-12-09"):
         join_series(btc, series, "news")
 
