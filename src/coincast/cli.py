@@ -39,7 +39,7 @@ def _csv(value: Optional[str]) -> Optional[list[str]]:
 def run(
     data: str = typer.Option("btc-usd", help="Bundled dataset name (see `coincast datasets`), a CSV/Parquet path or store:EXCHANGE/SYMBOL/TF; comma-separated for one model on several assets."),
     preset: str = typer.Option("default", help="default (leak-safe) or tutorial (the original, exactly)."),
-    config: Optional[Path] = typer.Option(None, help="TOML file with [data], [model], [train] tables."),
+    config: Optional[Path] = typer.Option(None, help="TOML file with \\[data], \\[model], \\[train] tables."),
     target: Optional[str] = typer.Option(None, help="Column to predict, by name or 0-based index."),
     features: Optional[str] = typer.Option(None, help="Comma-separated input columns and indicators, e.g. close,rsi14,macd,bb20,atr14 (default: all numeric columns)."),
     exog: Optional[str] = typer.Option(None, help="Comma-separated daily series joined causally as inputs: fear-greed or CSV files (date + numbers)."),

@@ -72,7 +72,7 @@ def backtest(
     warm_span: int = typer.Option(400, help="Warm refits train on the last N rows of their span (0: all of it)."),
     jobs: int = typer.Option(1, help="Parallel processes for fresh refits."),
     preset: str = typer.Option("default", help="Model preset: default or tutorial."),
-    config: Optional[Path] = typer.Option(None, help="TOML file with [data], [model], [train] tables."),
+    config: Optional[Path] = typer.Option(None, help="TOML file with \\[data], \\[model], \\[train] tables."),
     features: Optional[str] = typer.Option(None, help="Feature spec, e.g. close,volume,rsi14,macd (default: the data's columns)."),
     target: Optional[str] = typer.Option(None, help="Column to predict."),
     window_size: Optional[int] = typer.Option(None, help="Rows per model window (inputs + 1 target)."),
