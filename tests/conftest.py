@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from coincast import load
 from coincast.config import Settings, preset
@@ -17,6 +18,14 @@ def tiny(name: str = "default", **data) -> Settings:
     for k, v in data.items():
         setattr(s.data, k, v)
     return s
+
+
+def one_torch_thread():
+    """One torch thread for a module: on a shared 2-core machine more threads only fight."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 import sys
 
 import pytest
-import torch
 import typer
 
 from coincast import cli
@@ -13,16 +12,12 @@ from coincast.evaluation.audit import audit_backtest, audit_features, perturb
 from coincast.evaluation.backtest import BacktestSettings
 from coincast.evaluation.trading import TradingSettings
 from coincast.features import add_features
+from tests.conftest import one_torch_thread
 
 ALL = "close,volume,rsi14,macd,bb20,atr14,obv,ema20,sma50,logret1,vol20"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
 
 @pytest.fixture(scope="module")

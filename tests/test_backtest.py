@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import typer
 
 from coincast import cli
@@ -18,15 +17,10 @@ from coincast.evaluation.backtest import BacktestSettings, check, walk_forward
 from coincast.evaluation.backtest_report import run_backtest
 from coincast.evaluation.trading import TradingSettings
 from coincast.windows import fill_zeros
+from tests.conftest import one_torch_thread
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared 2-core machine more threads only fight each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
 
 def tiny() -> Settings:

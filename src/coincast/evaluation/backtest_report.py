@@ -30,7 +30,7 @@ from coincast.evaluation.backtest import BacktestResult, BacktestSettings, check
 from coincast.evaluation.metrics import score, verdict
 from coincast.evaluation.plots import COLORS as BASE_COLORS
 from coincast.evaluation.plots import _png, plt
-from coincast.evaluation.report import _kv_html, _table_html
+from coincast.evaluation.report import _kv_html, _table_html, figures_html, page
 from coincast.pipeline import _final_name, _staging_folder
 from coincast.windows import fill_zeros
 
@@ -242,11 +242,6 @@ TRADING_KEYS = ["total_return", "cagr", "ann_vol", "sharpe", "sortino", "max_dra
 
 
 def html_page(data, result: BacktestResult, s: dict, images: dict[str, bytes]) -> str:
-    import base64
-
-    imgs = "".join(
-        f"<figure><img alt='{html.escape(n)}' src='data:image/png;base64,{base64.b64encode(b).decode()}'>"
-        f"<figcaption>{html.escape(n)}</figcaption></figure>" for n, b in images.items())
     verdict_html = "".join(f"<p class='verdict'>{html.escape(v)}</p>" for v in s["verdict"])
     bt, st = result.backtest, result.settings
     run = {
@@ -261,19 +256,7 @@ def html_page(data, result: BacktestResult, s: dict, images: dict[str, bytes]) -
     dm = s["diebold_mariano"]
     years = pd.DataFrame(s["per_year"]).set_index("year")
     folds = result.folds.drop(columns=["train_first"], errors="ignore")
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>coincast backtest: {html.escape(str(data))}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1150px; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }}
-th, td {{ border: 1px solid #ccc; padding: 3px 7px; text-align: right; }}
-table.kv th, table.kv td {{ text-align: left; }}
-tr.model {{ background: #eef4ff; font-weight: bold; }}
-.verdict {{ font-size: 1.1em; padding: 0.6em; background: #f6f6f6; border-left: 4px solid #36c; margin: 0.4em 0; }}
-figure {{ display: inline-block; margin: 0.5em; }} img {{ max-width: 100%; }}
-</style></head><body>
-<h1>coincast walk-forward backtest: {html.escape(str(data))}</h1>
-{verdict_html}
+    return page(f"coincast walk-forward backtest: {data}", f"""{verdict_html}
 <h2>Forecasts vs baselines (every test day, each from a model trained only on earlier data)</h2>
 <p>Diebold-Mariano (HLN, squared error) model vs persistence: statistic {dm['stat']:.3f},
 one-sided p = {dm['p_one_sided']:.3g}. Direction: up when the forecast is above the previous price.</p>
@@ -292,8 +275,6 @@ sizing {html.escape(s['trading']['settings']['sizing'])}. Positions are set at t
 <h2>Per calendar year</h2>
 {years.to_html(float_format=lambda v: f"{v:.4g}", na_rep="–")}
 <h2>Run</h2>{_kv_html(run)}
-<h2>Plots</h2>{imgs}
+<h2>Plots</h2>{figures_html(images)}
 <h2>Folds</h2>
-{folds.to_html(index=False, float_format=lambda v: f"{v:.4g}")}
-</body></html>
-"""
+{folds.to_html(index=False, float_format=lambda v: f"{v:.4g}")}""")

@@ -66,6 +66,32 @@ def _kv_html(items: dict) -> str:
     return f"<table class='kv'>{rows}</table>"
 
 
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1150px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
+table.kv th, table.kv td { text-align: left; }
+tr.model { background: #eef4ff; font-weight: bold; }
+.verdict { font-size: 1.15em; padding: 0.7em; background: #f6f6f6; border-left: 4px solid #36c; margin: 0.4em 0; }
+figure { display: inline-block; margin: 0.5em; } img { max-width: 100%; }
+"""
+
+
+def page(title: str, body: str) -> str:
+    """A self-contained HTML page: the shared style, a heading, the body."""
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n")
+
+
+def figures_html(images: dict[str, bytes]) -> str:
+    """PNG images inlined as base64 figures."""
+    return "".join(
+        f"<figure><img alt='{html.escape(n)}' src='data:image/png;base64,{base64.b64encode(b).decode()}'>"
+        f"<figcaption>{html.escape(n)}</figcaption></figure>"
+        for n, b in images.items()
+    )
+
+
 def html_report(
     title: str, verdict: str, summary: dict, metrics: dict, rules: dict, images: dict[str, bytes],
     sections: list[tuple[str, str]] = (),
@@ -75,24 +101,7 @@ def html_report(
     `sections`: extra (heading, HTML body) parts shown after the main table.
     """
     extra = "".join(f"<h2>{html.escape(h)}</h2>{body}" for h, body in sections)
-    imgs = "".join(
-        f"<figure><img alt='{html.escape(n)}' src='data:image/png;base64,{base64.b64encode(b).decode()}'>"
-        f"<figcaption>{html.escape(n)}</figcaption></figure>"
-        for n, b in images.items()
-    )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }}
-th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
-table.kv th, table.kv td {{ text-align: left; }}
-tr.model {{ background: #eef4ff; font-weight: bold; }}
-.verdict {{ font-size: 1.15em; padding: 0.8em; background: #f6f6f6; border-left: 4px solid #36c; }}
-figure {{ display: inline-block; margin: 0.5em; }} img {{ max-width: 100%; }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-<p class="verdict">{html.escape(verdict)}</p>
+    return page(title, f"""<p class="verdict">{html.escape(verdict)}</p>
 <h2>Model vs baselines (test period)</h2>
 <p>Persistence predicts "tomorrow = today"; drift adds the window's average step; always-up
 says "up" every day. A model is only useful where it beats them. Direction: up when the
@@ -107,6 +116,4 @@ the forecast's squared errors are smaller than persistence's.</p>
 that reach zero or go negative; standard: (x - m) / s with the training rows' mean and standard
 deviation (indicators, exogenous series); none: as it is (log returns).</p>
 {_kv_html(rules)}
-<h2>Plots</h2>{imgs}
-</body></html>
-"""
+<h2>Plots</h2>{figures_html(images)}""")
