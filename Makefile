@@ -37,7 +37,7 @@ bench-quick: $(VENV)/.installed
 
 # Walk-forward skill of the default and tutorial presets on all six bundled daily coins.
 skill: $(VENV)/.installed
-	$(PY) benchmarks/skill.py
+	$(PY) benchmarks/skill.py --jobs 2
 
 clean:
 	rm -rf $(VENV) runs

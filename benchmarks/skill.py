@@ -6,7 +6,11 @@ and MAE ratios to persistence, the Diebold-Mariano p-value, directional accuracy
 always-up rate and the binomial p-values. Writes benchmarks/results/skill.json and the
 skill section of BENCHMARKS.md.
 
-    .venv/bin/python benchmarks/skill.py [--coins btc-usd,eth-usd] [--presets default,tutorial] [--days 730]
+    .venv/bin/python benchmarks/skill.py [--coins btc-usd,eth-usd] [--presets default,tutorial,default+ta] [--days 730]
+
+"default+ta" is the default preset with every indicator (coincast.features, default periods)
+and the Fear & Greed index as extra inputs, built as `coincast run --features ... --exog
+fear-greed` builds them (indicators on the full history, the index joined causally).
 """
 
 from __future__ import annotations
@@ -29,17 +33,23 @@ from coincast.evaluation import stats
 from coincast.evaluation.backtest import BacktestSettings, walk_forward
 from coincast.evaluation.backtest_report import load_frame
 from coincast.evaluation.metrics import score
+from coincast.inputs import build_inputs
 
 COINS = ("btc-usd", "eth-usd", "ltc-usd", "xrp-usd", "ada-usd", "bnb-usd")
 BEGIN, END = "<!-- skill:begin -->", "<!-- skill:end -->"
+INDICATORS = "close,volume,rsi,macd,bb,atr,obv,ema,sma,logret,vol"  # every indicator, default periods
 
 
 def one(coin: str, preset: str, days: int, retrain_every: int, epochs: int | None) -> dict:
-    s = coincast.preset(preset)
+    s = coincast.preset(preset.removesuffix("+ta"))
     s.data.target = default_target(coin)
     if epochs:
         s.train.epochs = epochs
-    frame, _, target = load_frame(coin, s)
+    if preset.endswith("+ta"):
+        built = build_inputs(coincast.load(coin), s.data.target, INDICATORS.split(","), ["fear-greed"])
+        frame, target = built.frame, built.target
+    else:
+        frame, _, target = load_frame(coin, s)
     bt = BacktestSettings(start=str(frame.index[-days].date()), retrain_every=retrain_every, refit="warm")
     t0 = time.perf_counter()
     result = walk_forward(frame, s, bt, target)
@@ -77,6 +87,8 @@ def section(rows: list[dict], meta: dict) -> str:
              f"Protocol: walk-forward over the last {meta['days']} days of each bundled daily coin, retrained every "
              f"{meta['retrain_every']} days with warm refits (first fold trained in full, then 5 epochs per fold on the "
              "most recent 400 rows), forecasts one step ahead from data before each day. "
+             f"`default+ta` adds every indicator ({INDICATORS}) and the Fear & Greed index as inputs "
+             "(its rows start in 2018, so it trains on less history). "
              f"Machine: {meta['machine']}; torch {meta['torch']}.", "",
              "| coin | preset | days | RMSE / pers. | MAE / pers. | DM p | dir. acc. | always-up rate | p vs 50% | p vs always-up | mean a | s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -92,7 +104,7 @@ def section(rows: list[dict], meta: dict) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--coins", default=",".join(COINS))
-    p.add_argument("--presets", default="default,tutorial")
+    p.add_argument("--presets", default="default,tutorial,default+ta")
     p.add_argument("--days", type=int, default=730)
     p.add_argument("--retrain-every", type=int, default=7)
     p.add_argument("--epochs", type=int, default=None, help="epochs of each first, full fit (default: the preset's)")
