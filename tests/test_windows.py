@@ -61,6 +61,14 @@ def test_fill_zeros_uses_previous_value_and_never_the_future():
     assert out["b"].tolist() == [1.0, 1.0, 1.0, 2.0, 2.0]
 
 
+def test_fill_zeros_matches_the_pandas_formulation(tutorial_frame):
+    f = tutorial_frame.copy()
+    f.iloc[[0, 5, 6], 3] = np.nan  # missing values are filled like zeros
+    want = f.mask(f == 0).ffill().fillna(0.0)  # the plain pandas statement of the rule
+    assert (tutorial_frame == 0).to_numpy().sum() > 0, "the tutorial's data has zeros to fill"
+    pd.testing.assert_frame_equal(fill_zeros(f), want.astype("float64"))
+
+
 def test_non_positive_target_is_rejected(btc):
     f = btc.iloc[:80].copy()
     f.iloc[10, f.columns.get_loc("close")] = -1.0

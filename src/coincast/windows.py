@@ -31,8 +31,13 @@ def fill_zeros(frame: pd.DataFrame) -> pd.DataFrame:
     The tutorial's row 0 read row -1 (the last row: the future); here zeros with no
     earlier value stay 0.
     """
-    filled = frame.mask(frame == 0).ffill()
-    return filled.fillna(0.0)
+    values = frame.to_numpy(dtype=np.float64)  # [T, F]
+    missing = (values == 0) | np.isnan(values)  # [T, F]
+    rows = np.arange(len(values))[:, None]  # [T, 1]
+    last = np.maximum.accumulate(np.where(missing, 0, rows), axis=0)  # [T, F] row of the last value seen
+    filled = values[last, np.arange(values.shape[1])]  # [T, F]
+    filled[~np.logical_or.accumulate(~missing, axis=0)] = 0.0  # no earlier value: stays 0
+    return pd.DataFrame(filled, index=frame.index, columns=frame.columns)
 
 
 @dataclass

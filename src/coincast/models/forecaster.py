@@ -144,6 +144,8 @@ class Forecaster:
                 return built
             missing = [c for c in self.columns_ if c not in built.columns] or self.columns_
         else:
+            if list(frame.columns) == self.columns_:
+                return fill_zeros(frame)
             missing = [c for c in self.columns_ if c not in frame.columns]
             if not missing:
                 return fill_zeros(frame[self.columns_])
@@ -203,8 +205,8 @@ class Forecaster:
                 "the model never saw such windows: fill the missing candles (coincast fetch) or wait"
             )
         # Append a placeholder target row so the usual windowing applies; its value is unused.
-        padded = pd.concat([tail, tail.iloc[-1:]])
-        padded.index = pd.RangeIndex(len(padded))
+        values = tail.to_numpy()  # [L-1, F]
+        padded = pd.DataFrame(np.vstack([values, values[-1:]]), columns=tail.columns)  # [L, F]
         w = make_windows(padded, self.target_, L, self.normaliser_, self.settings.model.target, self.settings.model.scaling)
         price, last = float(self._to_price(w)[0]), float(w.prev[0])
         when = frame.index[-1] + self.step_ if isinstance(frame.index, pd.DatetimeIndex) else len(frame)
