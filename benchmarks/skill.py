@@ -33,7 +33,6 @@ from coincast.evaluation import stats
 from coincast.evaluation.backtest import BacktestSettings, walk_forward
 from coincast.evaluation.backtest_report import load_frame
 from coincast.evaluation.metrics import score
-from coincast.inputs import build_inputs
 
 COINS = ("btc-usd", "eth-usd", "ltc-usd", "xrp-usd", "ada-usd", "bnb-usd")
 BEGIN, END = "<!-- skill:begin -->", "<!-- skill:end -->"
@@ -46,10 +45,8 @@ def one(coin: str, preset: str, days: int, retrain_every: int, epochs: int | Non
     if epochs:
         s.train.epochs = epochs
     if preset.endswith("+ta"):
-        built = build_inputs(coincast.load(coin), s.data.target, INDICATORS.split(","), ["fear-greed"])
-        frame, target = built.frame, built.target
-    else:
-        frame, _, target = load_frame(coin, s)
+        s.data.features, s.data.exog = INDICATORS.split(","), ["fear-greed"]
+    frame, _, target = load_frame(coin, s)
     bt = BacktestSettings(start=str(frame.index[-days].date()), retrain_every=retrain_every, refit="warm")
     t0 = time.perf_counter()
     result = walk_forward(frame, s, bt, target)

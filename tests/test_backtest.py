@@ -103,6 +103,15 @@ def test_run_backtest_writes_a_complete_run_folder(tmp_path):
     assert len(table) == 22 and "lo95" in table.columns
 
 
+def test_backtest_builds_indicators_and_exogenous_inputs_as_run_does(tmp_path):
+    s = tiny()
+    s.data.features, s.data.exog = ["close", "rsi14"], ["fear-greed"]
+    run = run_backtest("btc-usd", s, BacktestSettings(start=START, refit="warm", warm_epochs=1), runs_dir=tmp_path, n_boot=50)
+    config = json.loads((run.folder / "config.json").read_text())
+    assert config["features"].split(",") == ["close", "rsi14", "fear_greed"]
+    assert run.summary["test"]["days"] == 22
+
+
 # -- bad input: one line, exit 2, nothing written ----------------------------------------------
 def test_library_errors(raw):
     frame = fill_zeros(raw)
@@ -135,6 +144,8 @@ def _cli(monkeypatch, capsys, args):
     (["--window", "rolling", "--train-size", "30"], "smaller than the window"),
     (["--fee-bps", "-3"], "fees cannot be negative"),
     (["--threshold", "abc"], "threshold must be a number"),
+    (["--features", "close,rsx14"], "unknown feature 'rsx14'"),
+    (["--exog", "no_such_series.csv"], "file not found: no_such_series.csv"),
 ])
 def test_cli_bad_input_is_one_line_exit_2_nothing_written(monkeypatch, capsys, tmp_path, args, words):
     out = tmp_path / "runs"

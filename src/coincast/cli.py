@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from coincast.config import Settings, apply_overrides, load_toml, preset as get_preset
+from coincast import cli_options as opt
 from coincast.errors import CoincastError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Honest next-step crypto forecasts with a bidirectional LSTM.")
@@ -19,56 +19,40 @@ out = Console()
 err = Console(stderr=True)
 
 
-def _settings(preset: str, config: Optional[Path], **flags) -> Settings:
-    """Preset, then TOML/JSON config file, then single flags: later wins."""
-    s = load_toml(config, get_preset(preset)) if config else get_preset(preset)
-    sections: dict[str, dict] = {"data": {}, "model": {}, "train": {}}
-    for key, value in flags.items():
-        if value is None:
-            continue
-        section, name = key.split("__")
-        sections[section][name] = value
-    return apply_overrides(s, sections)
-
-
-def _csv(value: Optional[str]) -> Optional[list[str]]:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
 @app.command()
 def run(
     data: str = typer.Option("btc-usd", help="Bundled dataset name (see `coincast datasets`), a CSV/Parquet path or store:EXCHANGE/SYMBOL/TF; comma-separated for one model on several assets."),
-    preset: str = typer.Option("default", help="default (leak-safe) or tutorial (the original, exactly)."),
-    config: Optional[Path] = typer.Option(None, help="TOML file with \\[data], \\[model], \\[train] tables."),
-    target: Optional[str] = typer.Option(None, help="Column to predict, by name or 0-based index."),
-    features: Optional[str] = typer.Option(None, help="Comma-separated input columns and indicators, e.g. close,rsi14,macd,bb20,atr14 (default: all numeric columns)."),
-    exog: Optional[str] = typer.Option(None, help="Comma-separated daily series joined causally as inputs: fear-greed or CSV files (date + numbers)."),
+    preset: opt.Preset = "default",
+    config: opt.Config = None,
+    target: opt.Target = None,
+    features: opt.Features = None,
+    exog: opt.Exog = None,
     exog_max_age: Optional[float] = typer.Option(None, help="Days an exogenous value stays usable before it counts as missing (default 7)."),
     max_gap: Optional[str] = typer.Option(None, help="Drop windows spanning a time gap over this many typical steps (default 1.5; 'none' keeps all)."),
     window: Optional[int] = typer.Option(None, help="Rows per window (inputs + 1 target)."),
-    epochs: Optional[int] = typer.Option(None, help="Training epochs."),
+    epochs: opt.Epochs = None,
     batch_size: Optional[int] = typer.Option(None, help="Batch size."),
-    hidden: Optional[str] = typer.Option(None, help="Units per layer, e.g. 49,98,49."),
-    cell: Optional[str] = typer.Option(None, help="lstm or gru."),
+    hidden: opt.Hidden = None,
+    cell: opt.Cell = None,
     bidirectional: Optional[bool] = typer.Option(None, "--bidirectional/--unidirectional"),
     dropout: Optional[float] = typer.Option(None),
-    model_target: Optional[str] = typer.Option(None, help="window (the tutorial's) or change (relative to the last price)."),
+    model_target: opt.ModelTarget = None,
     early_stopping: Optional[bool] = typer.Option(None, "--early-stopping/--no-early-stopping"),
-    seed: Optional[int] = typer.Option(None, help="One seed for Python, numpy and torch."),
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder that receives the run folder."),
-    quiet: bool = typer.Option(False, help="No progress bar."),
+    seed: opt.Seed = None,
+    out_dir: opt.OutDir = Path("runs"),
+    quiet: opt.Quiet = False,
 ):
     """Train, forecast the test period, compare with baselines, and write a run folder."""
     from coincast.evaluation.report import terminal_table
     from coincast.pipeline import run as run_pipeline
 
-    s = _settings(
+    s = opt.settings(
         preset, config,
-        data__target=target, data__features=_csv(features), data__exog=_csv(exog), data__window=window,
+        data__target=target, data__features=opt.csv(features), data__exog=opt.csv(exog), data__window=window,
         data__max_gap=max_gap, data__exog_max_age=exog_max_age,
         train__epochs=epochs, train__batch_size=batch_size, train__seed=seed,
         train__early_stopping=early_stopping,
-        model__hidden=[int(h) for h in _csv(hidden)] if hidden else None, model__cell=cell,
+        model__hidden=opt.hidden(hidden), model__cell=cell,
         model__bidirectional=bidirectional, model__dropout=dropout, model__target=model_target,
     )
     result = run_pipeline(data, s, out_dir, progress=not quiet, log=out.print)

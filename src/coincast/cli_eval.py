@@ -20,33 +20,12 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from coincast.config import Settings, apply_overrides, load_toml
-from coincast.config import preset as get_preset
-from coincast.errors import ConfigError
+from coincast import cli_options as opt
+from coincast.config import Settings
 
 out = Console()
 
 ALL_FEATURES = "close,volume,rsi,macd,bb,atr,obv,ema,sma,logret,vol"  # every indicator, default periods
-
-
-def _model_settings(preset: str, config: Optional[Path], **flags) -> Settings:
-    """Preset, then TOML/JSON config file, then single flags (section__name=value): later wins."""
-    s = load_toml(config, get_preset(preset)) if config else get_preset(preset)
-    sections: dict[str, dict] = {"data": {}, "model": {}, "train": {}}
-    for key, value in flags.items():
-        if value is not None:
-            section, name = key.split("__")
-            sections[section][name] = value
-    return apply_overrides(s, sections)
-
-
-def _hidden(value: Optional[str]) -> Optional[list[int]]:
-    if not value:
-        return None
-    try:
-        return [int(h) for h in value.split(",") if h.strip()]
-    except ValueError:
-        raise ConfigError(f"hidden sizes must be comma-separated integers (got {value!r}): e.g. --hidden 49,98,49") from None
 
 
 def _trading(threshold: str, fee_bps: float, slippage_bps: float, long_short: bool, sizing: str, fraction: float,
@@ -71,16 +50,17 @@ def backtest(
     warm_epochs: int = typer.Option(5, help="Epochs of each warm refit after the first full fit."),
     warm_span: int = typer.Option(400, help="Warm refits train on the last N rows of their span (0: all of it)."),
     jobs: int = typer.Option(1, help="Parallel processes for fresh refits."),
-    preset: str = typer.Option("default", help="Model preset: default or tutorial."),
-    config: Optional[Path] = typer.Option(None, help="TOML file with \\[data], \\[model], \\[train] tables."),
-    features: Optional[str] = typer.Option(None, help="Feature spec, e.g. close,volume,rsi14,macd (default: the data's columns)."),
-    target: Optional[str] = typer.Option(None, help="Column to predict."),
+    preset: opt.Preset = "default",
+    config: opt.Config = None,
+    features: opt.Features = None,
+    exog: opt.Exog = None,
+    target: opt.Target = None,
     window_size: Optional[int] = typer.Option(None, help="Rows per model window (inputs + 1 target)."),
-    epochs: Optional[int] = typer.Option(None, help="Epochs of a full fit."),
-    hidden: Optional[str] = typer.Option(None, help="Units per layer, e.g. 49,98,49."),
-    cell: Optional[str] = typer.Option(None, help="lstm or gru."),
-    model_target: Optional[str] = typer.Option(None, help="window or change."),
-    seed: Optional[int] = typer.Option(None, help="One seed for Python, numpy and torch."),
+    epochs: opt.Epochs = None,
+    hidden: opt.Hidden = None,
+    cell: opt.Cell = None,
+    model_target: opt.ModelTarget = None,
+    seed: opt.Seed = None,
     threshold: str = typer.Option("0", help="Trade only when the predicted move exceeds this many percent."),
     fee_bps: float = typer.Option(10.0, help="Fees per position change, basis points of the traded notional."),
     slippage_bps: float = typer.Option(5.0, help="Slippage per position change, basis points."),
@@ -92,8 +72,8 @@ def backtest(
     stop_loss: Optional[float] = typer.Option(None, help="Stop-loss in percent, on the next candle's low/high."),
     take_profit: Optional[float] = typer.Option(None, help="Take-profit in percent, on the next candle's high/low."),
     bootstrap: int = typer.Option(2000, help="Block-bootstrap resamples."),
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder that receives the run folder."),
-    quiet: bool = typer.Option(False, help="No progress bar."),
+    out_dir: opt.OutDir = Path("runs"),
+    quiet: opt.Quiet = False,
 ):
     """Walk-forward backtest: retrain on a schedule, forecast every day, test, trade, report."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -103,9 +83,10 @@ def backtest(
     from coincast.evaluation.report import terminal_table
 
     t = _trading(threshold, fee_bps, slippage_bps, long_short, sizing, fraction, vol_target, max_leverage, stop_loss, take_profit)
-    s = _model_settings(
-        preset, config, data__target=target, data__window=window_size, train__epochs=epochs, train__seed=seed,
-        model__hidden=_hidden(hidden), model__cell=cell, model__target=model_target,
+    s = opt.settings(
+        preset, config, data__target=target, data__features=opt.csv(features), data__exog=opt.csv(exog),
+        data__window=window_size, train__epochs=epochs, train__seed=seed,
+        model__hidden=opt.hidden(hidden), model__cell=cell, model__target=model_target,
     )
     bt = BacktestSettings(start=start, retrain_every=retrain_every, window=window, train_size=train_size,
                           refit=refit, warm_epochs=warm_epochs, warm_span=warm_span or None, jobs=jobs)
@@ -113,7 +94,7 @@ def backtest(
                    transient=True)
     task = bar.add_task("folds", total=None)
     with bar:
-        run = run_backtest(data, s, bt, t, features=features, runs_dir=out_dir, log=out.print,
+        run = run_backtest(data, s, bt, t, runs_dir=out_dir, log=out.print,
                            on_fold=lambda info: bar.advance(task), n_boot=bootstrap)
     summ = run.summary
     out.print(terminal_table(summ["metrics"], f"{data}: walk-forward, {summ['test']['days']} days, {summ['test']['folds']} folds"))
@@ -153,7 +134,7 @@ def audit(
     from coincast.features import add_features, parse_spec
 
     s = Settings()
-    s.data.window, s.train.epochs, s.model.hidden, s.train.seed = window_size, epochs, _hidden(hidden), seed
+    s.data.window, s.train.epochs, s.model.hidden, s.train.seed = window_size, epochs, opt.hidden(hidden), seed
     s.data.target = default_target(data) or "close"
     spec = [s.data.target.lower()] + parse_spec(features)
     transform = lambda frame: add_features(frame, spec)  # noqa: E731

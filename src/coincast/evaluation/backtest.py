@@ -226,7 +226,7 @@ def walk_forward(
     open/high/low of each target day, copied to the table for the trading simulation.
     """
     settings = copy.deepcopy(settings)
-    settings.data.target, settings.data.features = target, None
+    settings.data.target, settings.data.features, settings.data.exog = target, None, None  # frame is built
     start = check(frame, settings, bt)
     plans = plan(len(frame), start, bt)
     t0 = time.perf_counter()

@@ -24,15 +24,14 @@ import torch
 from coincast import io
 from coincast.config import Settings, validate
 from coincast.data.datasets import default_target, load
-from coincast.data.frame import select_columns
 from coincast.evaluation import conformal, stats, trading
 from coincast.evaluation.backtest import BacktestResult, BacktestSettings, check, settings_dict, walk_forward
 from coincast.evaluation.metrics import score, verdict
 from coincast.evaluation.plots import COLORS as BASE_COLORS
 from coincast.evaluation.plots import _png, plt
 from coincast.evaluation.report import _kv_html, _table_html, figures_html, page
+from coincast.inputs import build_inputs
 from coincast.pipeline import _final_name, _staging_folder
-from coincast.windows import fill_zeros
 
 COLORS = {**BASE_COLORS, "moving_average": "tab:purple", "ar": "tab:brown", "buy_and_hold": "black"}
 
@@ -45,17 +44,16 @@ class BacktestRun:
     verdict: list[str]
 
 
-def load_frame(data, settings: Settings, features: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """(model frame, raw frame, target): the feature spec applied, columns chosen, zeros filled."""
-    raw = load(data)
-    frame = raw
-    if features:
-        from coincast.features import add_features, parse_spec
+def load_frame(data, settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """(model frame, raw frame, target): the inputs `settings.data` asks for, as `coincast run` builds them.
 
-        target = settings.data.target or "close"
-        frame = add_features(raw, [str(target).lower()] + parse_spec(features))
-    frame, target = select_columns(frame, settings.data.target, None if features else settings.data.features)
-    return fill_zeros(frame), raw, target
+    Indicators are computed once on the full history and exogenous series joined causally,
+    so every fold sees the values it would have seen live.
+    """
+    raw = load(data)
+    d = settings.data
+    built = build_inputs(raw, d.target, d.features, d.exog, d.exog_max_age)
+    return built.frame, raw, built.target
 
 
 def evaluate(result: BacktestResult, t: trading.TradingSettings, n_boot: int = 2000) -> tuple[dict, dict, list[str]]:
@@ -101,7 +99,6 @@ def run_backtest(
     settings: Settings | None = None,
     bt: BacktestSettings | None = None,
     t: trading.TradingSettings | None = None,
-    features: str | None = None,
     runs_dir: str | Path = "runs",
     log: Callable[[str], None] = lambda _: None,
     on_fold: Callable[[dict], None] = lambda _: None,
@@ -112,15 +109,15 @@ def run_backtest(
     t = trading.check(t or trading.TradingSettings())
     if settings.data.target is None:
         settings.data.target = default_target(data)
-    frame, raw, target = load_frame(data, settings, features)
+    frame, raw, target = load_frame(data, settings)
     check(frame, settings, bt)  # every user mistake surfaces here, before anything is written
     runs_dir = Path(runs_dir)
     staging = _staging_folder(runs_dir)
     try:
         result = walk_forward(frame, settings, bt, target, extra=raw, log=log, on_fold=on_fold)
         summary, sims, lines = evaluate(result, t, n_boot)
-        summary = {"data": str(data), "features": features or ",".join(frame.columns), **summary}
-        _write(staging, data, result, t, summary, sims, features)
+        summary = {"data": str(data), "features": ",".join(frame.columns), **summary}
+        _write(staging, data, result, t, summary, sims)
         folder = _final_name(runs_dir, data, f"backtest-{bt.refit}")
         staging.rename(folder)
     except BaseException:
@@ -130,10 +127,10 @@ def run_backtest(
 
 
 # -- files ----------------------------------------------------------------------------------
-def _write(folder: Path, data, result: BacktestResult, t, summary: dict, sims: dict, features) -> None:
+def _write(folder: Path, data, result: BacktestResult, t, summary: dict, sims: dict) -> None:
     table, folds = result.table, result.folds
     io.write_json(folder / "config.json", {
-        "data": str(data), "features": features, **result.settings.to_dict(),
+        "data": str(data), "features": summary["features"], **result.settings.to_dict(),
         "backtest": settings_dict(result.backtest), "trading": t.to_dict(),
     })
     io.write_json(folder / "metrics.json", summary)

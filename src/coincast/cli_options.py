@@ -1,0 +1,54 @@
+"""Options that `coincast run` and `coincast backtest` share, and the settings they build.
+
+Each option is declared once here (name, type, help) and used as a parameter annotation
+in both commands, so the two never drift apart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from coincast.config import Settings, apply_overrides, load_toml
+from coincast.config import preset as get_preset
+from coincast.errors import ConfigError
+
+Preset = Annotated[str, typer.Option(help="default (leak-safe) or tutorial (the original, exactly).")]
+Config = Annotated[Optional[Path], typer.Option(help="TOML file with \\[data], \\[model], \\[train] tables.")]
+Target = Annotated[Optional[str], typer.Option(help="Column to predict, by name or 0-based index.")]
+Features = Annotated[Optional[str], typer.Option(
+    help="Comma-separated input columns and indicators, e.g. close,rsi14,macd,bb20,atr14 (default: all numeric columns).")]
+Exog = Annotated[Optional[str], typer.Option(
+    help="Comma-separated daily series joined causally as inputs: fear-greed or CSV files (date + numbers).")]
+Epochs = Annotated[Optional[int], typer.Option(help="Training epochs (of a full fit).")]
+Hidden = Annotated[Optional[str], typer.Option(help="Units per layer, e.g. 49,98,49.")]
+Cell = Annotated[Optional[str], typer.Option(help="lstm or gru.")]
+ModelTarget = Annotated[Optional[str], typer.Option(
+    help="window (the tutorial's) or change (relative to the last price).")]
+Seed = Annotated[Optional[int], typer.Option(help="One seed for Python, numpy and torch.")]
+OutDir = Annotated[Path, typer.Option("--out", help="Folder that receives the run folder.")]
+Quiet = Annotated[bool, typer.Option(help="No progress bar.")]
+
+
+def settings(preset: str, config: Optional[Path], **flags) -> Settings:
+    """Preset, then TOML/JSON config file, then single flags (section__name=value): later wins."""
+    s = load_toml(config, get_preset(preset)) if config else get_preset(preset)
+    sections: dict[str, dict] = {"data": {}, "model": {}, "train": {}}
+    for key, value in flags.items():
+        if value is not None:
+            section, name = key.split("__")
+            sections[section][name] = value
+    return apply_overrides(s, sections)
+
+
+def csv(value: Optional[str]) -> Optional[list[str]]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def hidden(value: Optional[str]) -> Optional[list[int]]:
+    try:
+        return [int(h) for h in csv(value)] if value else None
+    except ValueError:
+        raise ConfigError(f"hidden sizes must be comma-separated integers (got {value!r}): e.g. --hidden 49,98,49") from None
