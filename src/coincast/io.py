@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -28,7 +29,18 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 def write_json(path: str | Path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n")
+    """Standard JSON: a number that is undefined or unbounded (NaN, inf) is written as null."""
+    write_text(path, json.dumps(_finite(obj), indent=2, allow_nan=False, default=_jsonable) + "\n")
+
+
+def _finite(x):
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if getattr(x, "shape", None) == ():  # numpy scalars
+        x = x.item()
+    return None if isinstance(x, float) and not math.isfinite(x) else x
 
 
 def _jsonable(x):
