@@ -128,3 +128,11 @@ def test_datasets_lists_rows_and_dates(cli, tmp_path):
 def test_bad_flag_is_a_usage_error_with_exit_2(cli, tmp_path):
     p = cli("run", "--epochs", "many", cwd=tmp_path)
     assert p.returncode == 2 and "Traceback" not in p.stderr and "'--epochs'" in p.stderr
+
+
+def test_command_line_starts_without_torch():
+    """Commands that do not train (datasets, store, --help) must not pay for importing torch."""
+    code = "import sys, coincast, coincast.cli; print('torch' in sys.modules)"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "False"

@@ -7,11 +7,23 @@
     model.forecast_next(frame)
 """
 
+import importlib
+
 from coincast.config import Settings, preset
-from coincast.data import load
 from coincast.errors import CoincastError
-from coincast.models.forecaster import Forecaster
-from coincast.pipeline import RunResult, run
+
+# Imported on first use, so the command line starts without loading torch for commands
+# that do not train (PEP 562).
+_LAZY = {"load": "coincast.data", "Forecaster": "coincast.models.forecaster",
+         "RunResult": "coincast.pipeline", "run": "coincast.pipeline"}
 
 __all__ = ["CoincastError", "Forecaster", "RunResult", "Settings", "load", "preset", "run"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'coincast' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
