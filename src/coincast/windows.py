@@ -132,7 +132,7 @@ def make_windows(
     target is standardised with the window's own statistics (reversible instance
     normalisation); undone on the way out, so nothing outside the window is used.
     """
-    if list(frame.columns) != norm.columns:
+    if frame.columns.tolist() != norm.columns:
         raise ValueError("frame columns differ from the normaliser's")  # internal: callers select
     values = frame.to_numpy(dtype=np.float64)  # [T, F]
     if len(values) < length:
@@ -194,7 +194,7 @@ def gap_free(index: pd.Index, length: int, step: pd.Timedelta | None, max_gap: f
     n = max(len(index) - length + 1, 0)
     if max_gap is None or step is None or not isinstance(index, pd.DatetimeIndex) or n == 0:
         return np.ones(n, dtype=bool)
-    big = np.asarray((index[1:] - index[:-1]) > max_gap * step)  # [T-1] step t -> t+1 too long
+    big = np.diff(index.values) > (max_gap * step).to_timedelta64()  # [T-1] step t -> t+1 too long (UTC)
     return ~sliding_window_view(big, length - 1).any(axis=1)  # [N] window i spans steps i..i+L-2
 
 

@@ -144,7 +144,7 @@ class Forecaster:
                 return built
             missing = [c for c in self.columns_ if c not in built.columns] or self.columns_
         else:
-            if list(frame.columns) == self.columns_:
+            if frame.columns.tolist() == self.columns_:
                 return fill_zeros(frame)
             missing = [c for c in self.columns_ if c not in frame.columns]
             if not missing:
