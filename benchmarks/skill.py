@@ -21,7 +21,7 @@ import json
 import os
 import platform
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -69,10 +69,6 @@ def one(coin: str, preset: str, days: int, retrain_every: int, epochs: int | Non
     }
 
 
-def _one(job: tuple) -> dict:
-    return one(*job)
-
-
 def _report(r: dict) -> dict:
     print(f"{r['coin']} {r['preset']}: RMSE/pers {r['rmse_ratio']:.3f}, DM p {r['dm_p']:.3g}, "
           f"acc {r['accuracy']:.3f} (always-up {r['always_up_rate']:.3f}), {r['seconds']:.0f} s", flush=True)
@@ -108,20 +104,20 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (one torch thread each)")
     p.add_argument("--out", default="benchmarks/results/skill.json")
     p.add_argument("--doc", default="BENCHMARKS.md")
+    p.add_argument("--resume", action="store_true", help="keep the rows already in --out and run only the others")
     a = p.parse_args()
+    coins, presets = a.coins.split(","), a.presets.split(",")
+    rows = json.loads(Path(a.out).read_text())["rows"] if a.resume and Path(a.out).exists() else []
+    done = {(r["coin"], r["preset"]) for r in rows}
+    # Preset-major: every coin's default first, so a stopped run has the default everywhere.
     jobs = [(coin, preset, a.days, a.retrain_every, a.epochs)
-            for coin in a.coins.split(",") for preset in a.presets.split(",")]
-    rows = []
-    if a.jobs > 1:
-        with ProcessPoolExecutor(a.jobs, mp_context=mp.get_context("spawn"), initializer=torch.set_num_threads,
-                                 initargs=(1,)) as ex:
-            for r in ex.map(_one, jobs):
-                rows.append(_report(r))
-                _write(rows, a)
-    else:
-        for j in jobs:
-            rows.append(_report(_one(j)))
-            _write(rows, a)  # after every run, so a stopped benchmark keeps what it finished
+            for preset in presets for coin in coins if (coin, preset) not in done]
+    order = lambda r: (coins.index(r["coin"]), presets.index(r["preset"]))  # noqa: E731
+    with ProcessPoolExecutor(a.jobs, mp_context=mp.get_context("spawn"), initializer=torch.set_num_threads,
+                             initargs=(1,)) as ex:
+        for future in as_completed([ex.submit(one, *j) for j in jobs]):
+            rows.append(_report(future.result()))
+            _write(sorted(rows, key=order), a)  # after every run, so a stopped benchmark keeps what it finished
 
 
 def _write(rows: list[dict], a) -> None:

@@ -38,3 +38,7 @@ def test_skill_benchmark_runs_and_writes_its_section(tmp_path):
     assert 0 <= row["mean_shrink"] <= 1 and row["last"] == "2026-01-06"
     text = doc.read_text()
     assert "hand-written text stays" in text and "| ltc-usd | default | 14 |" in text
+    # --resume keeps finished rows and runs only the missing ones (none here)
+    subprocess.run([sys.executable, str(ROOT / "benchmarks/skill.py"), "--coins", "ltc-usd", "--presets", "default",
+                    "--resume", "--out", str(out), "--doc", str(doc)], check=True, capture_output=True, timeout=600)
+    assert json.loads(out.read_text())["rows"] == [row]
