@@ -43,6 +43,7 @@ def plain_network(net: BiLSTM, x: torch.Tensor) -> torch.Tensor:
     return (last @ net.head.weight.double().T + net.head.bias.double()).squeeze(-1)  # [B]
 
 
+@pytest.mark.filterwarnings("ignore:TF32 acceleration")  # raised by torch.backends.mkldnn.flags on CPU builds
 @pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "aten"])
 def test_fused_network_equals_step_by_step_statement(onednn):
     torch.manual_seed(0)
