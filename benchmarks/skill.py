@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 import coincast
+from coincast.cli_eval import ALL_FEATURES
 from coincast.data.datasets import default_target
 from coincast.evaluation import stats
 from coincast.evaluation.backtest import BacktestSettings, walk_forward
@@ -36,7 +37,7 @@ from coincast.evaluation.metrics import score
 
 COINS = ("btc-usd", "eth-usd", "ltc-usd", "xrp-usd", "ada-usd", "bnb-usd")
 BEGIN, END = "<!-- skill:begin -->", "<!-- skill:end -->"
-INDICATORS = "close,volume,rsi,macd,bb,atr,obv,ema,sma,logret,vol"  # every indicator, default periods
+INDICATORS = ALL_FEATURES  # every indicator, default periods: what `coincast audit` checks
 
 
 def one(coin: str, preset: str, days: int, retrain_every: int, epochs: int | None) -> dict:
