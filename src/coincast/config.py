@@ -63,6 +63,8 @@ class TrainSettings:
     seed: int = 0
     seeds: int = 1  # average this many networks trained with seeds seed, seed+1, ...
     device: str = "auto"  # auto: CUDA, then MPS, then CPU
+    precision: str = "auto"  # auto: bf16 autocast where the hardware has bf16 (AVX-512 BF16/AMX, GPUs), else fp32
+    shards: int = 2  # each batch runs as this many parts side by side, one per core (models/step.py)
 
 
 @dataclass
@@ -172,6 +174,8 @@ def validate(s: Settings) -> Settings:
         (t.lr > 0, f"learning rate must be positive (got {t.lr})"),
         (t.patience >= 1, f"patience must be at least 1 (got {t.patience})"),
         (t.device in ("auto", "cpu", "cuda", "mps"), f"device must be auto, cpu, cuda or mps (got {t.device!r})"),
+        (t.precision in ("auto", "fp32", "bf16"), f"precision must be auto, fp32 or bf16 (got {t.precision!r})"),
+        (isinstance(t.shards, int) and t.shards >= 1, f"shards must be at least 1 (got {t.shards})"),
         (all(h >= 1 for h in s.hidden_sizes()), f"hidden sizes must be positive (got {m.hidden})"),
         (d.max_gap is None or (isinstance(d.max_gap, (int, float)) and d.max_gap >= 1),
          f"max_gap is in typical steps and must be at least 1 (got {d.max_gap}): e.g. 1.5, or 'none' to keep every window"),

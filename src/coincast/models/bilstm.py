@@ -33,13 +33,31 @@ class BiLSTM(nn.Module):
         self.head = nn.Linear(hidden[-1] * dirs, 1)
         self.cell = cell
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, T, F]
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None, run_layer=None) -> torch.Tensor:
+        """x: [B, T, F] -> [B].
+
+        In training, dropout draws from `generator` when one is given. `run_layer(layer, x)`,
+        returning (outputs, final hidden states), computes a layer in place of `layer(x)`:
+        the bf16 fast path passes `padding.run_even`.
+        """
+        run = run_layer or run_as_is
         for layer in self.layers[:-1]:
-            x, _ = layer(x)  # [B, T, dirs*H]
-            x = self.dropout(x)
-        _, state = self.layers[-1](x)
-        h = state[0] if self.cell == "lstm" else state  # [layers*dirs, B, H]
+            x, _ = run(layer, x)  # [B, T, dirs*H]
+            x = self._dropout(x, generator)
+        _, h = run(self.layers[-1], x)  # [dirs, B, H]
         # Keras' Bidirectional(LSTM(...)) without sequences returns the forward state after the
         # last step and the backward state after the first: exactly the final hidden states.
         last = torch.cat(list(h), dim=-1)  # [B, dirs*H]
         return self.head(last).squeeze(-1)  # [B]
+
+    def _dropout(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        p = self.dropout.p
+        if generator is None or not self.training or p == 0:
+            return self.dropout(x)
+        keep = torch.rand(x.shape, generator=generator, device=x.device) >= p  # [B, T, dirs*H]
+        return x * keep / (1 - p)
+
+
+def run_as_is(layer: nn.LSTM | nn.GRU, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    out, state = layer(x)  # [B, T, dirs*H], LSTM: (h, c) / GRU: h, each [dirs, B, H]
+    return out, state[0] if isinstance(state, tuple) else state

@@ -1,7 +1,8 @@
 """The training loop, once: batches by index on the device, validation, early stopping.
 
 Tensors are moved to the device once; each epoch draws a random permutation and slices
-batches from it (no DataLoader: the arrays are in memory already).
+batches from it (no DataLoader: the arrays are in memory already). Each batch's gradients
+come from `ShardedStep` (shards side by side, bf16 where native: models/step.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
 from coincast.config import TrainSettings
+from coincast.models.step import ShardedStep, autocast_dtype
 
 
 def seed_everything(seed: int) -> None:
@@ -54,15 +56,6 @@ def _loss_fn(name: str) -> nn.Module:
     return nn.HuberLoss(delta=1.0) if name == "huber" else nn.MSELoss()
 
 
-@torch.no_grad()
-def evaluate_loss(module: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module, batch: int) -> float:
-    module.eval()
-    total = 0.0
-    for i in range(0, len(X), batch):
-        total += float(loss_fn(module(X[i : i + batch]), y[i : i + batch])) * len(X[i : i + batch])
-    return total / max(len(X), 1)
-
-
 def train(
     module: nn.Module,
     X: np.ndarray,
@@ -73,10 +66,13 @@ def train(
     device: torch.device,
     progress: bool = False,
     on_epoch: Callable[[History], bool] | None = None,
+    threads: int | None = None,
 ) -> History:
     """Fit `module` in place with Adam; with early stopping, restore the best weights.
 
     `on_epoch(history)` runs after each epoch; returning True stops training there.
+    `threads` runs the shards of a batch on that many threads (None: one per core; 1: one
+    after the other, the plain path). The result does not depend on it.
     """
     module.to(device)
     Xt, yt = torch.as_tensor(X, device=device), torch.as_tensor(y, device=device)  # [N, T, F], [N]
@@ -91,7 +87,8 @@ def train(
         TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
         TextColumn("{task.fields[msg]}"), TimeElapsedColumn(), disable=not progress, transient=False,
     )
-    with bar:
+    step = ShardedStep(module, loss_fn, device, settings.shards, threads, autocast_dtype(settings.precision, device))
+    with bar, step:
         task = bar.add_task("train", total=settings.epochs, msg="")
         for epoch in range(1, settings.epochs + 1):
             start = time.perf_counter()
@@ -100,13 +97,10 @@ def train(
             total = 0.0
             for i in range(0, len(order), settings.batch_size):
                 idx = order[i : i + settings.batch_size]
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(module(Xt[idx]), yt[idx])
-                loss.backward()
+                total += step(Xt[idx], yt[idx], gen) * len(idx)  # sets each parameter's .grad
                 opt.step()
-                total += loss.item() * len(idx)
             hist.loss.append(total / len(Xt))
-            hist.val_loss.append(evaluate_loss(module, Xv, yv, loss_fn, settings.batch_size))
+            hist.val_loss.append(step.evaluate(Xv, yv, settings.batch_size))
             hist.epoch_seconds.append(time.perf_counter() - start)
             bar.update(task, advance=1, msg=f"loss {hist.loss[-1]:.5f}  val {hist.val_loss[-1]:.5f}")
 

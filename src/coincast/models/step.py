@@ -1,0 +1,104 @@
+"""One batch's loss and gradients: split into shards, run side by side, bf16 where native.
+
+The fast path for training on a CPU, measured in BENCHMARKS.md:
+- A batch is split into `shards` equal parts whose gradients add up to the batch's. oneDNN's
+  recurrent kernels use two cores poorly (one batch of 1024 on 2 threads takes 1.15 s where
+  one half on 1 thread takes 0.65), so each shard runs forward and backward on its own
+  thread with one intra-op thread.
+- Each shard draws its dropout masks from its own generator, seeded from the training
+  generator, so a run repeats exactly and the shards give the same gradients whether they
+  run side by side or one after the other (`threads=1`, the plain path).
+- Under bf16 autocast (fp32 master weights, fp32 loss) where the hardware computes bf16
+  natively: AVX-512 BF16/AMX CPUs (oneDNN then runs the recurrent layers on AMX tiles) and
+  bf16 GPUs. Elsewhere bf16 would be emulated and slower, so `auto` stays fp32. On a CPU,
+  layers of odd size then run one unit larger (models/padding.py: same function, faster).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+from torch import nn
+
+from coincast.models.padding import run_even
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Does this device compute bf16 in hardware?"""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+    return False
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a `precision` setting (auto, fp32, bf16); None = plain fp32."""
+    if precision == "bf16" or (precision == "auto" and native_bf16(device)):
+        return torch.bfloat16
+    return None
+
+
+class ShardedStep:
+    """Computes a batch's mean loss and sets every parameter's .grad to its gradient.
+
+    Use as a context manager: it owns the worker threads and restores the caller's
+    intra-op thread count when it closes.
+    """
+
+    def __init__(self, module: nn.Module, loss_fn: nn.Module, device: torch.device,
+                 shards: int = 2, threads: int | None = None, dtype: torch.dtype | None = None):
+        self.module, self.loss_fn, self.device, self.dtype = module, loss_fn, device, dtype
+        self.run_layer = run_even if dtype == torch.bfloat16 and device.type == "cpu" else None
+        self.params = [p for p in module.parameters() if p.requires_grad]
+        self.shards = max(1, shards)
+        self.caller_threads = torch.get_num_threads()
+        if threads is None:  # one shard per core on a CPU; GPU kernels are asynchronous already
+            threads = min(self.shards, self.caller_threads) if device.type == "cpu" else 1
+        self.threads = max(1, min(threads, self.shards))
+        self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+
+    def __enter__(self) -> "ShardedStep":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+        torch.set_num_threads(self.caller_threads)
+
+    def _shard(self, X: torch.Tensor, y: torch.Tensor, seed: int | None, weight: float):
+        """This shard's share of the batch mean loss, and its gradients (seed None: evaluation, fp32, no gradients)."""
+        if self.pool is not None:
+            torch.set_num_threads(max(1, self.caller_threads // self.threads))
+        if seed is None:
+            with torch.no_grad():
+                return self.loss_fn(self.module(X), y) * weight, None
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+            out = self.module(X, generator=gen, run_layer=self.run_layer)  # [b]
+        loss = self.loss_fn(out.float(), y) * weight
+        return loss.detach(), torch.autograd.grad(loss, self.params)
+
+    def _run(self, X: torch.Tensor, y: torch.Tensor, seeds: list) -> list:
+        jobs = [(Xs, ys, s, len(ys) / len(y)) for Xs, ys, s in zip(X.tensor_split(len(seeds)), y.tensor_split(len(seeds)), seeds)]
+        if self.pool is not None:
+            return list(self.pool.map(lambda job: self._shard(*job), jobs))
+        return [self._shard(*job) for job in jobs]
+
+    def __call__(self, X: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> float:
+        """X: [B, T, F], y: [B]. Sets each parameter's .grad; returns the batch's mean loss."""
+        seeds = torch.randint(2**62, (min(self.shards, len(X)),), generator=gen).tolist()
+        results = self._run(X, y, seeds)
+        for k, p in enumerate(self.params):
+            p.grad = sum(grads[k] for _, grads in results)
+        return float(sum(loss for loss, _ in results))
+
+    def evaluate(self, X: torch.Tensor, y: torch.Tensor, batch: int) -> float:
+        """Mean loss of the module in eval mode over (X, y), in fp32. X: [N, T, F], y: [N]."""
+        self.module.eval()
+        total = 0.0
+        for i in range(0, len(X), batch):
+            Xb, yb = X[i : i + batch], y[i : i + batch]
+            total += float(sum(loss for loss, _ in self._run(Xb, yb, [None] * min(self.shards, len(Xb))))) * len(Xb)
+        return total / max(len(X), 1)
