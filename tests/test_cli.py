@@ -67,6 +67,8 @@ def files(tmp_path_factory):
     (d / "negative.csv").write_text(head + "".join(neg))
     (d / "ok.csv").write_text(head + rows)
     (d / "blocker").write_text("")
+    (d / "fp16.toml").write_text('[train]\nprecision = "fp16"\n')
+    (d / "shards.toml").write_text("[train]\nshards = 0\n")
     return d
 
 
@@ -87,6 +89,8 @@ def files(tmp_path_factory):
         (["--data", "ok.csv", "--epochs", "0"], "epochs must be at least 1"),
         (["--data", "ok.csv", "--out", "blocker/runs"], "choose a writable folder"),
         (["--data", "ok.csv", "--preset", "fast"], "unknown preset 'fast'"),
+        (["--data", "ok.csv", "--config", "fp16.toml"], "precision must be auto, fp32 or bf16 (got 'fp16')"),
+        (["--data", "ok.csv", "--config", "shards.toml"], "shards must be at least 1 (got 0)"),
     ],
 )
 def test_run_bad_input(cli, files, args, message):
