@@ -28,6 +28,7 @@ from flops import epoch_flops, training_flops  # noqa: E402
 import coincast  # noqa: E402
 from coincast.evaluation.metrics import direction_metrics  # noqa: E402
 from coincast.models.bilstm import BiLSTM  # noqa: E402
+from coincast.models.step import autocast_dtype  # noqa: E402
 from coincast.models.training import seed_everything, train  # noqa: E402
 from coincast.pipeline import split_point  # noqa: E402
 from coincast.windows import Normaliser, fill_zeros, make_windows, split_train_val  # noqa: E402
@@ -35,16 +36,16 @@ from coincast.data.frame import select_columns  # noqa: E402
 from coincast.data.datasets import default_target  # noqa: E402
 
 
-def _settings(data: str, epochs: int) -> coincast.Settings:
+def _settings(data: str, epochs: int, precision: str) -> coincast.Settings:
     s = coincast.preset("tutorial")
     s.data.target = default_target(data)
-    s.train.epochs = epochs
+    s.train.epochs, s.train.precision = epochs, precision
     return s
 
 
-def measure_training(data: str, epochs: int) -> tuple[dict, coincast.Forecaster, object]:
+def measure_training(data: str, epochs: int, precision: str) -> tuple[dict, coincast.Forecaster, object]:
     """Train with the tutorial preset through the public Forecaster, as a user would."""
-    s = _settings(data, epochs)
+    s = _settings(data, epochs, precision)
     frame = coincast.load(data).iloc[:-1]  # the tutorial never uses the last row as a target
     cut = split_point(len(frame), s)
     model = coincast.Forecaster(s).fit(frame.iloc[:cut])
@@ -74,13 +75,13 @@ def measure_training(data: str, epochs: int) -> tuple[dict, coincast.Forecaster,
     }, model, frame
 
 
-def time_to_target(data: str, target_loss: float, batch: int, lr: float, max_epochs: int) -> dict:
+def time_to_target(data: str, target_loss: float, batch: int, lr: float, max_epochs: int, precision: str) -> dict:
     """Wall time until the validation loss first reaches `target_loss` (the Keras final one).
 
     Same network, data, windows and random validation split as the tutorial preset; only
     the batch size and learning rate differ (more updates per epoch).
     """
-    s = _settings(data, max_epochs)
+    s = _settings(data, max_epochs, precision)
     s.train.batch_size, s.train.lr = batch, lr
     frame = coincast.load(data).iloc[:-1]
     cut = split_point(len(frame), s)
@@ -130,25 +131,29 @@ def main() -> None:
     p.add_argument("--keras", help="Keras reference JSON: its final val loss is the time-to-target goal")
     p.add_argument("--fast-batch", type=int, default=128)
     p.add_argument("--fast-lr", type=float, default=2e-3)
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--out", required=True)
     a = p.parse_args()
     load_before = os.getloadavg()
-    result, model, frame = measure_training(a.data, a.epochs)
-    result = {"implementation": "coincast", "data": a.data, "epochs": a.epochs, "batch_size": 1024, **result}
+    result, model, frame = measure_training(a.data, a.epochs, a.precision)
+    dtype = autocast_dtype(a.precision, torch.device("cpu"))
+    result = {"implementation": "coincast", "train_dtype": "bf16" if dtype == torch.bfloat16 else "fp32",
+              "data": a.data, "epochs": a.epochs, "batch_size": 1024, **result}
     result["inference"] = inference_latency(model, frame)
     if a.keras and Path(a.keras).exists():
         goal = json.loads(Path(a.keras).read_text())["final_val_loss"]
-        result["time_to_target"] = time_to_target(a.data, goal, a.fast_batch, a.fast_lr, a.epochs)
+        result["time_to_target"] = time_to_target(a.data, goal, a.fast_batch, a.fast_lr, a.epochs, a.precision)
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["versions"] = {"coincast": coincast.__version__, "torch": torch.__version__, "numpy": np.__version__,
                           "python": platform.python_version()}
     result["threads"] = {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads(),
-                         "mkldnn": torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled}
+                         "mkldnn": torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled,
+                         "shards": model.settings.train.shards}
     result["cpu"] = {"cpu_count": os.cpu_count(), "machine": platform.machine(), "model": _cpu_model()}
     result["loadavg_before"], result["loadavg_after"] = list(load_before), list(os.getloadavg())
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{a.data}: {result['median_epoch_seconds']:.3f} s/epoch, val loss {result['final_val_loss']:.4f}, "
+    print(f"{a.data} ({result['train_dtype']}): {result['median_epoch_seconds']:.3f} s/epoch, val loss {result['final_val_loss']:.4f}, "
           f"test MSE {result['test_mse']:.4f} -> {a.out}")
 
 

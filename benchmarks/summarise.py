@@ -17,14 +17,18 @@ DATASETS = ("tutorial", "btc-usd")
 BEGIN, END = "<!-- speed:begin -->", "<!-- speed:end -->"
 
 
-def fp32_peak_gflops() -> tuple[float, str]:
-    """Nominal fp32 FMA peak: cores x clock x FLOPs per cycle (AVX-512: 64, AVX2: 32)."""
+def peak_gflops() -> str:
+    """Nominal peaks: cores x clock x FLOPs per cycle (fp32 FMA: AVX-512 64, AVX2 32; bf16 AMX: 2048)."""
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     mhz = next((float(l.split(":")[1]) for l in info.splitlines() if l.startswith("cpu MHz")), 0.0)
-    flags = next((l for l in info.splitlines() if l.startswith("flags")), "")
+    flags = next((l for l in info.splitlines() if l.startswith("flags")), "").split()
     per_cycle = 64 if "avx512f" in flags else 32 if "fma" in flags else 16
     cores = os.cpu_count() or 1
-    return cores * mhz * per_cycle / 1e3, f"{cores} cores x {mhz / 1e3:.2f} GHz x {per_cycle} FLOP/cycle"
+    text = (f"nominal fp32 peak {cores * mhz * per_cycle / 1e3:.0f} GFLOP/s "
+            f"({cores} cores x {mhz / 1e3:.2f} GHz x {per_cycle} FLOP/cycle)")
+    if "amx_bf16" in flags:
+        text += f", bf16 on AMX {cores * mhz * 2048 / 1e6:.1f} TFLOP/s (2048 FLOP/cycle)"
+    return text
 
 
 def _fmt(v, spec="{:.3f}"):
@@ -32,19 +36,19 @@ def _fmt(v, spec="{:.3f}"):
 
 
 def speed_table(results: Path) -> str:
-    peak, peak_note = fp32_peak_gflops()
     rows = ["| dataset | implementation | s/epoch (median) | vs Keras | total train s | windows/s | GFLOP/s | peak RSS MiB | final train loss | final val loss | test MSE (norm.) | F1 |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     extra, meta = [], None
     for ds in DATASETS:
         keras = _read(results / f"keras_{ds}.json")
         ours = _read(results / f"coincast_{ds}.json")
-        for r in (keras, ours):
+        for r in (keras, ours, _read(results / f"coincast-fp32_{ds}.json")):
             if not r:
                 continue
+            name = r["implementation"] + (f" ({r['train_dtype']})" if "train_dtype" in r else "")
             ratio = r["median_epoch_seconds"] / keras["median_epoch_seconds"] if keras else None
             rows.append(
-                f"| {ds} | {r['implementation']} | {_fmt(r['median_epoch_seconds'])} | {_fmt(ratio, '{:.2f}x')} | "
+                f"| {ds} | {name} | {_fmt(r['median_epoch_seconds'])} | {_fmt(ratio, '{:.2f}x')} | "
                 f"{_fmt(r['train_seconds'], '{:.1f}')} | {_fmt(r['windows_per_second'], '{:.0f}')} | "
                 f"{_fmt(r['achieved_gflops'], '{:.1f}')} | {_fmt(r['peak_rss_mib'], '{:.0f}')} | "
                 f"{_fmt(r['final_train_loss'], '{:.4f}')} | {_fmt(r['final_val_loss'], '{:.4f}')} | "
@@ -69,10 +73,11 @@ def speed_table(results: Path) -> str:
         k = _read(results / f"keras_{DATASETS[0]}.json") or {}
         lines += [
             f"Machine: {meta['cpu']['model']}, {meta['cpu']['cpu_count']} cores ({meta['cpu']['machine']}); "
-            f"nominal fp32 peak {peak:.0f} GFLOP/s ({peak_note}).",
+            f"{peak_gflops()}.",
             f"coincast: torch {meta['versions']['torch']}, numpy {meta['versions']['numpy']}, "
             f"Python {meta['versions']['python']}, threads intra-op {meta['threads']['intra_op']}, "
-            f"inter-op {meta['threads']['inter_op']}, oneDNN {meta['threads']['mkldnn']}.",
+            f"inter-op {meta['threads']['inter_op']}, oneDNN {meta['threads']['mkldnn']}, "
+            f"batch shards side by side {meta['threads'].get('shards', 1)}.",
         ]
         if k:
             lines.append(f"Keras reference: TensorFlow {k['versions']['tensorflow']}, Keras {k['versions']['keras']}, "

@@ -24,7 +24,8 @@ def test_quick_benchmark_writes_results_and_summary(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "benchmarks/summarise.py"), "--results", str(tmp_path), "--doc", str(doc)],
                    check=True, capture_output=True, timeout=120)
     text = doc.read_text()
-    assert "| btc-usd | coincast |" in text and "next-step forecast" in text
+    assert r["train_dtype"] in ("bf16", "fp32")
+    assert f"| btc-usd | coincast ({r['train_dtype']}) |" in text and "next-step forecast" in text
 
 
 def test_skill_benchmark_runs_and_writes_its_section(tmp_path):
