@@ -90,6 +90,7 @@ def files(tmp_path_factory):
         (["--data", "ok.csv", "--out", "blocker/runs"], "choose a writable folder"),
         (["--data", "ok.csv", "--preset", "fast"], "unknown preset 'fast'"),
         (["--data", "ok.csv", "--config", "fp16.toml"], "precision must be auto, fp32 or bf16 (got 'fp16')"),
+        (["--data", "ok.csv", "--precision", "fp64"], "precision must be auto, fp32 or bf16 (got 'fp64')"),
         (["--data", "ok.csv", "--config", "shards.toml"], "shards must be at least 1 (got 0)"),
     ],
 )

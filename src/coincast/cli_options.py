@@ -25,6 +25,8 @@ Exog = Annotated[Optional[str], typer.Option(
 Epochs = Annotated[Optional[int], typer.Option(help="Training epochs (of a full fit).")]
 Hidden = Annotated[Optional[str], typer.Option(help="Units per layer, e.g. 49,98,49.")]
 Cell = Annotated[Optional[str], typer.Option(help="lstm or gru.")]
+Precision = Annotated[Optional[str], typer.Option(
+    help="Training arithmetic: auto (bf16 where the hardware has it, else fp32), fp32 or bf16.")]
 ModelTarget = Annotated[Optional[str], typer.Option(
     help="window (the tutorial's) or change (relative to the last price).")]
 Seed = Annotated[Optional[int], typer.Option(help="One seed for Python, numpy and torch.")]

@@ -194,7 +194,8 @@ def gap_free(index: pd.Index, length: int, step: pd.Timedelta | None, max_gap: f
     n = max(len(index) - length + 1, 0)
     if max_gap is None or step is None or not isinstance(index, pd.DatetimeIndex) or n == 0:
         return np.ones(n, dtype=bool)
-    big = np.diff(index.values) > (max_gap * step).to_timedelta64()  # [T-1] step t -> t+1 too long (UTC)
+    utc = index.tz_convert(None) if index.tz is not None else index
+    big = np.diff(utc.to_numpy()) > (max_gap * step).to_timedelta64()  # [T-1] step t -> t+1 too long
     return ~sliding_window_view(big, length - 1).any(axis=1)  # [N] window i spans steps i..i+L-2
 
 
