@@ -144,11 +144,9 @@ class Forecaster:
                 return built
             missing = [c for c in self.columns_ if c not in built.columns] or self.columns_
         else:
-            if frame.columns.tolist() == self.columns_:
-                return fill_zeros(frame)
             missing = [c for c in self.columns_ if c not in frame.columns]
-            if not missing:
-                return fill_zeros(frame[self.columns_])
+            if not missing:  # no column selection (a copy) when the columns are already the model's
+                return fill_zeros(frame if frame.columns.tolist() == self.columns_ else frame[self.columns_])
         raise ModelFileError(
             f"the model was trained on columns {self.columns_} but the data lacks {missing}; "
             "give it data with the same columns (the dataset it was trained on)"
