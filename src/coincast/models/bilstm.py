@@ -31,7 +31,6 @@ class BiLSTM(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden[-1] * dirs, 1)
-        self.cell = cell
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None, run_layer=None) -> torch.Tensor:
         """x: [B, T, F] -> [B].
