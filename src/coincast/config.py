@@ -64,7 +64,7 @@ class TrainSettings:
     seeds: int = 1  # average this many networks trained with seeds seed, seed+1, ...
     device: str = "auto"  # auto: CUDA, then MPS, then CPU
     precision: str = "auto"  # auto: bf16 autocast where the hardware has bf16 (AVX-512 BF16/AMX, GPUs), else fp32
-    shards: int = 2  # each batch runs as this many parts side by side, one per core (models/step.py)
+    shards: int = 2  # on a CPU each batch runs as this many parts side by side, one per core (models/step.py)
 
 
 @dataclass

@@ -52,10 +52,11 @@ class ShardedStep:
         self.module, self.loss_fn, self.device, self.dtype = module, loss_fn, device, dtype
         self.run_layer = run_even if dtype == torch.bfloat16 and device.type == "cpu" else None
         self.params = [p for p in module.parameters() if p.requires_grad]
-        self.shards = max(1, shards)
+        # on a GPU one whole batch keeps the device busiest: no shards, no worker threads
+        self.shards = max(1, shards) if device.type == "cpu" else 1
         self.caller_threads = torch.get_num_threads()
-        if threads is None:  # one shard per core on a CPU; GPU kernels are asynchronous already
-            threads = min(self.shards, self.caller_threads) if device.type == "cpu" else 1
+        if threads is None:  # one shard per core
+            threads = min(self.shards, self.caller_threads)
         self.threads = max(1, min(threads, self.shards))
         self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
 
