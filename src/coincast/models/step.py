@@ -58,7 +58,9 @@ class ShardedStep:
         if threads is None:  # one shard per core
             threads = min(self.shards, self.caller_threads)
         self.threads = max(1, min(threads, self.shards))
-        self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        per_thread = max(1, self.caller_threads // self.threads)
+        self.pool = (ThreadPoolExecutor(self.threads, initializer=torch.set_num_threads, initargs=(per_thread,))
+                     if self.threads > 1 else None)
 
     def __enter__(self) -> "ShardedStep":
         return self
@@ -68,38 +70,41 @@ class ShardedStep:
             self.pool.shutdown()
         torch.set_num_threads(self.caller_threads)
 
-    def _shard(self, X: torch.Tensor, y: torch.Tensor, seed: int | None, weight: float):
-        """This shard's share of the batch mean loss, and its gradients (seed None: evaluation, fp32, no gradients)."""
+    def _parts(self, X: torch.Tensor, y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        n = min(self.shards, len(X))
+        return list(zip(X.tensor_split(n), y.tensor_split(n)))
+
+    def _map(self, fn, jobs: list) -> list:
+        """fn(*job) for each job: side by side on the worker threads, or one after the other."""
         if self.pool is not None:
-            torch.set_num_threads(max(1, self.caller_threads // self.threads))
-        if seed is None:
-            with torch.no_grad():
-                return self.loss_fn(self.module(X), y) * weight, None
+            return list(self.pool.map(lambda job: fn(*job), jobs))
+        return [fn(*job) for job in jobs]
+
+    def _gradients(self, X: torch.Tensor, y: torch.Tensor, seed: int, weight: float):
+        """This shard's share of the batch mean loss, and its gradients."""
         gen = torch.Generator(device=self.device).manual_seed(seed)
         with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
             out = self.module(X, generator=gen, run_layer=self.run_layer)  # [b]
         loss = self.loss_fn(out.float(), y) * weight
-        return loss.detach(), torch.autograd.grad(loss, self.params)
+        return float(loss.detach()), torch.autograd.grad(loss, self.params)
 
-    def _run(self, X: torch.Tensor, y: torch.Tensor, seeds: list) -> list:
-        jobs = [(Xs, ys, s, len(ys) / len(y)) for Xs, ys, s in zip(X.tensor_split(len(seeds)), y.tensor_split(len(seeds)), seeds)]
-        if self.pool is not None:
-            return list(self.pool.map(lambda job: self._shard(*job), jobs))
-        return [self._shard(*job) for job in jobs]
+    @torch.no_grad()
+    def _loss_sum(self, X: torch.Tensor, y: torch.Tensor) -> float:
+        return float(self.loss_fn(self.module(X), y)) * len(y)  # fp32
 
     def __call__(self, X: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> float:
         """X: [B, T, F], y: [B]. Sets each parameter's .grad; returns the batch's mean loss."""
-        seeds = torch.randint(2**62, (min(self.shards, len(X)),), generator=gen).tolist()
-        results = self._run(X, y, seeds)
+        parts = self._parts(X, y)
+        seeds = torch.randint(2**62, (len(parts),), generator=gen).tolist()
+        results = self._map(self._gradients, [(Xs, ys, s, len(ys) / len(y)) for (Xs, ys), s in zip(parts, seeds)])
         for k, p in enumerate(self.params):
             p.grad = sum(grads[k] for _, grads in results)
-        return float(sum(loss for loss, _ in results))
+        return sum(loss for loss, _ in results)
 
     def evaluate(self, X: torch.Tensor, y: torch.Tensor, batch: int) -> float:
         """Mean loss of the module in eval mode over (X, y), in fp32. X: [N, T, F], y: [N]."""
         self.module.eval()
         total = 0.0
         for i in range(0, len(X), batch):
-            Xb, yb = X[i : i + batch], y[i : i + batch]
-            total += float(sum(loss for loss, _ in self._run(Xb, yb, [None] * min(self.shards, len(Xb))))) * len(Xb)
+            total += sum(self._map(self._loss_sum, self._parts(X[i : i + batch], y[i : i + batch])))
         return total / max(len(X), 1)
