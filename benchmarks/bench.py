@@ -26,14 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flops import epoch_flops, training_flops  # noqa: E402
 
 import coincast  # noqa: E402
+from coincast.data.datasets import default_target  # noqa: E402
+from coincast.data.frame import select_columns  # noqa: E402
 from coincast.evaluation.metrics import direction_metrics  # noqa: E402
+from coincast.flows.run import split_point  # noqa: E402
 from coincast.models.bilstm import BiLSTM  # noqa: E402
 from coincast.models.step import autocast_dtype  # noqa: E402
 from coincast.models.training import seed_everything, train  # noqa: E402
-from coincast.pipeline import split_point  # noqa: E402
-from coincast.windows import Normaliser, fill_zeros, make_windows, split_train_val  # noqa: E402
-from coincast.data.frame import select_columns  # noqa: E402
-from coincast.data.datasets import default_target  # noqa: E402
+from coincast.prep.windows import Normaliser, fill_zeros, make_windows, split_train_val  # noqa: E402
 
 
 def _settings(data: str, epochs: int, precision: str) -> coincast.Settings:

@@ -8,7 +8,7 @@ skill section of BENCHMARKS.md.
 
     .venv/bin/python benchmarks/skill.py [--coins btc-usd,eth-usd] [--presets default,tutorial,default+ta] [--days 730]
 
-"default+ta" is the default preset with every indicator (coincast.features, default periods)
+"default+ta" is the default preset with every indicator (coincast.prep.features, default periods)
 and the Fear & Greed index as extra inputs, built as `coincast run --features ... --exog
 fear-greed` builds them (indicators on the full history, the index joined causally).
 """
@@ -16,8 +16,8 @@ fear-greed` builds them (indicators on the full history, the index joined causal
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import json
+import multiprocessing as mp
 import os
 import platform
 import time
@@ -28,12 +28,12 @@ import numpy as np
 import torch
 
 import coincast
-from coincast.cli_eval import ALL_FEATURES
+from coincast.backtest.engine import BacktestSettings, walk_forward
+from coincast.cli.evaluate import ALL_FEATURES
 from coincast.data.datasets import default_target
 from coincast.evaluation import stats
-from coincast.evaluation.backtest import BacktestSettings, walk_forward
-from coincast.evaluation.backtest_report import load_frame
 from coincast.evaluation.metrics import score
+from coincast.flows.backtest import load_frame
 
 COINS = ("btc-usd", "eth-usd", "ltc-usd", "xrp-usd", "ada-usd", "bnb-usd")
 BEGIN, END = "<!-- skill:begin -->", "<!-- skill:end -->"

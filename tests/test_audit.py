@@ -6,12 +6,12 @@ import pytest
 import typer
 
 from coincast import cli
+from coincast.backtest.audit import audit_backtest, audit_features, perturb
+from coincast.backtest.engine import BacktestSettings
+from coincast.backtest.trading import TradingSettings
 from coincast.config import Settings
 from coincast.data import load
-from coincast.evaluation.audit import audit_backtest, audit_features, perturb
-from coincast.evaluation.backtest import BacktestSettings
-from coincast.evaluation.trading import TradingSettings
-from coincast.features import add_features
+from coincast.prep.features import add_features
 from tests.conftest import one_torch_thread
 
 ALL = "close,volume,rsi14,macd,bb20,atr14,obv,ema20,sma50,logret1,vol20"
@@ -79,7 +79,7 @@ def test_planted_one_day_peek_is_flagged(raw):
 
 
 def test_cli_audit_passes(monkeypatch, capsys):
-    from coincast.cli_eval import audit, backtest
+    from coincast.cli.evaluate import audit, backtest
 
     app = typer.Typer()
     app.command("backtest")(backtest)

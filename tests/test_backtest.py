@@ -1,8 +1,8 @@
 """Walk-forward backtest on real bundled BTC with a tiny model: folds, refits, report, errors."""
 
 import json
-from html import escape as html_escape
 import sys
+from html import escape as html_escape
 
 import numpy as np
 import pandas as pd
@@ -10,15 +10,14 @@ import pytest
 import typer
 
 from coincast import cli
+from coincast.backtest.engine import BacktestSettings, check, walk_forward
+from coincast.backtest.trading import TradingSettings
 from coincast.config import Settings
 from coincast.data import load
 from coincast.errors import ConfigError, DataError
-from coincast.evaluation.backtest import BacktestSettings, check, walk_forward
-from coincast.evaluation.backtest_report import run_backtest
-from coincast.evaluation.trading import TradingSettings
-from coincast.windows import fill_zeros
+from coincast.prep.windows import fill_zeros
+from coincast.flows.backtest import run_backtest
 from tests.conftest import one_torch_thread
-
 
 one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
@@ -126,7 +125,7 @@ def test_library_errors(raw):
 
 
 def _cli(monkeypatch, capsys, args):
-    from coincast.cli_eval import audit, backtest
+    from coincast.cli.evaluate import audit, backtest
 
     app = typer.Typer()
     app.command("backtest")(backtest)

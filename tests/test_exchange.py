@@ -202,7 +202,7 @@ def test_fetch_command_shows_pages_and_resumes(server, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     import coincast.data.exchange as exchange
-    from coincast.cli_data import fetch as fetch_command
+    from coincast.cli.data import fetch as fetch_command
 
     replay = Replay()
     client = server(replay)

@@ -6,7 +6,12 @@ import pandas as pd
 import pytest
 
 from coincast.data import load
-from coincast.data.exogenous import exogenous_datasets, join_exogenous, join_series, read_series
+from coincast.data.exogenous import (
+    exogenous_datasets,
+    join_exogenous,
+    join_series,
+    read_series,
+)
 from coincast.errors import DataError
 
 # Daily mean and count of the model sentiment scores of ../shared/data/sentiment/bitcoin_news_2021_2024.csv
@@ -88,7 +93,7 @@ def test_no_date_column_and_future_dates_are_refused(tmp_path, btc):
 
 
 def test_exogenous_columns_pass_through_the_feature_spec(btc):
-    from coincast.features import add_features
+    from coincast.prep.features import add_features
 
     feats = add_features(join_exogenous(btc, "fear-greed"), "close,rsi14,macd,fear_greed")
     assert list(feats.columns) == ["close", "rsi14", "macd", "macd_signal", "macd_hist", "fear_greed"]

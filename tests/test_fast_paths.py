@@ -19,7 +19,6 @@ from coincast.models.forecaster import Forecaster
 from coincast.models.padding import run_even
 from coincast.models.step import ShardedStep
 from coincast.models.training import train
-
 from tests.conftest import tiny
 
 

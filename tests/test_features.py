@@ -6,7 +6,12 @@ import pytest
 
 from coincast.data import load
 from coincast.errors import ConfigError, DataError
-from coincast.features import FEATURE_NORMALISATION, add_features, normalisation, parse_spec
+from coincast.prep.features import (
+    FEATURE_NORMALISATION,
+    add_features,
+    normalisation,
+    parse_spec,
+)
 
 ALL = "close,volume,rsi14,macd,bb20,atr14,obv,ema20,sma50,logret1,vol20"
 COLUMNS = ["close", "volume", "rsi14", "macd", "macd_signal", "macd_hist", "bb20_pctb", "bb20_width",

@@ -9,9 +9,9 @@ import pytest
 from coincast import load
 from coincast.data.frame import select_columns
 from coincast.errors import ConfigError, DataError
-from coincast.features import add_features
-from coincast.inputs import build_inputs, uses_extras
-from coincast.windows import fill_zeros
+from coincast.prep.features import add_features
+from coincast.prep.inputs import build_inputs, uses_extras
+from coincast.prep.windows import fill_zeros
 
 
 def test_columns_only_is_the_plain_selection(tutorial_frame):

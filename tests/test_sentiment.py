@@ -12,8 +12,8 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from coincast.data import load
 from coincast.data.exogenous import join_exogenous
+from coincast.data.sentiment import build_sentiment, daily_sentiment, read_texts
 from coincast.errors import DataError
-from coincast.sentiment import build_sentiment, daily_sentiment, read_texts
 
 DATA = Path(__file__).parent / "data"
 TWEETS = DATA / "btc_tweets_2020-03-10_14.csv"
@@ -80,7 +80,7 @@ def test_sentiment_build_command(tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from coincast.cli_data import sentiment_app
+    from coincast.cli.data import sentiment_app
 
     app = typer.Typer()
     app.add_typer(sentiment_app, name="sentiment")

@@ -215,7 +215,7 @@ def test_bundled_hourly_file_is_a_byte_copy_of_the_shared_one():
 def _cli():
     import typer
 
-    from coincast.cli_data import store_app
+    from coincast.cli.data import store_app
 
     app = typer.Typer()
     app.add_typer(store_app, name="store")

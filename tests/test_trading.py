@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from coincast.backtest import trading
+from coincast.backtest.trading import TradingSettings
 from coincast.data import load
 from coincast.errors import ConfigError
-from coincast.evaluation import trading
-from coincast.evaluation.trading import TradingSettings
 
 
 def _table(prices, predicted, **cols):

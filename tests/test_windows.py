@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 
 from coincast.errors import DataError
-from coincast.windows import SHIFT, Normaliser, fill_zeros, make_windows, split_train_val
+from coincast.prep.windows import (
+    SHIFT,
+    Normaliser,
+    fill_zeros,
+    make_windows,
+    split_train_val,
+)
 
 
 def test_windows_match_a_plain_loop_over_rows(btc):

@@ -15,7 +15,7 @@ from coincast.errors import CoincastError
 # Imported on first use, so the command line starts without loading torch for commands
 # that do not train (PEP 562).
 _LAZY = {"load": "coincast.data", "Forecaster": "coincast.models.forecaster",
-         "RunResult": "coincast.pipeline", "run": "coincast.pipeline"}
+         "RunResult": "coincast.flows.run", "run": "coincast.flows.run"}
 
 __all__ = ["CoincastError", "Forecaster", "RunResult", "Settings", "load", "preset", "run"]
 __version__ = "0.1.0"

@@ -23,7 +23,7 @@ from coincast.errors import ConfigError
 class DataSettings:
     target: str | None = None  # column name or index; None: the dataset's own, else 'close'
     # None: every numeric column, as the tutorial does. Columns of the data and indicator
-    # names (rsi14, macd, bb20, ...: see coincast.features), computed on the raw candles.
+    # names (rsi14, macd, bb20, ...: see coincast.prep.features), computed on the raw candles.
     features: list[str] | None = None
     exog: list[str] | None = None  # daily series joined causally as inputs: fear-greed, my.csv
     exog_max_age: float = 7  # days an exogenous value carries forward before it counts as missing

@@ -72,7 +72,9 @@ def load(spec: str | Path) -> pd.DataFrame:
             "or train on all of them with coincast run --data " + spec_s
         )
     if spec_s.startswith("store:"):
-        from coincast.data.store import load_ref  # DuckDB only when a store is asked for
+        from coincast.data.store import (
+            load_ref,  # DuckDB only when a store is asked for
+        )
 
         return load_ref(spec_s)
     if spec_s in DATASETS:

@@ -17,7 +17,13 @@ from typing import Callable
 
 import ccxt
 import pandas as pd
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from coincast.data.store import OHLCV, Store, timeframe_seconds
 from coincast.errors import DataError

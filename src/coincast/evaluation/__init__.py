@@ -1,1 +1,1 @@
-"""Metrics, significance tests, plots and reports; all read the forecast table."""
+"""Scores and statistics of a forecast table: metrics, tests, intervals, comparisons."""

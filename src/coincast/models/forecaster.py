@@ -25,8 +25,16 @@ from coincast.config import Settings, validate
 from coincast.errors import DataError, ModelFileError
 from coincast.models.bilstm import BiLSTM
 from coincast.models.training import pick_device, seed_everything, train
-from coincast.inputs import Inputs, build_inputs, uses_extras
-from coincast.windows import Normaliser, Windows, fill_zeros, gap_free, make_windows, split_train_val, typical_step
+from coincast.prep.inputs import Inputs, build_inputs, uses_extras
+from coincast.prep.windows import (
+    Normaliser,
+    Windows,
+    fill_zeros,
+    gap_free,
+    make_windows,
+    split_train_val,
+    typical_step,
+)
 
 FORMAT = "coincast-forecaster/1"
 MIN_TRAIN_WINDOWS = 10

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from coincast import cli_options as opt
+from coincast.cli import options as opt
 from coincast.errors import CoincastError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Honest next-step crypto forecasts with a bidirectional LSTM.")
@@ -44,8 +44,8 @@ def run(
     quiet: opt.Quiet = False,
 ):
     """Train, forecast the test period, compare with baselines, and write a run folder."""
-    from coincast.evaluation.report import terminal_table
-    from coincast.pipeline import run as run_pipeline
+    from coincast.flows.run import run as run_pipeline
+    from coincast.report.html import terminal_table
 
     s = opt.settings(
         preset, config,
@@ -116,8 +116,8 @@ def predict(
         )
 
 
-from coincast.cli_data import fetch, sentiment_app, store_app  # noqa: E402
-from coincast.cli_eval import audit, backtest  # noqa: E402
+from coincast.cli.data import fetch, sentiment_app, store_app  # noqa: E402
+from coincast.cli.evaluate import audit, backtest  # noqa: E402
 
 app.command("backtest")(backtest)
 app.command("audit")(audit)

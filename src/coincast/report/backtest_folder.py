@@ -1,133 +1,29 @@
-"""`run_backtest()`: data to walk-forward backtest to run folder, with a plain verdict.
-
-Everything the user can get wrong is checked before any training, and the run folder is
-built under a temporary name and renamed at the end (as `pipeline.run` does), so a failed
-backtest leaves nothing behind. The folder holds: config.json, forecast.csv (every test
-day), folds.csv, returns.csv (daily net returns per strategy), metrics.json, timing.json,
-PNG plots and a self-contained report.html.
+"""A finished backtest's run folder: config.json, forecast.csv (every test day), folds.csv,
+returns.csv (daily net returns per strategy), metrics.json, timing.json, PNG plots and a
+self-contained report.html.
 """
 
 from __future__ import annotations
 
-import copy
 import html
 import platform
-import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 
 from coincast import io
-from coincast.config import Settings, validate
-from coincast.data.datasets import default_target, load
-from coincast.evaluation import conformal, stats, trading
-from coincast.evaluation.backtest import BacktestResult, BacktestSettings, check, settings_dict, walk_forward
-from coincast.evaluation.metrics import score, verdict
-from coincast.evaluation.plots import COLORS as BASE_COLORS
-from coincast.evaluation.plots import _png, plt
-from coincast.evaluation.report import _kv_html, _table_html, figures_html, page
-from coincast.inputs import build_inputs
-from coincast.pipeline import _final_name, _staging_folder
+from coincast.backtest.engine import BacktestResult, settings_dict
+from coincast.report.html import _kv_html, _table_html, figures_html, page
+from coincast.report.plots import COLORS as BASE_COLORS
+from coincast.report.plots import _png, plt
 
 COLORS = {**BASE_COLORS, "moving_average": "tab:purple", "ar": "tab:brown", "buy_and_hold": "black"}
 
 
-@dataclass
-class BacktestRun:
-    folder: Path
-    result: BacktestResult
-    summary: dict  # everything in metrics.json
-    verdict: list[str]
-
-
-def load_frame(data, settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """(model frame, raw frame, target): the inputs `settings.data` asks for, as `coincast run` builds them.
-
-    Indicators are computed once on the full history and exogenous series joined causally,
-    so every fold sees the values it would have seen live.
-    """
-    raw = load(data)
-    d = settings.data
-    built = build_inputs(raw, d.target, d.features, d.exog, d.exog_max_age)
-    return built.frame, raw, built.target
-
-
-def evaluate(result: BacktestResult, t: trading.TradingSettings, n_boot: int = 2000) -> tuple[dict, dict, list[str]]:
-    """Scores, tests, intervals and trading for a finished walk-forward; (summary, sims, verdict)."""
-    table, models = result.table, result.models
-    metrics = score(table, models)
-    results, sims = trading.run_strategies(table, models, t)
-    returns = {k: v["net"].to_numpy() for k, v in sims.items()}
-    ppy = trading.periods_per_year(table.index)
-    cis = stats.headline_cis(table, returns=returns, n_boot=n_boot, ppy=ppy)
-    r = cis["rmse_ratio"]
-    lines = [
-        verdict(metrics),
-        f"RMSE ratio to persistence {r['estimate']:.3f}, 95% block-bootstrap CI "
-        + (f"[{r['lo']:.3f}, {r['hi']:.3f}]." if r["lo"] is not None else "undefined."),
-        trading.verdict(results) + _sharpe_ci(cis["sharpe_minus_buy_and_hold"]),
-    ]
-    summary = {
-        "verdict": lines,
-        "test": {"first": str(table.index[0]), "last": str(table.index[-1]), "days": len(table),
-                 "folds": len(result.folds)},
-        "refit_rule": result.backtest.describe(),
-        "metrics": metrics,
-        "diebold_mariano": stats.dm_vs_persistence(table),
-        "direction": {m: stats.binomial_tests(table, m) for m in models},
-        "bootstrap": cis,
-        "intervals": conformal.coverage(table, result.backtest.levels),
-        "trading": {"settings": t.to_dict(), "results": results},
-        "per_year": stats.per_year(table, models, returns).reset_index().to_dict(orient="records"),
-    }
-    return summary, sims, lines
-
-
-def _sharpe_ci(ci: dict) -> str:
-    if ci["lo"] is None:
-        return ""
-    sure = "excludes" if ci["lo"] > 0 or ci["hi"] < 0 else "includes"
-    return f" Sharpe difference 95% block-bootstrap CI [{ci['lo']:.2f}, {ci['hi']:.2f}] ({sure} 0)."
-
-
-def run_backtest(
-    data: str | Path = "btc-usd",
-    settings: Settings | None = None,
-    bt: BacktestSettings | None = None,
-    t: trading.TradingSettings | None = None,
-    runs_dir: str | Path = "runs",
-    log: Callable[[str], None] = lambda _: None,
-    on_fold: Callable[[dict], None] = lambda _: None,
-    n_boot: int = 2000,
-) -> BacktestRun:
-    settings = validate(copy.deepcopy(settings) if settings else Settings())
-    bt = bt or BacktestSettings()
-    t = trading.check(t or trading.TradingSettings())
-    if settings.data.target is None:
-        settings.data.target = default_target(data)
-    frame, raw, target = load_frame(data, settings)
-    check(frame, settings, bt)  # every user mistake surfaces here, before anything is written
-    runs_dir = Path(runs_dir)
-    staging = _staging_folder(runs_dir)
-    try:
-        result = walk_forward(frame, settings, bt, target, extra=raw, log=log, on_fold=on_fold)
-        summary, sims, lines = evaluate(result, t, n_boot)
-        summary = {"data": str(data), "features": ",".join(frame.columns), **summary}
-        _write(staging, data, result, t, summary, sims)
-        folder = _final_name(runs_dir, data, f"backtest-{bt.refit}")
-        staging.rename(folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return BacktestRun(folder, result, summary, lines)
-
-
 # -- files ----------------------------------------------------------------------------------
-def _write(folder: Path, data, result: BacktestResult, t, summary: dict, sims: dict) -> None:
+def write_backtest(folder: Path, data, result: BacktestResult, t, summary: dict, sims: dict) -> None:
     table, folds = result.table, result.folds
     io.write_json(folder / "config.json", {
         "data": str(data), "features": summary["features"], **result.settings.to_dict(),

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import platform
 import re
+import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -13,8 +15,32 @@ import torch
 from coincast import io
 from coincast.config import Settings
 from coincast.data.datasets import split_spec
-from coincast.evaluation import assets, compare, plots
-from coincast.evaluation.report import html_report
+from coincast.errors import OutputError
+from coincast.evaluation import assets, compare
+from coincast.report import plots
+from coincast.report.html import html_report
+
+
+def staging_folder(runs_dir: Path) -> Path:
+    """A new hidden folder in `runs_dir` to build a run in; renamed to `final_name` when complete."""
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".incomplete-", dir=runs_dir))
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write run folders to {runs_dir} ({exc.strerror}); choose a writable folder with --out"
+        ) from None
+
+
+def final_name(runs_dir: Path, data: str, preset: str) -> Path:
+    """runs/<time>-<data>-<preset>, unique: the finished run folder's name."""
+    stem = Path(str(data)).name.split(".")[0] if Path(str(data)).is_file() else str(data)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("_")[:60]  # store:binance/BTC/USDT/1d
+    base = f"{time.strftime('%Y%m%d-%H%M%S')}-{stem}-{preset}"
+    path, i = runs_dir / base, 1
+    while path.exists():
+        path, i = runs_dir / f"{base}-{i}", i + 1
+    return path
 
 
 def dataset_spec(data) -> str:

@@ -59,7 +59,9 @@ def read_texts(path: str | Path, text_column: str | None = None, date_column: st
 
 def daily_sentiment(texts: pd.DataFrame) -> pd.DataFrame:
     """Score `texts` (columns date, text) with VADER and aggregate per UTC day."""
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # loads its lexicon: only when asked
+    from vaderSentiment.vaderSentiment import (
+        SentimentIntensityAnalyzer,  # loads its lexicon: only when asked
+    )
 
     analyzer = SentimentIntensityAnalyzer()
     unique = texts["text"].unique()  # repeated slogans and spam are scored once

@@ -3,7 +3,7 @@
 Registered by the lead in cli.py, after `app` is defined (this module does not import
 cli.py, so there is no import cycle):
 
-    from coincast.cli_eval import audit, backtest
+    from coincast.cli.evaluate import audit, backtest
     app.command("backtest")(backtest)
     app.command("audit")(audit)
 
@@ -20,7 +20,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from coincast import cli_options as opt
+from coincast.cli import options as opt
 from coincast.config import Settings
 
 out = Console()
@@ -30,7 +30,7 @@ ALL_FEATURES = "close,volume,rsi,macd,bb,atr,obv,ema,sma,logret,vol"  # every in
 
 def _trading(threshold: str, fee_bps: float, slippage_bps: float, long_short: bool, sizing: str, fraction: float,
              vol_target: float, max_leverage: float, stop_loss: Optional[float], take_profit: Optional[float]):
-    from coincast.evaluation.trading import TradingSettings, check, parse_number
+    from coincast.backtest.trading import TradingSettings, check, parse_number
 
     return check(TradingSettings(
         mode="long_short" if long_short else "long_flat",
@@ -77,11 +77,17 @@ def backtest(
     quiet: opt.Quiet = False,
 ):
     """Walk-forward backtest: retrain on a schedule, forecast every day, test, trade, report."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
-    from coincast.evaluation.backtest import BacktestSettings
-    from coincast.evaluation.backtest_report import run_backtest
-    from coincast.evaluation.report import terminal_table
+    from coincast.backtest.engine import BacktestSettings
+    from coincast.flows.backtest import run_backtest
+    from coincast.report.html import terminal_table
 
     t = _trading(threshold, fee_bps, slippage_bps, long_short, sizing, fraction, vol_target, max_leverage, stop_loss, take_profit)
     s = opt.settings(
@@ -127,12 +133,12 @@ def audit(
     seed: int = typer.Option(0, help="Seed of the perturbation and the model."),
 ):
     """Look-ahead audit: perturb the data after a cut-off; nothing made before it may change."""
+    from coincast.backtest.audit import audit_backtest, audit_features
+    from coincast.backtest.engine import BacktestSettings
+    from coincast.backtest.trading import TradingSettings
     from coincast.data import load
     from coincast.data.datasets import default_target
-    from coincast.evaluation.audit import audit_backtest, audit_features
-    from coincast.evaluation.backtest import BacktestSettings
-    from coincast.evaluation.trading import TradingSettings
-    from coincast.features import add_features, parse_spec
+    from coincast.prep.features import add_features, parse_spec
 
     s = Settings()
     s.data.window, s.train.epochs, s.model.hidden, s.train.seed = window_size, epochs, opt.hidden(hidden), seed

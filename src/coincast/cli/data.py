@@ -3,7 +3,7 @@
 Register them in cli.py (user mistakes raise CoincastError, which `main` turns into one
 line and exit 2):
 
-    from coincast.cli_data import fetch, sentiment_app, store_app
+    from coincast.cli.data import fetch, sentiment_app, store_app
 
     app.add_typer(store_app, name="store")
     app.add_typer(sentiment_app, name="sentiment")
@@ -119,7 +119,7 @@ def sentiment_build(
     date_column: Optional[str] = typer.Option(None, help="Column holding the date (default: date, timestamp...)."),
 ):
     """Score each text with VADER and write a daily series: mean compound, share positive/negative, count."""
-    from coincast.sentiment import build_sentiment
+    from coincast.data.sentiment import build_sentiment
 
     series = build_sentiment(texts, out_file, text_column, date_column)
     out.print(

@@ -16,7 +16,7 @@ import pandas as pd
 
 from coincast.data.frame import resolve_column, select_columns
 from coincast.errors import CoincastError, DataError
-from coincast.windows import fill_zeros
+from coincast.prep.windows import fill_zeros
 
 
 @dataclass
@@ -57,8 +57,10 @@ def build_inputs(
     if not uses_extras(features, exog, raw.columns):
         frame, name = select_columns(raw, target, features)
         return Inputs(frame, name, list(frame.columns))
-    from coincast.data.exogenous import join_exogenous  # reads files: only when asked for
-    from coincast.features import add_features, normalisation
+    from coincast.data.exogenous import (
+        join_exogenous,  # reads files: only when asked for
+    )
+    from coincast.prep.features import add_features, normalisation
 
     name = select_columns(raw, target, None)[1]
     parts, declared, dropped = [], {}, {}

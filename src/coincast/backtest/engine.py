@@ -29,7 +29,7 @@ from coincast.errors import ConfigError, DataError
 from coincast.evaluation import conformal
 from coincast.models.baselines import BASELINES
 from coincast.models.forecaster import MIN_TRAIN_WINDOWS, Forecaster
-from coincast.windows import split_train_val
+from coincast.prep.windows import split_train_val
 
 VOL_LOOKBACK = 20  # days of returns behind the causal realised volatility column
 

@@ -9,10 +9,7 @@ under a temporary name and renamed at the end, so a failed run leaves nothing be
 from __future__ import annotations
 
 import copy
-import re
 import shutil
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -21,15 +18,15 @@ import pandas as pd
 
 from coincast.config import Settings, validate
 from coincast.data.datasets import default_target, load, split_spec
-from coincast.errors import DataError, OutputError
+from coincast.errors import DataError
 from coincast.evaluation import assets
 from coincast.evaluation.compare import PRICE_ONLY, compare, relative
 from coincast.evaluation.metrics import score, verdict
-from coincast.evaluation.run_folder import write_run
-from coincast.inputs import Inputs
 from coincast.models.baselines import BASELINES
 from coincast.models.forecaster import MIN_TRAIN_WINDOWS, Forecaster
-from coincast.windows import typical_step
+from coincast.prep.inputs import Inputs
+from coincast.prep.windows import typical_step
+from coincast.report.run_folder import final_name, staging_folder, write_run
 
 
 @dataclass
@@ -72,26 +69,6 @@ def split_point(n_rows: int, settings: Settings) -> int:
             f"{need} rows, or a shorter --window"
         )
     return n_train + L - 1
-
-
-def _staging_folder(runs_dir: Path) -> Path:
-    try:
-        runs_dir.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=".incomplete-", dir=runs_dir))
-    except OSError as exc:
-        raise OutputError(
-            f"cannot write run folders to {runs_dir} ({exc.strerror}); choose a writable folder with --out"
-        ) from None
-
-
-def _final_name(runs_dir: Path, data: str, preset: str) -> Path:
-    stem = Path(str(data)).name.split(".")[0] if Path(str(data)).is_file() else str(data)
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("_")[:60]  # store:binance/BTC/USDT/1d
-    base = f"{time.strftime('%Y%m%d-%H%M%S')}-{stem}-{preset}"
-    path, i = runs_dir / base, 1
-    while path.exists():
-        path, i = runs_dir / f"{base}-{i}", i + 1
-    return path
 
 
 def prepare(data: str | Path, settings: Settings) -> Prepared:
@@ -166,7 +143,7 @@ def run(
     target, L = first.target, settings.data.window
     extras = first.indicators + first.exogenous
     runs_dir = Path(runs_dir)
-    staging = _staging_folder(runs_dir)
+    staging = staging_folder(runs_dir)
     try:
         train = {a: prep.raws[a].loc[: b.frame.index[prep.cuts[a] - 1]] for a, b in prep.inputs.items()}
         forecaster = Forecaster(settings).fit(_one(train), progress=progress)
@@ -215,7 +192,7 @@ def run(
         result = RunResult(staging, metrics, table, forecaster, sentence, shapes, per_asset,
                            comparison, price_only, gaps, inputs)
         write_run(staging, data, settings, result)
-        folder = _final_name(runs_dir, data, settings.preset)
+        folder = final_name(runs_dir, data, settings.preset)
         staging.rename(folder)
         result.folder = folder
     except BaseException:

@@ -19,7 +19,7 @@ from coincast.errors import DataError
 # positive. "shift": (x - x0) / s with s the column's standard deviation on the training
 # rows, for columns that reach zero or go negative, where a ratio is undefined or flips sign.
 # Plain data columns get one of these two automatically. Indicators and exogenous series
-# declare theirs (coincast.features.normalisation): "standard": (x - m) / s with the
+# declare theirs (coincast.prep.features.normalisation): "standard": (x - m) / s with the
 # training rows' mean and standard deviation; "none": x as it is (log returns).
 RATIO, SHIFT, STANDARD, NONE = "ratio", "shift", "standard", "none"
 RULES = (RATIO, SHIFT, STANDARD, NONE)

@@ -17,11 +17,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from coincast.backtest import trading
+from coincast.backtest.engine import BacktestSettings, check, walk_forward
 from coincast.config import Settings
 from coincast.errors import ConfigError, DataError
-from coincast.evaluation import trading
-from coincast.evaluation.backtest import BacktestSettings, check, walk_forward
-from coincast.windows import fill_zeros
+from coincast.prep.windows import fill_zeros
 
 Transform = Callable[[pd.DataFrame], pd.DataFrame]
 

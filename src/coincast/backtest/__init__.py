@@ -1,0 +1,1 @@
+"""Walk-forward evaluation: the engine, the trading simulation, the look-ahead audit."""

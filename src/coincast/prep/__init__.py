@@ -1,0 +1,1 @@
+"""Preparing model inputs: indicators, input columns, windows."""

@@ -1,0 +1,1 @@
+"""Rendering: plots, HTML reports, terminal tables, run folders."""
