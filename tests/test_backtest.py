@@ -33,7 +33,7 @@ def raw():
     return load("btc-usd").iloc[-400:]
 
 
-START = "2025-12-16"  # 22 test days to 2026-01-06: folds of 7, 7, 7, 1
+START = "2025-12-15"  # 22 test days to 2026-01-05: folds of 7, 7, 7, 1
 
 
 def test_fresh_expanding_folds_train_only_on_the_past(raw):

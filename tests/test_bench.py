@@ -36,7 +36,7 @@ def test_skill_benchmark_runs_and_writes_its_section(tmp_path):
                    check=True, capture_output=True, timeout=600)
     row = json.loads(out.read_text())["rows"][0]
     assert row["days"] == 14 and row["folds"] == 2 and row["rmse_ratio"] > 0
-    assert 0 <= row["mean_shrink"] <= 1 and row["last"] == "2026-01-06"
+    assert 0 <= row["mean_shrink"] <= 1 and row["last"] == "2026-01-05"
     text = doc.read_text()
     assert "hand-written text stays" in text and "| ltc-usd | default | 14 |" in text
     # --resume keeps finished rows and runs only the missing ones (none here)

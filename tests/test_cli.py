@@ -127,7 +127,7 @@ def test_entry_point_exits_2_without_traceback(files):
 def test_datasets_lists_rows_and_dates(cli, tmp_path):
     p = cli("datasets", cwd=tmp_path)
     assert p.returncode == 0
-    assert "btc-usd" in p.stdout and "3065" in p.stdout and "2017-08-17" in p.stdout and "tutorial" in p.stdout
+    assert "btc-usd" in p.stdout and "3064" in p.stdout and "2017-08-17" in p.stdout and "tutorial" in p.stdout
 
 
 def test_bad_flag_is_a_usage_error_with_exit_2(cli, tmp_path):

@@ -47,7 +47,7 @@ def test_run_with_indicators_and_fear_greed_then_predict(cli, tmp_path):
     folder = next((tmp_path / "runs").iterdir())
     p = cli("predict", "--model", str(folder), cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    assert p.stdout.startswith("btc-usd: next step 2026-01-07")
+    assert p.stdout.startswith("btc-usd: next step 2026-01-06")
 
 
 def test_several_assets_then_predict_each(cli, tmp_path):

@@ -54,7 +54,7 @@ def test_save_load_round_trip(tmp_path, btc):
     back = Forecaster.load(tmp_path)
     assert back.forecast_next(btc) == m.forecast_next(btc)
     fc = back.forecast_next(btc)
-    assert fc["date"].startswith("2026-01-07") and fc["last_price"] == btc["close"].iloc[-1]
+    assert fc["date"].startswith("2026-01-06") and fc["last_price"] == btc["close"].iloc[-1]
 
 
 def test_early_stopping_restores_the_best_epoch(btc):

@@ -19,7 +19,7 @@ def test_bundled_btc_is_a_valid_frame(btc):
     assert isinstance(btc.index, pd.DatetimeIndex) and str(btc.index.tz) == "UTC"
     assert list(btc.columns) == ["open", "high", "low", "close", "volume"]
     assert btc.index.is_monotonic_increasing and btc.index.is_unique
-    assert len(btc) == 3065 and str(btc.index[0].date()) == "2017-08-17"
+    assert len(btc) == 3064 and str(btc.index[0].date()) == "2017-08-17"
     assert btc.loc["2024-03-13", "close"].item() == pytest.approx(73072.41)
 
 
@@ -33,8 +33,9 @@ def test_tutorial_dataset_carries_inferred_dates(tutorial_frame):
 def test_dataset_listing_has_rows_and_ranges():
     info = dataset_info().set_index("name")
     assert {"btc-usd", "eth-usd", "tutorial"} <= set(info.index)
-    assert info.loc["eth-usd", "rows"] == 3065
-    assert info.loc["btc-usd", "last"] == "2026-01-06"
+    assert info.loc["eth-usd", "rows"] == 3064
+    assert info.loc["btc-usd", "last"] == "2026-01-05"
+    assert info.loc["btc-usd-1h", "first"] == "2017-08-17 04:00" and info.loc["btc-usd-1h", "last"] == "2025-12-02 04:00"
 
 
 def test_dateless_csv_gets_a_range_index(tmp_path):

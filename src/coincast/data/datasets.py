@@ -1,4 +1,35 @@
-"""Real datasets bundled inside the package, and `load`, the one way in for any data spec."""
+"""Real datasets bundled inside the package, and `load`, the one way in for any data spec.
+
+Data notes. Sources, licences and checks of every file: ../shared/data/README.md. A bundled
+candle dataset follows the rule `coincast fetch` follows: it keeps a candle only if the candle
+had closed when its source was taken (open time + bar length <= snapshot time), so it ends on
+the last complete candle; tests/test_bundled_data.py holds each file to that. The snapshot
+times below are the earliest times the evidence allows, in UTC:
+
+* Binance daily, the six coins (yanniedog/binance-historical-OHLCV-data, one commit for all
+  six): taken on 2026-01-06 after 12:00, about 12:15-12:20. The files ended on that day's
+  still-open candle (its volume was 0.35x the 30-day median for BTC and ETH, 0.43-0.61x for
+  LTC, BNB and ADA; XRP, rallying, 1.5x), which was dropped here, so they end on 2026-01-05.
+  Evidence for the time: BNB's row for 2026-01-06 holds 51,581 BNB, the same repository's
+  hourly BNBUSDT candles for 00:00-12:00 of that day 50,776, so the daily file was taken 805
+  BNB (at 2,800-4,200 BNB an hour that day, 10-20 minutes) into the 12:00 hour; BTC's row
+  holds 5,042.6 BTC, 117 BTC (about 20 minutes at 340 BTC an hour) more than the repository's
+  4-hour candles for 00:00-12:00 (4,925.6), whose 12:00 candle, taken later, had 292 BTC.
+* Binance hourly, `btc-usd-1h` (rows from 2022 on: hopeffy/economics-project-algorithmic-
+  trading-algorithms): taken on 2025-12-02 between 05:00 and 06:00, about 05:12. Its last
+  candle, 05:00, held 140 BTC, 0.20x the median 05:00 hour of the 30 days before, and the same
+  repository's 4-hour candle from 04:00 equals the 04:00 and 05:00 hours (+0.03 BTC): the
+  05:00 candle was still open and was dropped, so the file ends on 2025-12-02 04:00.
+* `fear-greed` is no candle: one value a day, stamped 00:00 UTC of the day D it is dated and
+  not revised afterwards, so a value dated the snapshot day is complete and is kept (last
+  2026-02-24; the source, vipwzw/market-top-detector, added the file that day). Evidence: an
+  independent copy (zcahkwn/crypto-indices) that ends on 2025-06-26 with 74 matches this
+  series, taken eight months later, on that last day as on all 2,699 common days.
+* `tutorial` ends on 2017-12-23 (inferred dates), four days before its source commit
+  (2017-12-27), and that row is a full day: 139 blocks (its Block Height step; 132-188 in the
+  30 days before), 307,343 transactions (a Saturday; the 30 days before: 307,443 and up) and
+  1.12x the 30-day median miner revenue. It is kept.
+"""
 
 from __future__ import annotations
 
@@ -19,18 +50,34 @@ class Dataset:
     target: str
     description: str
     kind: str = "prices"  # "prices": candles to forecast; "exogenous": a daily series to join as features
+    bar: str | None = None  # candle length ("1D", "1h") where the file is exchange candles
+    snapshot: pd.Timestamp | None = None  # when its source was taken (see the data notes above)
+
+
+# When the sources of the bundled candles were taken: the earliest time the evidence allows
+# (data notes above). Each file ends on the last candle closed by then.
+BINANCE_DAILY_SNAPSHOT = pd.Timestamp("2026-01-06 12:00", tz="UTC")
+BINANCE_HOURLY_SNAPSHOT = pd.Timestamp("2025-12-02 05:00", tz="UTC")
+_DAILY = {"bar": "1D", "snapshot": BINANCE_DAILY_SNAPSHOT}
 
 
 DATASETS: dict[str, Dataset] = {
     d.name: d
     for d in [
-        Dataset("btc-usd", "btc-usd.csv.gz", "close", "Binance BTC/USDT daily candles"),
-        Dataset("eth-usd", "eth-usd.csv.gz", "close", "Binance ETH/USDT daily candles"),
-        Dataset("ltc-usd", "ltc-usd.csv.gz", "close", "Binance LTC/USDT daily candles"),
-        Dataset("xrp-usd", "xrp-usd.csv.gz", "close", "Binance XRP/USDT daily candles"),
-        Dataset("ada-usd", "ada-usd.csv.gz", "close", "Binance ADA/USDT daily candles"),
-        Dataset("bnb-usd", "bnb-usd.csv.gz", "close", "Binance BNB/USDT daily candles"),
-        Dataset("btc-usd-1h", "btc-usd-1h.csv.gz", "close", "Binance BTC/USDT hourly candles (real outages as gaps)"),
+        Dataset("btc-usd", "btc-usd.csv.gz", "close", "Binance BTC/USDT daily candles", **_DAILY),
+        Dataset("eth-usd", "eth-usd.csv.gz", "close", "Binance ETH/USDT daily candles", **_DAILY),
+        Dataset("ltc-usd", "ltc-usd.csv.gz", "close", "Binance LTC/USDT daily candles", **_DAILY),
+        Dataset("xrp-usd", "xrp-usd.csv.gz", "close", "Binance XRP/USDT daily candles", **_DAILY),
+        Dataset("ada-usd", "ada-usd.csv.gz", "close", "Binance ADA/USDT daily candles", **_DAILY),
+        Dataset("bnb-usd", "bnb-usd.csv.gz", "close", "Binance BNB/USDT daily candles", **_DAILY),
+        Dataset(
+            "btc-usd-1h",
+            "btc-usd-1h.csv.gz",
+            "close",
+            "Binance BTC/USDT hourly candles (real outages as gaps)",
+            bar="1h",
+            snapshot=BINANCE_HOURLY_SNAPSHOT,
+        ),
         Dataset(
             "fear-greed",
             "fear-greed.csv.gz",
@@ -92,16 +139,18 @@ def default_target(spec: str | Path) -> str | None:
 
 
 def dataset_info() -> pd.DataFrame:
-    """One row per bundled dataset: name, rows, first/last date, columns, description."""
+    """One row per bundled dataset: name, rows, first/last candle (with the hour below daily bars), columns, ..."""
     rows = []
     for d in DATASETS.values():
         frame = load(d.name)
+        hourly = d.bar is not None and pd.Timedelta(d.bar) < pd.Timedelta(days=1)
+        fmt = "%Y-%m-%d %H:%M" if hourly else "%Y-%m-%d"
         rows.append(
             {
                 "name": d.name,
                 "rows": len(frame),
-                "first": frame.index[0].date().isoformat(),
-                "last": frame.index[-1].date().isoformat(),
+                "first": frame.index[0].strftime(fmt),
+                "last": frame.index[-1].strftime(fmt),
                 "columns": len(frame.columns),
                 "target": d.target,
                 "description": d.description,
