@@ -88,7 +88,7 @@ def make_handler(replay: Replay):
             if fault == "500":
                 return self.send(500, {"code": -1001, "msg": "Internal error; unable to process your request."})
             if fault == "timeout":
-                time.sleep(1.0)
+                time.sleep(2.5)
             page = replay.page(query)
             if fault == "duplicate" and page:
                 page.insert(1, list(page[0]))
@@ -107,7 +107,9 @@ def server():
         httpd.daemon_threads = True
         threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
         servers.append(httpd)
-        client = make_client("binance", timeout=300, rateLimit=rate_limit_ms)
+        # 2 s: a real page can take a few hundred ms on a loaded 2-core machine; only the
+        # injected timeout (2.5 s) must trip it.
+        client = make_client("binance", timeout=2000, rateLimit=rate_limit_ms)
         base = f"http://127.0.0.1:{httpd.server_address[1]}"
         client.urls["api"] = {k: base + urlparse(v).path for k, v in client.urls["api"].items()}
         return client
