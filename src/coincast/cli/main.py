@@ -30,6 +30,7 @@ def run(
     exog_max_age: Optional[float] = typer.Option(None, help="Days an exogenous value stays usable before it counts as missing (default 7)."),
     max_gap: Optional[str] = typer.Option(None, help="Drop windows spanning a time gap over this many typical steps (default 1.5; 'none' keeps all)."),
     window: Optional[int] = typer.Option(None, help="Rows per window (inputs + 1 target)."),
+    test_start: opt.TestStart = None,
     epochs: opt.Epochs = None,
     batch_size: Optional[int] = typer.Option(None, help="Batch size."),
     hidden: opt.Hidden = None,
@@ -50,7 +51,7 @@ def run(
     s = opt.settings(
         preset, config,
         data__target=target, data__features=opt.csv(features), data__exog=opt.csv(exog), data__window=window,
-        data__max_gap=max_gap, data__exog_max_age=exog_max_age,
+        data__max_gap=max_gap, data__exog_max_age=exog_max_age, data__test_start=test_start,
         train__epochs=epochs, train__batch_size=batch_size, train__seed=seed,
         train__early_stopping=early_stopping,
         model__hidden=opt.hidden(hidden), model__cell=cell, train__precision=precision,

@@ -199,6 +199,17 @@ def gap_free(index: pd.Index, length: int, step: pd.Timedelta | None, max_gap: f
     return ~sliding_window_view(big, length - 1).any(axis=1)  # [N] window i spans steps i..i+L-2
 
 
+def first_test_row(n_rows: int, window: int, test_fraction: float) -> int:
+    """Row of the first test target when the last `test_fraction` of the windows are held out.
+
+    The one statement of the split rule (`coincast run` and the backtest's default start):
+    the tutorial's round((1 - test_fraction) * windows) training windows, the first of which
+    ends at row window-1.
+    """
+    n_windows = n_rows - window + 1
+    return int(round((1 - test_fraction) * n_windows)) + window - 1
+
+
 def split_train_val(n: int, val_fraction: float, mode: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Positions of training and validation windows.
 
