@@ -39,6 +39,7 @@ class DataSettings:
     # First test date (YYYY-MM-DD) shared by every asset; None: the latest of the assets' own
     # last-10%-of-windows points (one asset: exactly its last 10%).
     test_start: str | None = None
+    timestamps: str = "open"  # what a file's timestamps mark: the candle's "open" or its "close" time
 
 
 @dataclass
@@ -197,6 +198,7 @@ def validate(s: Settings) -> Settings:
          "features must be a list of columns and indicators, e.g. close,rsi14,macd"),
         (d.test_start is None or _is_date(d.test_start),
          f"test start must be a date YYYY-MM-DD (got {d.test_start!r}): e.g. --test-start 2025-01-01"),
+        (d.timestamps in ("open", "close"), f"timestamps must be 'open' or 'close' (got {d.timestamps!r})"),
         (d.exog is None or isinstance(d.exog, list), "exog must be a list of series, e.g. fear-greed,my_sentiment.csv"),
         (isinstance(d.exog_max_age, (int, float)) and d.exog_max_age > 0,
          f"exog_max_age must be a positive number of days (got {d.exog_max_age})"),

@@ -78,7 +78,7 @@ def prepare(data: str | Path, settings: Settings) -> Prepared:
     assets = split_spec(data)
     raws = {}
     for asset in assets:
-        raw = load(asset)
+        raw = load(asset, timestamps=settings.data.timestamps)
         raws[asset] = raw.iloc[:-1] if settings.data.skip_last_row else raw
     first_asset = assets[0]
     for asset, raw in raws.items():
