@@ -218,10 +218,11 @@ def run(
     progress: bool = False,
     log: Callable[[str], None] = lambda _: None,
 ) -> RunResult:
-    """Train on the first 90% of windows, forecast the rest, score against baselines, save.
+    """Train on the first 90% of windows (or those before `data.test_start`), forecast the
+    rest, score against baselines, save.
 
     `data` may name several assets ('btc-usd,eth-usd'): one network learns from all their
-    windows and each is tested on its own last part. With indicators or exogenous series
+    windows and all are tested from one shared date (`common_cut`). With indicators or exogenous series
     among the inputs, the same model is also trained on the price-only inputs and compared.
     """
     settings = validate(copy.deepcopy(settings) if settings else Settings())
