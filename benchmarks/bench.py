@@ -29,11 +29,16 @@ import coincast  # noqa: E402
 from coincast.data.datasets import default_target  # noqa: E402
 from coincast.data.frame import select_columns  # noqa: E402
 from coincast.evaluation.metrics import direction_metrics  # noqa: E402
-from coincast.flows.run import split_point  # noqa: E402
 from coincast.models.bilstm import BiLSTM  # noqa: E402
 from coincast.models.step import autocast_dtype  # noqa: E402
 from coincast.models.training import seed_everything, train  # noqa: E402
-from coincast.prep.windows import Normaliser, fill_zeros, make_windows, split_train_val  # noqa: E402
+from coincast.prep.windows import (  # noqa: E402
+    Normaliser,
+    fill_zeros,
+    first_test_row,
+    make_windows,
+    split_train_val,
+)
 
 
 def _settings(data: str, epochs: int, precision: str) -> coincast.Settings:
@@ -47,7 +52,7 @@ def measure_training(data: str, epochs: int, precision: str) -> tuple[dict, coin
     """Train with the tutorial preset through the public Forecaster, as a user would."""
     s = _settings(data, epochs, precision)
     frame = coincast.load(data).iloc[:-1]  # the tutorial never uses the last row as a target
-    cut = split_point(len(frame), s)
+    cut = first_test_row(len(frame), s.data.window, s.data.test_fraction)
     model = coincast.Forecaster(s).fit(frame.iloc[:cut])
     test = model.predict(frame, start=frame.index[cut])
     h = model.history_
@@ -84,7 +89,7 @@ def time_to_target(data: str, target_loss: float, batch: int, lr: float, max_epo
     s = _settings(data, max_epochs, precision)
     s.train.batch_size, s.train.lr = batch, lr
     frame = coincast.load(data).iloc[:-1]
-    cut = split_point(len(frame), s)
+    cut = first_test_row(len(frame), s.data.window, s.data.test_fraction)
     train_frame, target = select_columns(frame.iloc[:cut], s.data.target, None)
     train_frame = fill_zeros(train_frame)
     start = time.perf_counter()  # windowing counts: a user waits for it too

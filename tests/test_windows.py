@@ -69,7 +69,7 @@ def test_fill_zeros_uses_previous_value_and_never_the_future():
 
 def test_fill_zeros_matches_the_pandas_formulation(tutorial_frame):
     f = tutorial_frame.copy()
-    f.iloc[[0, 5, 6], 3] = np.nan  # missing values are filled like zeros
+    f.iloc[[0, 5, 6], 3] = 0.0  # zeros at the start and in a run
     want = f.mask(f == 0).ffill().fillna(0.0)  # the plain pandas statement of the rule
     assert (tutorial_frame == 0).to_numpy().sum() > 0, "the tutorial's data has zeros to fill"
     pd.testing.assert_frame_equal(fill_zeros(f), want.astype("float64"))

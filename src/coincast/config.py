@@ -7,6 +7,7 @@ points; command-line flags and TOML files override single fields on top of them.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,10 @@ class DataSettings:
     # Drop windows that span a time gap longer than this many typical steps (an exchange
     # outage in hourly bars); None keeps every window.
     max_gap: float | None = 1.5
+    # First test date (YYYY-MM-DD) shared by every asset; None: the latest of the assets' own
+    # last-10%-of-windows points (one asset: exactly its last 10%).
+    test_start: str | None = None
+    timestamps: str = "open"  # what a file's timestamps mark: the candle's "open" or its "close" time
 
 
 @dataclass
@@ -152,10 +157,20 @@ def _number(text: str):
         raise ConfigError(f"max_gap must be a number of typical steps or 'none' (got {text!r})") from None
 
 
+def _is_date(value) -> bool:
+    try:
+        datetime.datetime.fromisoformat(str(value))
+        return True
+    except ValueError:
+        return False
+
+
 def validate(s: Settings) -> Settings:
     """Reject settings that cannot work, with the fix in the message."""
     d, m, t = s.data, s.model, s.train
     d.features, d.exog = _as_list(d.features), _as_list(d.exog)
+    if isinstance(d.test_start, (datetime.date, datetime.datetime)):  # a TOML date literal
+        d.test_start = d.test_start.isoformat()
     if isinstance(d.max_gap, str):  # TOML has no null: max_gap = "none"
         d.max_gap = None if d.max_gap.strip().lower() in ("none", "off") else _number(d.max_gap)
     checks = [
@@ -181,6 +196,9 @@ def validate(s: Settings) -> Settings:
          f"max_gap is in typical steps and must be at least 1 (got {d.max_gap}): e.g. 1.5, or 'none' to keep every window"),
         (d.features is None or (isinstance(d.features, list) and len(d.features) > 0),
          "features must be a list of columns and indicators, e.g. close,rsi14,macd"),
+        (d.test_start is None or _is_date(d.test_start),
+         f"test start must be a date YYYY-MM-DD (got {d.test_start!r}): e.g. --test-start 2025-01-01"),
+        (d.timestamps in ("open", "close"), f"timestamps must be 'open' or 'close' (got {d.timestamps!r})"),
         (d.exog is None or isinstance(d.exog, list), "exog must be a list of series, e.g. fear-greed,my_sentiment.csv"),
         (isinstance(d.exog_max_age, (int, float)) and d.exog_max_age > 0,
          f"exog_max_age must be a positive number of days (got {d.exog_max_age})"),

@@ -29,7 +29,7 @@ from coincast.errors import ConfigError, DataError
 from coincast.evaluation import conformal
 from coincast.models.baselines import BASELINES
 from coincast.models.forecaster import MIN_TRAIN_WINDOWS, Forecaster
-from coincast.prep.windows import split_train_val
+from coincast.prep.windows import first_test_row, split_train_val
 
 VOL_LOOKBACK = 20  # days of returns behind the causal realised volatility column
 
@@ -84,8 +84,7 @@ def start_position(frame: pd.DataFrame, settings: Settings, bt: BacktestSettings
     """Row of the first forecast target, checked against the data (DataError if outside)."""
     L, n = settings.data.window, len(frame)
     if bt.start is None:
-        n_windows = n - L + 1
-        pos = int(round((1 - settings.data.test_fraction) * n_windows)) + L - 1
+        pos = first_test_row(n, L, settings.data.test_fraction)
     elif isinstance(frame.index, pd.DatetimeIndex):
         try:
             when = pd.Timestamp(bt.start)

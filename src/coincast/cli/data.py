@@ -34,11 +34,12 @@ def store_import(
     timeframe: str = typer.Option(..., help="Candle length: 1m, 5m, 15m, 1h, 4h, 1d, 1w..."),
     exchange: str = typer.Option("binance", help="Exchange the candles come from."),
     store: Optional[Path] = typer.Option(None, help=STORE_HELP),
+    timestamps: str = typer.Option("open", help="What the file's timestamps mark: open (each candle's open time) or close."),
 ):
     """Upsert a file of candles in one transaction: same candles twice change nothing, newer ones win."""
     from coincast.data.store import default_path, import_file
 
-    result = import_file(file, symbol, timeframe, exchange, store)
+    result = import_file(file, symbol, timeframe, exchange, store, timestamps)
     where = store or default_path()
     out.print(f"{file} -> {where} ({exchange.lower()}/{symbol.upper()}/{timeframe}): {result}")
     if result.replaced:

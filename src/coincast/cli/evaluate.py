@@ -55,6 +55,7 @@ def backtest(
     features: opt.Features = None,
     exog: opt.Exog = None,
     target: opt.Target = None,
+    timestamps: opt.Timestamps = None,
     window_size: Optional[int] = typer.Option(None, help="Rows per model window (inputs + 1 target)."),
     epochs: opt.Epochs = None,
     hidden: opt.Hidden = None,
@@ -92,7 +93,7 @@ def backtest(
     t = _trading(threshold, fee_bps, slippage_bps, long_short, sizing, fraction, vol_target, max_leverage, stop_loss, take_profit)
     s = opt.settings(
         preset, config, data__target=target, data__features=opt.csv(features), data__exog=opt.csv(exog),
-        data__window=window_size, train__epochs=epochs, train__seed=seed,
+        data__window=window_size, data__timestamps=timestamps, train__epochs=epochs, train__seed=seed,
         model__hidden=opt.hidden(hidden), model__cell=cell, train__precision=precision, model__target=model_target,
     )
     bt = BacktestSettings(start=start, retrain_every=retrain_every, window=window, train_size=train_size,

@@ -30,6 +30,8 @@ def run(
     exog_max_age: Optional[float] = typer.Option(None, help="Days an exogenous value stays usable before it counts as missing (default 7)."),
     max_gap: Optional[str] = typer.Option(None, help="Drop windows spanning a time gap over this many typical steps (default 1.5; 'none' keeps all)."),
     window: Optional[int] = typer.Option(None, help="Rows per window (inputs + 1 target)."),
+    test_start: opt.TestStart = None,
+    timestamps: opt.Timestamps = None,
     epochs: opt.Epochs = None,
     batch_size: Optional[int] = typer.Option(None, help="Batch size."),
     hidden: opt.Hidden = None,
@@ -50,7 +52,7 @@ def run(
     s = opt.settings(
         preset, config,
         data__target=target, data__features=opt.csv(features), data__exog=opt.csv(exog), data__window=window,
-        data__max_gap=max_gap, data__exog_max_age=exog_max_age,
+        data__max_gap=max_gap, data__exog_max_age=exog_max_age, data__test_start=test_start, data__timestamps=timestamps,
         train__epochs=epochs, train__batch_size=batch_size, train__seed=seed,
         train__early_stopping=early_stopping,
         model__hidden=opt.hidden(hidden), model__cell=cell, train__precision=precision,
@@ -93,6 +95,7 @@ def _price(x: float) -> str:
 def predict(
     model: Path = typer.Option(..., help="A run folder (or any folder with model.json + model.safetensors)."),
     data: Optional[str] = typer.Option(None, help="Data to forecast from (default: what the model was trained on)."),
+    timestamps: opt.Timestamps = None,
 ):
     """Forecast the step after the last row of the data with a saved model."""
     import json
@@ -108,7 +111,7 @@ def predict(
         if data is None:
             raise CoincastError("no data recorded with this model: pass --data NAME|PATH")
     for asset in split_spec(data):  # a model trained on several assets forecasts each
-        fc = f.forecast_next(load(asset))
+        fc = f.forecast_next(load(asset, timestamps=timestamps or f.settings.data.timestamps))
         out.print(
             f"{asset}: next step {fc['date']}: {_price(fc['predicted_price'])} "
             f"({fc['change_pct']:+.2f}% from {_price(fc['last_price'])}, {fc['direction']})",

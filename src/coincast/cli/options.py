@@ -30,6 +30,12 @@ Precision = Annotated[Optional[str], typer.Option(
 ModelTarget = Annotated[Optional[str], typer.Option(
     help="window (the tutorial's) or change (relative to the last price).")]
 Seed = Annotated[Optional[int], typer.Option(help="One seed for Python, numpy and torch.")]
+TestStart = Annotated[Optional[str], typer.Option(
+    help="First test date (YYYY-MM-DD), shared by every asset (default: the last 10% of windows; several assets: "
+         "the latest of their own 10% points).")]
+Timestamps = Annotated[Optional[str], typer.Option(
+    help="What a file's timestamps mark: open (default: each candle's open time) or close (its close time; "
+         "converted to open = close - bar length).")]
 OutDir = Annotated[Path, typer.Option("--out", help="Folder that receives the run folder.")]
 Quiet = Annotated[bool, typer.Option(help="No progress bar.")]
 

@@ -110,8 +110,12 @@ def split_spec(spec: str | Path) -> list[str]:
     return names
 
 
-def load(spec: str | Path) -> pd.DataFrame:
-    """Load a bundled dataset by name, a CSV/Parquet file by path, or `store:EXCHANGE/SYMBOL/TF`."""
+def load(spec: str | Path, timestamps: str = "open") -> pd.DataFrame:
+    """Load a bundled dataset by name, a CSV/Parquet file by path, or `store:EXCHANGE/SYMBOL/TF`.
+
+    Rows are labelled by candle open time. `timestamps="close"`: a file's timestamps are
+    close times, converted (bundled datasets and the store hold open times already).
+    """
     spec_s = str(spec)
     if "," in spec_s and not Path(spec_s).exists():
         raise DataError(
@@ -129,7 +133,7 @@ def load(spec: str | Path) -> pd.DataFrame:
     if not Path(spec_s).exists() and "/" not in spec_s and "." not in spec_s:
         names = ", ".join(DATASETS)
         raise DataError(f"unknown dataset '{spec_s}': use one of {names}, or a path to a CSV/Parquet file")
-    return read_file(spec_s)
+    return read_file(spec_s, timestamps)
 
 
 def default_target(spec: str | Path) -> str | None:

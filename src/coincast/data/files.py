@@ -12,8 +12,12 @@ from coincast.errors import DataError
 SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 
 
-def read_file(path: str | Path) -> pd.DataFrame:
-    """Read a CSV (optionally gzipped) or Parquet file with or without a date column."""
+def read_file(path: str | Path, timestamps: str = "open") -> pd.DataFrame:
+    """Read a CSV (optionally gzipped) or Parquet file with or without a date column.
+
+    `timestamps`: whether the file's timestamps are candle "open" or "close" times
+    (coincast.data.frame.open_times); the frame is always labelled by open times.
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(
@@ -34,4 +38,4 @@ def read_file(path: str | Path) -> pd.DataFrame:
         kind = "Parquet" if name.endswith((".parquet", ".pq")) else "CSV"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path} is not a readable {kind} file ({first}); check its format") from None
-    return to_frame(raw, str(path))
+    return to_frame(raw, str(path), timestamps)

@@ -3,6 +3,13 @@
 A frame is a pandas DataFrame with a UTC `DatetimeIndex` named `date` (or a RangeIndex
 for date-less files such as the tutorial's), sorted, unique, with named float64 columns
 and no NaNs. Every source produces one; every later step may rely on it.
+
+Each row is one candle and its label is the candle's OPEN time: the daily row 2024-01-01
+holds the candle that opens at 00:00 UTC that day and closes at 00:00 UTC the next
+(coincast.data.exogenous counts on it). Files whose timestamps are close times are read
+with timestamps="close" (open = close - bar length, rounded to the minute); without it, a
+file whose every timestamp sits just before a full minute (23:59:59, xx:59:59.999: close
+times) is refused, since an open time never looks like that.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from coincast.errors import DataError
 
 # Column names that hold the time of a row, in order of preference.
 DATE_COLUMNS = ("timestamp", "date", "datetime", "time", "open_time")
+TIMESTAMPS = ("open", "close")  # what a file's timestamps mark: each candle's open or close time
 
 
 def find_date_column(columns: pd.Index) -> str | None:
@@ -27,8 +35,11 @@ def find_date_column(columns: pd.Index) -> str | None:
     return None
 
 
-def to_frame(raw: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Turn a freshly read table into a validated frame: index by date, keep numeric columns."""
+def to_frame(raw: pd.DataFrame, source: str, timestamps: str = "open") -> pd.DataFrame:
+    """Turn a freshly read table into a validated frame: index by open time, keep numeric columns.
+
+    `timestamps`: "open" (each timestamp is its candle's open time) or "close" (its close time).
+    """
     if raw.empty or len(raw.columns) == 0:
         raise DataError(f"{source} is empty: give a file with a header row and at least one data row")
     raw = raw.copy()
@@ -49,7 +60,38 @@ def to_frame(raw: pd.DataFrame, source: str) -> pd.DataFrame:
             "such as 'close'"
         )
     frame = raw[numeric]
-    return validate_frame(frame, source)
+    return open_times(validate_frame(frame, source), source, timestamps)
+
+
+def bar_length(index: pd.DatetimeIndex) -> pd.Timedelta:
+    """The most common step between rows (robust to gaps)."""
+    values, counts = np.unique(np.diff(index.asi8), return_counts=True)  # in the index's own unit
+    return pd.Timedelta(int(values[counts.argmax()]), unit=index.unit)
+
+
+def open_times(frame: pd.DataFrame, source: str, timestamps: str = "open") -> pd.DataFrame:
+    """The frame labelled by candle open times (see the module docstring)."""
+    if timestamps not in TIMESTAMPS:
+        raise DataError(f"timestamps must be 'open' or 'close' (got {timestamps!r}): use --timestamps open|close")
+    index = frame.index
+    if not isinstance(index, pd.DatetimeIndex) or len(index) < 2:
+        return frame
+    bar = bar_length(index)
+    unit = min(bar, pd.Timedelta(minutes=1))
+    if timestamps == "open":
+        before = index.ceil(unit) - index  # [T] how far each timestamp is before a full minute
+        if ((before > pd.Timedelta(0)) & (before <= pd.Timedelta(seconds=1))).all():
+            raise DataError(
+                f"{source}: every timestamp sits just before a full minute ({index[0]}, ...), as candle close "
+                "times do, but coincast labels each candle by its open time: pass --timestamps close to convert them"
+            )
+        return frame
+    frame = frame.copy()
+    frame.index = (index - bar).round(unit).as_unit(index.unit).rename("date")  # open = close - bar length
+    dupes = frame.index[frame.index.duplicated()]
+    if len(dupes):
+        raise DataError(f"{source}: two close times give the open time {dupes[0]}; keep one row per candle")
+    return frame
 
 
 def _is_numeric_like(col: pd.Series) -> bool:
@@ -78,19 +120,7 @@ def validate_frame(frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
                 )
             frame[col] = parsed
         frame[col] = frame[col].astype("float64")
-    values = frame.to_numpy()
-    if np.isnan(values).any():
-        row, col = np.argwhere(np.isnan(values))[0]
-        raise DataError(
-            f"{source}: column '{frame.columns[col]}' has a missing value (NaN) "
-            f"{_where(frame.index, frame.index[row])}; fill or drop it before loading"
-        )
-    if np.isinf(values).any():
-        row, col = np.argwhere(np.isinf(values))[0]
-        raise DataError(
-            f"{source}: column '{frame.columns[col]}' has an infinite value "
-            f"{_where(frame.index, frame.index[row])}; fix or drop that row"
-        )
+    check_finite(frame.to_numpy(), frame, source)
     if isinstance(frame.index, pd.DatetimeIndex):
         if frame.index.tz is None:
             frame.index = frame.index.tz_localize("UTC")
@@ -107,6 +137,22 @@ def validate_frame(frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
     else:
         frame = frame.reset_index(drop=True)
     return frame
+
+
+def check_finite(values: np.ndarray, frame: pd.DataFrame, source: str = "data", when: str = "loading") -> None:
+    """DataError naming the column and row of the first NaN or infinite value in `values` ([T, F] of `frame`)."""
+    if np.isnan(values).any():
+        row, col = np.argwhere(np.isnan(values))[0]
+        raise DataError(
+            f"{source}: column '{frame.columns[col]}' has a missing value (NaN) "
+            f"{_where(frame.index, frame.index[row])}; fill or drop it before {when}"
+        )
+    if np.isinf(values).any():
+        row, col = np.argwhere(np.isinf(values))[0]
+        raise DataError(
+            f"{source}: column '{frame.columns[col]}' has an infinite value "
+            f"{_where(frame.index, frame.index[row])}; fix or drop that row"
+        )
 
 
 def _where(index: pd.Index, label) -> str:

@@ -319,9 +319,12 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
 
 
 def import_file(path: str | Path, symbol: str, timeframe: str, exchange: str = "binance",
-                store: str | Path | None = None) -> UpsertResult:
-    """Read any CSV/Parquet of candles and upsert it into the store in one transaction."""
-    frame = read_file(path)
+                store: str | Path | None = None, timestamps: str = "open") -> UpsertResult:
+    """Read any CSV/Parquet of candles and upsert it into the store in one transaction.
+
+    `timestamps="close"`: the file's timestamps are close times (the store keeps open times).
+    """
+    frame = read_file(path, timestamps)
     with Store(store) as db:
         return db.upsert_candles(frame, exchange, symbol, timeframe, source=str(path))
 

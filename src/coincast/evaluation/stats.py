@@ -61,7 +61,8 @@ def block_bootstrap(
     """Percentile CI of `statistic` under the moving-block bootstrap of paired daily arrays.
 
     `statistic(*arrays)` must work on [B, n] inputs row-wise and return [B] (and on [1, n]
-    for the point estimate).
+    for the point estimate). Resamples whose statistic is not finite (a Sharpe ratio of a
+    flat resample) are left out of the interval; `dropped` says how many.
     """
     arrays = tuple(np.asarray(a, dtype=np.float64) for a in arrays)
     n = len(arrays[0])
@@ -71,12 +72,13 @@ def block_bootstrap(
         boot = np.asarray(statistic(*(a[idx] for a in arrays)), dtype=np.float64)  # [B]
         est = float(np.asarray(statistic(*(a[None, :] for a in arrays)))[0])
     ok = boot[np.isfinite(boot)]
+    dropped = int(len(boot) - len(ok))
     if len(ok) < 2:
         return {"estimate": est, "lo": None, "hi": None, "level": 1 - alpha, "block": int(block),
-                "n_boot": int(n_boot), "se": None}
+                "n_boot": int(n_boot), "dropped": dropped, "se": None}
     lo, hi = np.quantile(ok, [alpha / 2, 1 - alpha / 2])
     return {"estimate": est, "lo": float(lo), "hi": float(hi), "level": 1 - alpha,
-            "block": int(block), "n_boot": int(n_boot), "se": float(np.std(ok, ddof=1))}
+            "block": int(block), "n_boot": int(n_boot), "dropped": dropped, "se": float(np.std(ok, ddof=1))}
 
 
 def _rmse_ratio(e, ep):

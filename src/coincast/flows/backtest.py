@@ -45,7 +45,7 @@ def load_frame(data, settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame, st
     Indicators are computed once on the full history and exogenous series joined causally,
     so every fold sees the values it would have seen live.
     """
-    raw = load(data)
+    raw = load(data, timestamps=settings.data.timestamps)
     d = settings.data
     built = build_inputs(raw, d.target, d.features, d.exog, d.exog_max_age)
     return built.frame, raw, built.target

@@ -25,7 +25,7 @@ from coincast.evaluation.metrics import score, verdict
 from coincast.models.baselines import BASELINES
 from coincast.models.forecaster import MIN_TRAIN_WINDOWS, Forecaster
 from coincast.prep.inputs import Inputs
-from coincast.prep.windows import typical_step
+from coincast.prep.windows import first_test_row, typical_step
 from coincast.report.run_folder import final_name, staging_folder, write_run
 
 
@@ -42,6 +42,7 @@ class RunResult:
     price_only: Forecaster | None = None
     gaps: dict = field(default_factory=dict)  # windows dropped because they span a time gap
     inputs: dict = field(default_factory=dict)  # input columns by origin, rows dropped
+    split: dict = field(default_factory=dict)  # the test start all assets share; each asset's target dates
 
 
 @dataclass
@@ -51,6 +52,8 @@ class Prepared:
     raws: dict[str, pd.DataFrame]
     inputs: dict[str, Inputs]
     cuts: dict[str, int]  # position, in each asset's inputs, of its first test target
+    cut_date: pd.Timestamp | None = None  # the first test date all assets share (None: no dates)
+    rule: str = ""  # how the cut was chosen, in words
 
     @property
     def first(self) -> Inputs:
@@ -60,23 +63,22 @@ class Prepared:
 def split_point(n_rows: int, settings: Settings) -> int:
     """Row of the first test target: the tutorial's round(0.9 * windows) training windows."""
     L = settings.data.window
-    n_windows = n_rows - L + 1
-    n_train = int(round((1 - settings.data.test_fraction) * n_windows))
-    if n_windows - n_train < 2 or n_train < MIN_TRAIN_WINDOWS:
+    pos = first_test_row(n_rows, L, settings.data.test_fraction)
+    if n_rows - pos < 2 or pos - L + 1 < MIN_TRAIN_WINDOWS:
         need = L - 1 + max(MIN_TRAIN_WINDOWS + 2, int(2 / settings.data.test_fraction) + 1)
         raise DataError(
             f"{n_rows} rows are too few for windows of {L} plus a usable test set: give at least "
             f"{need} rows, or a shorter --window"
         )
-    return n_train + L - 1
+    return pos
 
 
 def prepare(data: str | Path, settings: Settings) -> Prepared:
-    """Load every asset, build its inputs and find its test cut; every user mistake surfaces here."""
+    """Load every asset, build its inputs and find the test cut; every user mistake surfaces here."""
     assets = split_spec(data)
     raws = {}
     for asset in assets:
-        raw = load(asset)
+        raw = load(asset, timestamps=settings.data.timestamps)
         raws[asset] = raw.iloc[:-1] if settings.data.skip_last_row else raw
     first_asset = assets[0]
     for asset, raw in raws.items():
@@ -84,7 +86,6 @@ def prepare(data: str | Path, settings: Settings) -> Prepared:
     probe = Forecaster(settings)
     inputs = {asset: probe.inputs(raw) for asset, raw in raws.items()}
     columns, step = list(inputs[first_asset].frame.columns), typical_step(inputs[first_asset].frame.index)
-    cuts = {}
     for asset, b in inputs.items():
         _same_columns(asset, list(b.frame.columns), first_asset, columns)
         if typical_step(b.frame.index) != step:
@@ -92,11 +93,99 @@ def prepare(data: str | Path, settings: Settings) -> Prepared:
                 f"assets must share the bar length: {asset} has {typical_step(b.frame.index)} bars, {first_asset} "
                 f"{step}; train each timeframe on its own"
             )
-        try:
+    cut_date, rule = common_cut(inputs, settings)
+    cuts = {}
+    for asset, b in inputs.items():
+        if cut_date is None:  # one asset without dates: the row rule alone
             cuts[asset] = split_point(len(b.frame), settings)
+        else:
+            cuts[asset] = _cut_at(asset, b.frame.index, cut_date, rule, settings, several=len(inputs) > 1)
+    return Prepared(raws, inputs, cuts, cut_date, rule)
+
+
+TEST_START_RULE = "--test-start"
+LATEST_RULE = "the latest of the assets' own last-10%-of-windows points"
+
+
+def common_cut(inputs: dict[str, Inputs], settings: Settings) -> tuple[pd.Timestamp | None, str]:
+    """(first test date every asset shares, the rule that chose it); (None, rule) for one asset without dates.
+
+    Several assets are cut at one date, so no asset trains on a day another asset is tested
+    on: `data.test_start` when given, else the latest of the per-asset split points (each
+    asset keeps at least its own 90% of windows for training).
+    """
+    undated = [a for a, b in inputs.items() if not isinstance(b.frame.index, pd.DatetimeIndex)]
+    start = settings.data.test_start
+    if start is not None:
+        if undated:
+            raise DataError(
+                f"--test-start needs dated rows but {undated[0]} has no date column; "
+                "drop --test-start (the last 10% of windows is tested) or add a date column"
+            )
+        when = pd.Timestamp(start)
+        return (when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")), TEST_START_RULE
+    frac = settings.data.test_fraction
+    if len(inputs) == 1:
+        b = next(iter(inputs.values()))
+        rule = f"the last {frac:.0%} of windows"
+        return (None if undated else b.frame.index[split_point(len(b.frame), settings)]), rule
+    if undated:
+        raise DataError(
+            f"several assets share one test start date, but {undated[0]} has no date column: "
+            "give every asset a date column, or run it on its own"
+        )
+    points = {}
+    for asset, b in inputs.items():
+        try:
+            points[asset] = b.frame.index[split_point(len(b.frame), settings)]
         except DataError as exc:
-            raise DataError(f"{asset}: {exc}" if len(assets) > 1 else str(exc)) from None
-    return Prepared(raws, inputs, cuts)
+            raise DataError(f"{asset}: {exc}") from None
+    return max(points.values()), LATEST_RULE
+
+
+def _cut_at(asset: str, index: pd.DatetimeIndex, when: pd.Timestamp, rule: str, settings: Settings,
+            several: bool) -> int:
+    """Position of the first target on or after `when` in one asset's inputs, with enough windows on each side."""
+    L, name = settings.data.window, f"{asset}: " if several else ""
+    day = when.date() if when == when.normalize() else when
+    if rule == TEST_START_RULE and not index[0] < when <= index[-1]:
+        raise DataError(
+            f"{name}--test-start {day} is outside the data ({index[0].date()} to {index[-1].date()}): "
+            "choose a date between those"
+        )
+    pos = int(index.searchsorted(when))
+    n_train, n_test = pos - L + 1, len(index) - pos
+    if n_train < MIN_TRAIN_WINDOWS:
+        need = index[min(MIN_TRAIN_WINDOWS + L - 1, len(index) - 1)].date()
+        raise DataError(
+            f"{name}only {max(n_train, 0)} training windows of {L} rows before the test start {day} (need "
+            f"{MIN_TRAIN_WINDOWS}): choose a --test-start on or after {need}, a shorter --window"
+            + (f", or leave {asset} out" if several else "")
+        )
+    if n_test < 2:
+        fix = "choose an earlier --test-start" if rule == TEST_START_RULE else f"give {asset} data up to the other assets' end"
+        raise DataError(
+            f"{name}only {n_test} test windows on or after the test start {day} (its data ends "
+            f"{index[-1].date()}): {fix}" + (f", or leave {asset} out" if several else "")
+        )
+    return pos
+
+
+def split_record(prep: Prepared, window: int) -> dict:
+    """The cut as metrics.json records it: the shared test start, its rule, each asset's target dates.
+
+    "train_val" spans the targets of the training windows, validation included (the last
+    `val_fraction` of them); "test" the forecast targets.
+    """
+    def span(labels):
+        return [str(labels[0]), str(labels[-1])]
+
+    return {
+        "test_start": str(prep.cut_date) if prep.cut_date is not None else None,
+        "rule": prep.rule,
+        "assets": {a: {"train_val": span(b.frame.index[window - 1 : prep.cuts[a]]),
+                       "test": span(b.frame.index[prep.cuts[a] :])} for a, b in prep.inputs.items()},
+    }
 
 
 def _same_columns(asset: str, columns: list[str], first_asset: str, first: list[str]) -> None:
@@ -129,10 +218,11 @@ def run(
     progress: bool = False,
     log: Callable[[str], None] = lambda _: None,
 ) -> RunResult:
-    """Train on the first 90% of windows, forecast the rest, score against baselines, save.
+    """Train on the first 90% of windows (or those before `data.test_start`), forecast the
+    rest, score against baselines, save.
 
     `data` may name several assets ('btc-usd,eth-usd'): one network learns from all their
-    windows and each is tested on its own last part. With indicators or exogenous series
+    windows and all are tested from one shared date (`common_cut`). With indicators or exogenous series
     among the inputs, the same model is also trained on the price-only inputs and compared.
     """
     settings = validate(copy.deepcopy(settings) if settings else Settings())
@@ -190,7 +280,7 @@ def run(
             log(f"windows dropped because they span a time gap over {settings.data.max_gap} steps: "
                 f"{gaps['train_windows_dropped']} train, {test_gaps} test")
         result = RunResult(staging, metrics, table, forecaster, sentence, shapes, per_asset,
-                           comparison, price_only, gaps, inputs)
+                           comparison, price_only, gaps, inputs, split_record(prep, L))
         write_run(staging, data, settings, result)
         folder = final_name(runs_dir, data, settings.preset)
         staging.rename(folder)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
+from coincast.data.frame import check_finite
 from coincast.errors import DataError
 
 # Per-column rules. "ratio": x / x0 - 1 (the tutorial's), for columns that are always
@@ -23,16 +24,21 @@ from coincast.errors import DataError
 # training rows' mean and standard deviation; "none": x as it is (log returns).
 RATIO, SHIFT, STANDARD, NONE = "ratio", "shift", "standard", "none"
 RULES = (RATIO, SHIFT, STANDARD, NONE)
+# RevIN's smallest scale: 1 basis point of a column's level (and of the price, for the target's
+# step volatility), so a flat window (a stablecoin, zero-filled candles) is not blown up by 1e8.
+REVIN_FLOOR = 1e-4
 
 
 def fill_zeros(frame: pd.DataFrame) -> pd.DataFrame:
     """Replace each 0 with the column's previous value, as the tutorial does.
 
     The tutorial's row 0 read row -1 (the last row: the future); here zeros with no
-    earlier value stay 0.
+    earlier value stay 0. A NaN (or inf) is not a zero: it is an error naming the column
+    and the date, on every path (files are checked on reading, frames given to the API here).
     """
     values = frame.to_numpy(dtype=np.float64)  # [T, F]
-    missing = (values == 0) | np.isnan(values)  # [T, F]
+    check_finite(values, frame, "data", "training or forecasting")
+    missing = values == 0  # [T, F]
     rows = np.arange(len(values))[:, None]  # [T, 1]
     last = np.maximum.accumulate(np.where(missing, 0, rows), axis=0)  # [T, F] row of the last value seen
     filled = values[last, np.arange(values.shape[1])]  # [T, F]
@@ -164,11 +170,16 @@ def make_windows(
     offset, scale = np.zeros_like(rel), np.ones_like(rel)
     if scaling == "revin":
         mean, std = X.mean(axis=1, keepdims=True), X.std(axis=1, keepdims=True) + 1e-8  # [N, 1, F]
+        # floor: 1 bp of the column's level in the window, in the column's normalised units
+        level = np.abs(w[:, :-1, :]).mean(axis=1, keepdims=True)  # [N, 1, F] raw units
+        with np.errstate(divide="ignore"):
+            per_raw = np.where(ratio, 1.0 / np.abs(first), np.where(np.isin(rules, (SHIFT, STANDARD)), 1.0 / scales, 1.0))
+        std = np.maximum(std, REVIN_FLOOR * level * per_raw)  # [N, 1, F]
         if target_mode == "window":  # the target lives in the target column's units
             offset, scale = mean[:, 0, t], std[:, 0, t]
         else:  # a move: scale by the window's own step volatility, keep 0 = persistence
             price = w[:, :-1, t]  # [N, L-1]
-            scale = (price[:, 1:] / price[:, :-1] - 1.0).std(axis=1) + 1e-8
+            scale = np.maximum((price[:, 1:] / price[:, :-1] - 1.0).std(axis=1) + 1e-8, REVIN_FLOOR)
         X = (X - mean) / std
     return Windows(
         X=X.astype(np.float32),
@@ -197,6 +208,17 @@ def gap_free(index: pd.Index, length: int, step: pd.Timedelta | None, max_gap: f
     utc = index.tz_convert(None) if index.tz is not None else index
     big = np.diff(utc.to_numpy()) > (max_gap * step).to_timedelta64()  # [T-1] step t -> t+1 too long
     return ~sliding_window_view(big, length - 1).any(axis=1)  # [N] window i spans steps i..i+L-2
+
+
+def first_test_row(n_rows: int, window: int, test_fraction: float) -> int:
+    """Row of the first test target when the last `test_fraction` of the windows are held out.
+
+    The one statement of the split rule (`coincast run` and the backtest's default start):
+    the tutorial's round((1 - test_fraction) * windows) training windows, the first of which
+    ends at row window-1.
+    """
+    n_windows = n_rows - window + 1
+    return int(round((1 - test_fraction) * n_windows)) + window - 1
 
 
 def split_train_val(n: int, val_fraction: float, mode: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -59,6 +59,7 @@ def write_run(folder: Path, data, settings: Settings, r) -> None:
         "data": str(data),
         "preset": settings.preset,
         "test": test_span,
+        "split": r.split,
         "shapes": r.shapes,
         "verdict": r.verdict,
         "metrics": metrics,
