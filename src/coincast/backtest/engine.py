@@ -29,7 +29,7 @@ from coincast.errors import ConfigError, DataError
 from coincast.evaluation import conformal
 from coincast.models.baselines import BASELINES
 from coincast.models.forecaster import MIN_TRAIN_WINDOWS, Forecaster
-from coincast.prep.windows import split_train_val
+from coincast.prep.windows import split_train_val, typical_step
 
 VOL_LOOKBACK = 20  # days of returns behind the causal realised volatility column
 
@@ -74,6 +74,9 @@ class BacktestResult:
     settings: Settings
     backtest: BacktestSettings
     seconds: float
+    # Test days with no forecast because their window spans a time gap (an exchange outage):
+    # max_gap_steps, step, days_skipped, dates (those days).
+    gaps: dict = field(default_factory=dict)
 
 
 def min_train_rows(settings: Settings) -> int:
@@ -183,19 +186,22 @@ def run_fold(frame: pd.DataFrame, settings: Settings, p: Plan, init: Forecaster 
     train = frame.iloc[p.lo : p.cut]
     f = Forecaster(settings).fit(train, init=init)
     pred = f.predict(frame.iloc[p.cut - L + 1 : p.end], start=frame.index[p.cut])
-    assert len(pred) == p.end - p.cut, "one forecast per test day"
+    # A day whose window spans a time gap (an exchange outage) gets no forecast: it is skipped
+    # and counted, as `run` counts the test windows it drops.
+    skipped = frame.index[p.cut : p.end].difference(pred.index)
     labels = _val_labels(f, train)
     val = f.predict(train, start=labels.min()).loc[labels]
     h = f.history_
     info = {
         "fold": p.k,
         "train_first": train.index[0], "train_last": train.index[-1], "train_rows": len(train),
-        "test_first": pred.index[0], "test_last": pred.index[-1], "test_days": len(pred),
+        "test_first": frame.index[p.cut], "test_last": frame.index[p.end - 1], "test_days": len(pred),
+        "gap_skipped": len(skipped),
         "epochs_run": len(h.loss), "best_epoch": h.best_epoch, "stopped_early": h.stopped_early,
         "train_seconds": sum(x.seconds for x in getattr(f, "histories_", [h])), "val_windows": len(val),
         "shrink": getattr(f, "shrink_", None),
     }
-    return {"pred": pred, "val_scores": conformal.scores(val["actual"], val["predicted"], val["previous"]), "info": info}, f
+    return {"pred": pred, "skipped": list(skipped), "val_scores": conformal.scores(val["actual"], val["predicted"], val["previous"]), "info": info}, f
 
 
 _WORKER: dict = {}
@@ -261,8 +267,9 @@ def walk_forward(
         part.insert(0, "fold", p.k)
         train = frame.iloc[p.lo : p.cut]
         window = frame.iloc[p.cut - settings.data.window + 1 : p.end]
-        for cls in BASELINES:
-            part[cls.name] = cls(target, settings.data.window).fit(train).predict(window, start=frame.index[p.cut])
+        for cls in BASELINES:  # the baselines forecast every window: keep the model's days only
+            base = cls(target, settings.data.window).fit(train).predict(window, start=frame.index[p.cut])
+            part[cls.name] = base.reindex(part.index)
         q = {level: conformal.quantile(r["val_scores"], level) for level in bt.levels}
         qs.append(pd.DataFrame({level: [v] * len(part) for level, v in q.items()}))
         info = {"refit": r["info"].get("refit", "fresh"), **r["info"]}
@@ -270,6 +277,11 @@ def walk_forward(
         infos.append(info)
         parts.append(part)
     table = pd.concat(parts)
+    if table.empty:
+        raise DataError(
+            "every test day's window spans a time gap: no forecast to score; choose a --start whose test "
+            "period has gap-free stretches, or a larger --max-gap"
+        )
     table = conformal.add_intervals(table, pd.concat(qs, ignore_index=True).set_axis(table.index))
     price = frame[target]
     table["vol20"] = price.pct_change().rolling(VOL_LOOKBACK).std().shift(1).reindex(table.index)  # known at t-1
@@ -279,7 +291,13 @@ def walk_forward(
                 table[col] = extra[col].reindex(table.index)
     table.index.name = "date"
     models = ["model"] + [cls.name for cls in BASELINES]
-    return BacktestResult(table, pd.DataFrame(infos), models, target, settings, bt, seconds)
+    skipped = [d for r in results for d in r["skipped"]]
+    step = typical_step(frame.index)
+    gaps = {"max_gap_steps": settings.data.max_gap, "step": str(step) if step is not None else None,
+            "days_skipped": len(skipped), "dates": [str(d) for d in skipped]}
+    if skipped:
+        log(f"{len(skipped)} test day(s) skipped: their window spans a time gap over {settings.data.max_gap} steps")
+    return BacktestResult(table, pd.DataFrame(infos), models, target, settings, bt, seconds, gaps)
 
 
 def settings_dict(bt: BacktestSettings) -> dict:

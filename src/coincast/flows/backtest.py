@@ -69,7 +69,8 @@ def evaluate(result: BacktestResult, t: trading.TradingSettings, n_boot: int = 2
     summary = {
         "verdict": lines,
         "test": {"first": str(table.index[0]), "last": str(table.index[-1]), "days": len(table),
-                 "folds": len(result.folds)},
+                 "folds": len(result.folds), "days_skipped_gap": result.gaps.get("days_skipped", 0)},
+        "gaps": result.gaps,
         "refit_rule": result.backtest.describe(),
         "metrics": metrics,
         "diebold_mariano": stats.dm_vs_persistence(table),
