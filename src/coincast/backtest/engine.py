@@ -29,6 +29,7 @@ from coincast.errors import ConfigError, DataError
 from coincast.evaluation import conformal
 from coincast.models.baselines import BASELINES
 from coincast.models.forecaster import MIN_TRAIN_WINDOWS, Forecaster
+from coincast.prep.inputs import Inputs, build_inputs
 from coincast.prep.windows import split_train_val, typical_step
 
 VOL_LOOKBACK = 20  # days of returns behind the causal realised volatility column
@@ -180,12 +181,19 @@ def _val_labels(f: Forecaster, train: pd.DataFrame) -> pd.Index:
     return train.index[L - 1 :][np.sort(va)]
 
 
-def run_fold(frame: pd.DataFrame, settings: Settings, p: Plan, init: Forecaster | None = None) -> tuple[dict, Forecaster]:
-    """Train on rows lo..cut-1, forecast targets cut..end-1, score the validation windows."""
+def run_fold(
+    inputs: Inputs, settings: Settings, p: Plan, init: Forecaster | None = None, network: bool = False,
+) -> tuple[dict, Forecaster]:
+    """Train on rows lo..cut-1, forecast targets cut..end-1, score the validation windows.
+
+    `inputs`: built once on the full history; a fold takes rows of them (`Inputs.rows`), never
+    rebuilds them, so its columns, values and declared rules are those `run` uses.
+    """
     L = settings.data.window
-    train = frame.iloc[p.lo : p.cut]
+    frame = inputs.frame
+    train = inputs.rows(p.lo, p.cut)
     f = Forecaster(settings).fit(train, init=init)
-    pred = f.predict(frame.iloc[p.cut - L + 1 : p.end], start=frame.index[p.cut])
+    pred = f.predict(inputs.rows(p.cut - L + 1, p.end), start=frame.index[p.cut], network=network)
     # A day whose window spans a time gap (an exchange outage) gets no forecast: it is skipped
     # and counted, as `run` counts the test windows it drops.
     skipped = frame.index[p.cut : p.end].difference(pred.index)
@@ -207,32 +215,42 @@ def run_fold(frame: pd.DataFrame, settings: Settings, p: Plan, init: Forecaster 
 _WORKER: dict = {}
 
 
-def _init_worker(frame: pd.DataFrame, settings: Settings) -> None:
+def _init_worker(inputs: Inputs, settings: Settings, network: bool) -> None:
     torch.set_num_threads(1)  # one core per process: the folds are the parallelism
-    _WORKER.update(frame=frame, settings=settings)
+    _WORKER.update(inputs=inputs, settings=settings, network=network)
 
 
 def _worker(p: Plan) -> dict:
-    return run_fold(_WORKER["frame"], _WORKER["settings"], p)[0]
+    return run_fold(_WORKER["inputs"], _WORKER["settings"], p, network=_WORKER["network"])[0]
 
 
 # -- the loop -------------------------------------------------------------------------------
 def walk_forward(
-    frame: pd.DataFrame,
+    data: Inputs | pd.DataFrame,
     settings: Settings,
     bt: BacktestSettings,
-    target: str,
+    target: str | None = None,
     extra: pd.DataFrame | None = None,
     log: Callable[[str], None] = lambda _: None,
     on_fold: Callable[[dict], None] = lambda _: None,
+    network: bool = False,
 ) -> BacktestResult:
     """Every fold, then one table: model, baselines, intervals, and the day's candle extras.
 
-    `frame`: the model's columns (target included), zero-filled. `extra`: raw columns such as
-    open/high/low of each target day, copied to the table for the trading simulation.
+    `data`: the model's inputs, built once on the full history (`build_inputs`, as `run`
+    builds them), or raw candles, which are built into Inputs here, once, as `settings.data`
+    asks (`target` overrides its target). Folds take rows of the Inputs. `extra`: raw columns
+    such as open/high/low of each target day, copied to the table for the trading simulation.
+    `network`: add the network's own forecast before shrinkage as a `network` column.
     """
     settings = copy.deepcopy(settings)
-    settings.data.target, settings.data.features, settings.data.exog = target, None, None  # frame is built
+    if target is not None:
+        settings.data.target = target
+    validate(settings)
+    d = settings.data
+    inputs = data if isinstance(data, Inputs) else build_inputs(data, d.target, d.features, d.exog, d.exog_max_age)
+    target = settings.data.target = inputs.target
+    frame = inputs.frame
     start = check(frame, settings, bt)
     plans = plan(len(frame), start, bt)
     t0 = time.perf_counter()
@@ -241,7 +259,7 @@ def walk_forward(
         ctx = mp.get_context("spawn")
         workers = min(bt.jobs, len(plans))
         log(f"{len(plans)} folds, fresh refits in {workers} processes")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(frame, settings)) as ex:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(inputs, settings, network)) as ex:
             for r in ex.map(_worker, plans):
                 results.append(r)
                 on_fold(r["info"])
@@ -254,7 +272,7 @@ def walk_forward(
         for p in plans:
             use_warm = bt.refit == "warm" and prev is not None
             fp = Plan(p.k, max(p.lo, p.cut - bt.warm_span), p.cut, p.end) if use_warm and bt.warm_span else p
-            r, f = run_fold(frame, warm if use_warm else settings, fp, init=prev if use_warm else None)
+            r, f = run_fold(inputs, warm if use_warm else settings, fp, init=prev if use_warm else None, network=network)
             r["info"]["refit"] = "warm" if use_warm else ("full" if bt.refit == "warm" else "fresh")
             prev = f if bt.refit == "warm" else None
             results.append(r)

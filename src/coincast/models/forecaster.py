@@ -37,6 +37,7 @@ from coincast.prep.windows import (
 )
 
 FORMAT = "coincast-forecaster/1"
+Data = Inputs | pd.DataFrame  # the input contract of fit and predict: prebuilt Inputs or raw candles
 MIN_TRAIN_WINDOWS = 10
 
 
@@ -58,19 +59,21 @@ class Forecaster:
 
     # -- fitting -----------------------------------------------------------------------
     def fit(
-        self, frame: pd.DataFrame | dict[str, pd.DataFrame], progress: bool = False, init: "Forecaster | None" = None,
+        self, data: Data | dict[str, Data], progress: bool = False, init: "Forecaster | None" = None,
     ) -> "Forecaster":
-        """Train on every window whose target row lies in `frame`.
+        """Train on every window whose target row lies in `data`.
 
-        `frame`: raw candles (indicators and exogenous series of `settings.data` are computed
-        from them), or {asset: frame} to train one network on the windows of several assets;
-        each asset's last `val_fraction` of windows validates. `init`: a fitted Forecaster on
-        the same columns whose weights are the starting point (a warm refit); column rules
-        and scales are still fitted on `frame` alone.
+        The input contract (the same for `predict`): `data` is either prebuilt `Inputs`
+        (prep.inputs.build_inputs, or rows of them: `Inputs.rows`), used as they are, with their
+        declared column rules, or raw candles, which `build_inputs` turns into Inputs once, as
+        `settings.data` asks. A dict {asset: data} trains one network on the windows of several
+        assets. Each asset's last `val_fraction` of windows validates (see `_split`). `init`: a
+        fitted Forecaster on the same columns whose weights are the starting point (a warm
+        refit); column rules and scales are still fitted on `data` alone.
         """
         s = validate(self.settings)
-        frames = frame if isinstance(frame, dict) else {"": frame}
-        built = {asset: self.inputs(f) for asset, f in frames.items()}
+        items = data if isinstance(data, dict) else {"": data}
+        built = {asset: self.as_inputs(d) for asset, d in items.items()}
         first = next(iter(built.values()))
         self.target_, self.columns_ = first.target, list(first.frame.columns)
         for asset, b in built.items():
@@ -126,6 +129,10 @@ class Forecaster:
         d = self.settings.data
         return build_inputs(frame, d.target, d.features, d.exog, d.exog_max_age)
 
+    def as_inputs(self, data: Data) -> Inputs:
+        """Prebuilt Inputs as they are; raw candles built into Inputs (once)."""
+        return data if isinstance(data, Inputs) else self.inputs(data)
+
     @property
     def history_(self):
         """The first network's training history (the one plotted)."""
@@ -143,8 +150,13 @@ class Forecaster:
         return (w if keep.all() else w.take(keep)), keep
 
     # -- predicting --------------------------------------------------------------------
-    def _prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The input columns the network was trained on, rebuilt from `frame`."""
+    def _prepare(self, frame: Data) -> pd.DataFrame:
+        """The input columns the network was trained on: prebuilt Inputs' frame, or rebuilt from raw candles."""
+        if isinstance(frame, Inputs):
+            if list(frame.frame.columns) != self.columns_:
+                raise DataError(f"the inputs have columns {list(frame.frame.columns)}, the model {self.columns_}; "
+                                "build them with the model's settings")
+            return frame.frame
         d = self.settings.data
         if uses_extras(d.features, d.exog, frame.columns):
             built = self.inputs(frame).frame
@@ -175,11 +187,13 @@ class Forecaster:
         price = w.to_price(self._predict_norm(w.X))
         return w.prev + self.shrink_ * (price - w.prev)
 
-    def predict(self, frame: pd.DataFrame, start=None) -> pd.DataFrame:
+    def predict(self, frame: Data, start=None, network: bool = False) -> pd.DataFrame:
         """Predicted price for each window in `frame` whose target label is >= `start`.
 
-        Returns one row per target: actual, predicted, previous (last observed price) and
-        base (the window's first price, which normalised errors are measured against).
+        `frame`: Inputs or raw candles, as for `fit`. Returns one row per target: actual,
+        predicted, previous (last observed price) and base (the window's first price, which
+        normalised errors are measured against); `network=True` adds the network's own
+        forecast before shrinkage (`network`: what the look-ahead audit compares).
         """
         data = self._prepare(frame)
         w, keep = self._windows(data)
@@ -187,9 +201,13 @@ class Forecaster:
         wanted = np.ones(len(keep), bool) if start is None else np.asarray(labels >= start)  # [N]
         if start is not None:
             w = w.take(np.asarray(w.index >= start))
+        raw = w.to_price(self._predict_norm(w.X))
         out = pd.DataFrame(
-            {"actual": w.actual, "predicted": self._to_price(w), "previous": w.prev, "base": w.base}, index=w.index
+            {"actual": w.actual, "predicted": w.prev + self.shrink_ * (raw - w.prev), "previous": w.prev, "base": w.base},
+            index=w.index,
         )
+        if network:
+            out["network"] = raw
         out.attrs["gap_dropped"] = int((wanted & ~keep).sum())  # windows skipped: they span a gap
         return out
 
