@@ -30,7 +30,7 @@ from coincast.evaluation import conformal
 from coincast.models.baselines import BASELINES
 from coincast.models.forecaster import MIN_TRAIN_WINDOWS, Forecaster
 from coincast.prep.inputs import Inputs, build_inputs
-from coincast.prep.windows import split_train_val, typical_step
+from coincast.prep.windows import typical_step
 
 VOL_LOOKBACK = 20  # days of returns behind the causal realised volatility column
 
@@ -48,6 +48,9 @@ class BacktestSettings:
     warm_span: int | None = 400
     jobs: int = 1  # parallel processes for fresh refits
     levels: tuple[float, ...] = field(default=conformal.LEVELS)
+    # Conformal scores of a fold: its own calibration windows plus up to this many of the most
+    # recent out-of-sample errors of earlier folds (None: all; 0: own windows only).
+    calib_pool: int | None = 100
 
     def describe(self) -> str:
         """The refit rule in words, for the report (users were burned by this ambiguity)."""
@@ -169,16 +172,12 @@ def plan(n_rows: int, start: int, bt: BacktestSettings) -> list[Plan]:
 
 
 # -- one fold -------------------------------------------------------------------------------
-def _val_labels(f: Forecaster, train: pd.DataFrame) -> pd.Index:
-    """Target labels of the fold's validation windows, as Forecaster.fit chose them."""
-    labels = getattr(f, "val_index_", None)
-    if labels is not None:
-        return pd.Index(labels)
-    s = f.settings
-    L = s.data.window
-    n = len(train) - L + 1
-    _, va = split_train_val(n, s.data.val_fraction, s.data.val_split, np.random.default_rng(s.train.seed))
-    return train.index[L - 1 :][np.sort(va)]
+def calibration_pool(own: np.ndarray, earlier: np.ndarray, size: int | None) -> np.ndarray:
+    """The conformal scores of a fold: its model's calibration windows plus the most recent
+    out-of-sample errors of the folds before it (all dated before its cut, none used to fit
+    anything), the latter up to `size` (None: all of them; 0: none)."""
+    recent = earlier if size is None else earlier[len(earlier) - min(size, len(earlier)) :]
+    return np.concatenate([np.asarray(own, dtype=np.float64), recent])
 
 
 def run_fold(
@@ -197,8 +196,9 @@ def run_fold(
     # A day whose window spans a time gap (an exchange outage) gets no forecast: it is skipped
     # and counted, as `run` counts the test windows it drops.
     skipped = frame.index[p.cut : p.end].difference(pred.index)
-    labels = _val_labels(f, train)
-    val = f.predict(train, start=labels.min()).loc[labels]
+    labels = pd.Index(f.calib_index_)  # calibration windows: nothing was selected on them
+    val = f.predict(train, start=labels.min()).loc[labels] if len(labels) else pd.DataFrame(
+        {"actual": [], "predicted": [], "previous": []})
     h = f.history_
     info = {
         "fold": p.k,
@@ -206,10 +206,10 @@ def run_fold(
         "test_first": frame.index[p.cut], "test_last": frame.index[p.end - 1], "test_days": len(pred),
         "gap_skipped": len(skipped),
         "epochs_run": len(h.loss), "best_epoch": h.best_epoch, "stopped_early": h.stopped_early,
-        "train_seconds": sum(x.seconds for x in getattr(f, "histories_", [h])), "val_windows": len(val),
+        "train_seconds": sum(x.seconds for x in getattr(f, "histories_", [h])), "calib_windows": len(val),
         "shrink": getattr(f, "shrink_", None),
     }
-    return {"pred": pred, "skipped": list(skipped), "val_scores": conformal.scores(val["actual"], val["predicted"], val["previous"]), "info": info}, f
+    return {"pred": pred, "skipped": list(skipped), "calib_scores": conformal.scores(val["actual"], val["predicted"], val["previous"]), "info": info}, f
 
 
 _WORKER: dict = {}
@@ -279,7 +279,7 @@ def walk_forward(
             on_fold(r["info"])
     seconds = time.perf_counter() - t0
 
-    parts, qs, infos = [], [], []
+    parts, qs, infos, earlier = [], [], [], np.empty(0)
     for p, r in zip(plans, results):
         part = r["pred"].rename(columns={"predicted": "model"})
         part.insert(0, "fold", p.k)
@@ -288,12 +288,15 @@ def walk_forward(
         for cls in BASELINES:  # the baselines forecast every window: keep the model's days only
             base = cls(target, settings.data.window).fit(train).predict(window, start=frame.index[p.cut])
             part[cls.name] = base.reindex(part.index)
-        q = {level: conformal.quantile(r["val_scores"], level) for level in bt.levels}
+        pool = calibration_pool(r["calib_scores"], earlier, bt.calib_pool)
+        q = {level: conformal.quantile(pool, level) for level in bt.levels}
         qs.append(pd.DataFrame({level: [v] * len(part) for level, v in q.items()}))
         info = {"refit": r["info"].get("refit", "fresh"), **r["info"]}
-        info.update({f"q{round(100 * level)}_pct": 100 * v for level, v in q.items()})
+        info.update({f"q{round(100 * level)}_pct": 100 * v for level, v in q.items()}, calib_scores=len(pool))
         infos.append(info)
         parts.append(part)
+        # this fold's out-of-sample errors: honest calibration for the folds after it
+        earlier = np.concatenate([earlier, conformal.scores(part["actual"], part["model"], part["previous"])])
     table = pd.concat(parts)
     if table.empty:
         raise DataError(

@@ -51,6 +51,22 @@ def fit_shrinkage(actual: np.ndarray, model: np.ndarray, prev: np.ndarray) -> fl
     return float(np.clip(np.dot(real, pred) / denom, 0.0, 1.0)) if denom > 0 else 0.0
 
 
+def split_calibration(val: np.ndarray, fraction: float, selects: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(selection, calibration) positions of the validation windows.
+
+    When early stopping or shrinkage choose anything on validation (`selects`), the latest
+    `fraction` of the validation windows (in time) is kept apart for calibration only, so
+    conformal residuals are measured on windows nothing was fitted on; the earlier part
+    selects. Otherwise every validation window is already honest and calibrates (the
+    selection part is then only the reported validation loss).
+    """
+    order = np.sort(val)
+    if not selects:
+        return val, order
+    n_cal = min(int(round(len(order) * fraction)), len(order) - 1)
+    return order[: len(order) - n_cal], order[len(order) - n_cal :]
+
+
 class Forecaster:
     """The bidirectional LSTM forecaster; see `Settings` for every knob."""
 
@@ -84,16 +100,20 @@ class Forecaster:
                 )
         self.normaliser_ = Normaliser.fit(pd.concat([b.frame for b in built.values()]), self.target_, first.declared)
         self.step_ = typical_step(first.frame.index)
-        parts, tr, va, offset, self.gap_dropped_ = [], [], [], 0, 0
+        parts, tr, va, sel, cal, offset, self.gap_dropped_ = [], [], [], [], [], 0, 0
         rng = np.random.default_rng(s.train.seed)
+        selects = s.train.early_stopping or s.model.shrink
         for b in built.values():
             w, keep = self._windows(b.frame)
             self.gap_dropped_ += int((~keep).sum())
             if len(w) >= 2:  # an asset too short for a validation window adds nothing
                 t, v = split_train_val(len(w), s.data.val_fraction, s.data.val_split, rng)
+                pick, calib = split_calibration(v, s.data.calib_fraction, selects)
                 parts.append(w)
                 tr.append(t + offset)
                 va.append(v + offset)
+                sel.append(pick + offset)
+                cal.append(calib + offset)
                 offset += len(w)
         n_windows = offset
         if n_windows < MIN_TRAIN_WINDOWS:
@@ -104,7 +124,11 @@ class Forecaster:
         if init is not None and init.columns_ != self.columns_:
             raise DataError(f"warm start needs the same columns: {init.columns_} vs {self.columns_}")
         w, tr, va = Windows.concat(parts), np.concatenate(tr), np.concatenate(va)
-        self.val_index_ = w.index[np.sort(va)] if len(built) == 1 else None
+        sel, cal = np.concatenate(sel), np.concatenate(cal)
+        one = len(built) == 1  # with several assets labels repeat: no label index
+        self.val_index_ = w.index[np.sort(va)] if one else None  # every validation window
+        self.select_index_ = w.index[np.sort(sel)] if one else None  # early stopping and shrinkage
+        self.calib_index_ = w.index[cal] if one else None  # calibration only (conformal intervals)
         self.device_ = pick_device(s.train.device)
         self.train_shape_ = w.X.shape
         self.modules_, self.histories_ = [], []
@@ -114,13 +138,13 @@ class Forecaster:
             module = self._build()
             if init is not None:
                 module.load_state_dict(init.modules_[k % len(init.modules_)].state_dict())
-            hist = train(module, w.X[tr], w.y[tr], w.X[va], w.y[va],
+            hist = train(module, w.X[tr], w.y[tr], w.X[sel], w.y[sel],
                          dataclasses.replace(s.train, seed=seed), self.device_, progress)
             self.modules_.append(module)
             self.histories_.append(hist)
         self.shrink_ = 1.0
         if s.model.shrink:
-            val = w.take(va)
+            val = w.take(sel)
             self.shrink_ = fit_shrinkage(val.actual, val.to_price(self._predict_norm(val.X)), val.prev)
         return self
 
