@@ -33,7 +33,7 @@ from coincast.cli.evaluate import ALL_FEATURES
 from coincast.data.datasets import default_target
 from coincast.evaluation import stats
 from coincast.evaluation.metrics import score
-from coincast.flows.backtest import load_frame
+from coincast.flows.backtest import load_inputs
 
 COINS = ("btc-usd", "eth-usd", "ltc-usd", "xrp-usd", "ada-usd", "bnb-usd")
 BEGIN, END = "<!-- skill:begin -->", "<!-- skill:end -->"
@@ -47,10 +47,11 @@ def one(coin: str, preset: str, days: int, retrain_every: int, epochs: int | Non
         s.train.epochs = epochs
     if preset.endswith("+ta"):
         s.data.features, s.data.exog = INDICATORS.split(","), ["fear-greed"]
-    frame, _, target = load_frame(coin, s)
+    inputs, _ = load_inputs(coin, s)
+    frame = inputs.frame
     bt = BacktestSettings(start=str(frame.index[-days].date()), retrain_every=retrain_every, refit="warm")
     t0 = time.perf_counter()
-    result = walk_forward(frame, s, bt, target)
+    result = walk_forward(inputs, s, bt)
     table = result.table
     m = score(table, result.models)["model"]
     pers = table["persistence"] - table["actual"]

@@ -73,7 +73,7 @@ def test_test_start_from_the_api_keeps_validation_before_it(tmp_path):
     "args, message",
     [
         (["--test-start", "June"], "test start must be a date YYYY-MM-DD (got 'June')"),
-        (["--test-start", "2031-01-01"], "--test-start 2031-01-01 is outside the data (2017-08-17 to 2026-01-06)"),
+        (["--test-start", "2031-01-01"], "--test-start 2031-01-01 is outside the data (2017-08-17 to 2026-01-05)"),
         (["--test-start", "2017-08-30"], "only 0 training windows of 20 rows before the test start 2017-08-30"),
         (["--test-start", "2017-08-17"], "outside the data"),
         (["--data", "btc-usd,xrp-usd", "--test-start", "2018-05-20"],

@@ -127,9 +127,12 @@ def test_shrinkage_is_fitted_on_validation_windows_only(btc):
     train = btc.iloc[:600]
     m = _fit(train)
     assert 0.0 <= m.shrink_ <= 1.0
-    # by hand: the last 10% of the training windows (the chronological validation part)
+    # by hand: the last 10% of the training windows (the chronological validation part), less
+    # its later half, which is kept for the conformal calibration
     m.shrink_ = 1.0
-    val = m.predict(train).iloc[-round(0.1 * (600 - 19)) :]
+    n_val = round(0.1 * (600 - 19))
+    val = m.predict(train).iloc[-n_val : -round(0.5 * n_val)]
+    assert val.index.equals(m.select_index_)
     assert fit_shrinkage(val["actual"].to_numpy(), val["predicted"].to_numpy(), val["previous"].to_numpy()) == pytest.approx(_fit(train).shrink_)
     # the test period cannot move it: fit sees only the training frame
     changed = btc.iloc[:700].copy()

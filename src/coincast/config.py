@@ -32,6 +32,9 @@ class DataSettings:
     test_fraction: float = 0.1  # last share of windows held out for the test
     val_fraction: float = 0.1  # share of training windows used for validation
     val_split: str = "chronological"  # or "random": the tutorial's leaky split
+    # Latest share of the validation windows held out for calibration (the backtest's conformal
+    # intervals) when early stopping or shrinkage select on the rest; see Forecaster.fit.
+    calib_fraction: float = 0.5
     skip_last_row: bool = False  # the tutorial's loop never uses the last row as a target
     # Drop windows that span a time gap longer than this many typical steps (an exchange
     # outage in hourly bars); None keeps every window.
@@ -179,6 +182,7 @@ def validate(s: Settings) -> Settings:
         (t.batch_size >= 1, f"batch size must be at least 1 (got {t.batch_size})"),
         (0 < d.test_fraction < 1, f"test fraction must be between 0 and 1 (got {d.test_fraction})"),
         (0 < d.val_fraction < 1, f"validation fraction must be between 0 and 1 (got {d.val_fraction})"),
+        (0 <= d.calib_fraction < 1, f"calibration fraction must be in [0, 1) (got {d.calib_fraction})"),
         (d.val_split in ("chronological", "random"), f"val_split must be 'chronological' or 'random' (got {d.val_split!r})"),
         (m.cell in ("lstm", "gru"), f"cell must be 'lstm' or 'gru' (got {m.cell!r})"),
         (m.target in ("window", "change"), f"model target must be 'window' or 'change' (got {m.target!r})"),

@@ -1,8 +1,11 @@
 """Look-ahead audit: change the data after a cut-off and prove nothing made before it moves.
 
 A forecast for day t is made at the close of day t-1, so with every row from the cut-off
-day c onwards perturbed, the forecasts, intervals and trading positions for days up to and
-including c must come out identical. Anything that peeks at a later row (a feature that
+day c onwards perturbed (the candles, and every exogenous series' values dated c or later),
+the forecasts, intervals and trading positions for days up to and including c must come out
+identical. The audited backtest is the one users run: inputs built by `build_inputs` (every
+indicator, the `exog` series) once on the full history, shrinkage as set; besides the
+shrunk forecast it compares the network's own output, which a = 0 would otherwise hide. Anything that peeks at a later row (a feature that
 looks ahead, a scaler fitted on the whole series, early stopping on future data) shows up
 as a changed value, reported with the first date it changed. The same check runs on the
 feature columns alone (a feature value at a day before c must not change).
@@ -21,9 +24,44 @@ from coincast.backtest import trading
 from coincast.backtest.engine import BacktestSettings, check, walk_forward
 from coincast.config import Settings
 from coincast.errors import ConfigError, DataError
+from coincast.data.exogenous import read_series
+from coincast.prep.inputs import Inputs, build_inputs
 from coincast.prep.windows import fill_zeros
 
-Transform = Callable[[pd.DataFrame], pd.DataFrame]
+Transform = Callable[..., pd.DataFrame]  # raw candles -> model columns; may take read_series=
+
+
+def inputs_transform(settings: Settings) -> Transform:
+    """raw -> the input frame `build_inputs` makes for `settings.data` (exogenous series read by
+    `read_series`, so the audit can perturb them)."""
+    d = settings.data
+
+    def transform(raw: pd.DataFrame, read_series=None) -> pd.DataFrame:
+        return build_inputs(raw, d.target, d.features, d.exog, d.exog_max_age, read_series).frame
+
+    transform.reads_series = True
+    return transform
+
+
+def perturbed_series(cutoff: pd.Timestamp, scale: float = 0.2, seed: int = 0):
+    """A series reader that multiplies every value dated at or after `cutoff` by exp(N(0, scale)).
+
+    A value dated c is published at 00:00 of c at the earliest, so no candle that closes by
+    the cut-off may see it."""
+
+    def read(spec) -> pd.DataFrame:
+        series = read_series(spec)
+        out = series.astype("float64")
+        after = np.asarray(series.index >= cutoff)
+        rng = np.random.default_rng(seed + 1)
+        out.iloc[after] = out.iloc[after].to_numpy() * np.exp(rng.normal(0.0, scale, size=(int(after.sum()), out.shape[1])))
+        return out
+
+    return read
+
+
+def _apply(transform: Transform, raw: pd.DataFrame, read=None) -> pd.DataFrame:
+    return transform(raw, read_series=read) if getattr(transform, "reads_series", False) else transform(raw)
 
 
 @dataclass
@@ -77,7 +115,8 @@ def audit_features(raw: pd.DataFrame, transform: Transform, cutoff, seed: int = 
     """Each column made by `transform` (features) must not change before the cut-off."""
     cut = _cut_position(raw, cutoff)
     res = AuditResult(raw.index[cut])
-    a, b = transform(raw), transform(perturb(raw, cut, seed=seed))
+    a = _apply(transform, raw)
+    b = _apply(transform, perturb(raw, cut, seed=seed), perturbed_series(raw.index[cut], seed=seed))
     before = a.index < raw.index[cut]
     res.perturbed_changed = bool((perturb(raw, cut, seed=seed).iloc[cut] != raw.iloc[cut]).any())
     for col in a.columns:
@@ -108,25 +147,33 @@ def audit_backtest(
     settings: Settings,
     bt: BacktestSettings,
     t: trading.TradingSettings,
-    transform: Transform,
-    target: str,
+    transform: Transform | None = None,
+    target: str | None = None,
     cutoff=None,
     seed: int = 0,
 ) -> AuditResult:
     """Run the walk-forward twice, on the data and on it perturbed from `cutoff` on, and
     compare every forecast column, interval and trading position for days <= cutoff.
 
-    `transform(raw) -> frame` builds the model's columns (features); `cutoff` defaults to
-    a day in the middle of the second fold, so it tests within-fold and across-fold leaks.
+    Without `transform` the inputs are those users get: `build_inputs` for `settings.data`
+    (indicators, exogenous series, which are perturbed too). `transform(raw) -> frame` instead
+    gives the model's columns directly (taken as plain data columns). `cutoff` defaults to a
+    day in the middle of the second fold, so it tests within-fold and across-fold leaks.
+    Shrinkage stays as set; the network's output before shrinkage is compared as well.
     """
     trading.check(t)
     bt = copy.deepcopy(bt)
     settings = copy.deepcopy(settings)
-    if getattr(settings.model, "shrink", False):
-        # Shrinkage toward persistence can hide the network's output entirely (a = 0 when a tiny
-        # audit model shows no skill), and with it any leak: audit the network's own forecasts.
-        settings.model.shrink = False
-    frame = fill_zeros(transform(raw))
+    if target is not None:
+        settings.data.target = target
+    if transform is not None:  # the given columns are the inputs
+        settings.data.features, settings.data.exog = None, None
+        build = lambda r, read=None: fill_zeros(_apply(transform, r, read))  # noqa: E731
+    else:
+        d = settings.data
+        build = lambda r, read=None: build_inputs(r, d.target, d.features, d.exog, d.exog_max_age, read)  # noqa: E731
+    first = build(raw)
+    frame = first.frame if isinstance(first, Inputs) else first
     start = check(frame, settings, bt)
     if cutoff is None:
         when = frame.index[min(start + bt.retrain_every + bt.retrain_every // 2, len(frame) - 1)]
@@ -138,9 +185,10 @@ def audit_backtest(
     res = AuditResult(raw.index[cut])
     pert = perturb(raw, cut, seed=seed)
     res.perturbed_changed = bool((pert.iloc[cut] != raw.iloc[cut]).any())
-    runs = [walk_forward(fill_zeros(transform(r)), settings, bt, target, extra=r) for r in (raw, pert)]
+    runs = [walk_forward(build(r, read), settings, bt, extra=r, network=True)
+            for r, read in ((raw, None), (pert, perturbed_series(res.cutoff, seed=seed)))]
     a, b = (r.table.loc[r.table.index <= res.cutoff] for r in runs)
-    cols = runs[0].models + [c for c in runs[0].table.columns if c[:2] in ("lo", "hi") and c[2:].isdigit()] + ["vol20"]
+    cols = runs[0].models + ["network"] + [c for c in runs[0].table.columns if c[:2] in ("lo", "hi") and c[2:].isdigit()] + ["vol20"]
     for col in cols:
         _compare(res, col, a[col], b[col])
     ppy = trading.periods_per_year(a.index)

@@ -29,7 +29,8 @@ from coincast.errors import ConfigError, DataError
 from coincast.evaluation import conformal
 from coincast.models.baselines import BASELINES
 from coincast.models.forecaster import MIN_TRAIN_WINDOWS, Forecaster
-from coincast.prep.windows import first_test_row, split_train_val
+from coincast.prep.inputs import Inputs, build_inputs
+from coincast.prep.windows import first_test_row, typical_step
 
 VOL_LOOKBACK = 20  # days of returns behind the causal realised volatility column
 
@@ -47,6 +48,9 @@ class BacktestSettings:
     warm_span: int | None = 400
     jobs: int = 1  # parallel processes for fresh refits
     levels: tuple[float, ...] = field(default=conformal.LEVELS)
+    # Conformal scores of a fold: its own calibration windows plus up to this many of the most
+    # recent out-of-sample errors of earlier folds (None: all; 0: own windows only).
+    calib_pool: int | None = 100
 
     def describe(self) -> str:
         """The refit rule in words, for the report (users were burned by this ambiguity)."""
@@ -74,6 +78,9 @@ class BacktestResult:
     settings: Settings
     backtest: BacktestSettings
     seconds: float
+    # Test days with no forecast because their window spans a time gap (an exchange outage):
+    # max_gap_steps, step, days_skipped, dates (those days).
+    gaps: dict = field(default_factory=dict)
 
 
 def min_train_rows(settings: Settings) -> int:
@@ -164,68 +171,85 @@ def plan(n_rows: int, start: int, bt: BacktestSettings) -> list[Plan]:
 
 
 # -- one fold -------------------------------------------------------------------------------
-def _val_labels(f: Forecaster, train: pd.DataFrame) -> pd.Index:
-    """Target labels of the fold's validation windows, as Forecaster.fit chose them."""
-    labels = getattr(f, "val_index_", None)
-    if labels is not None:
-        return pd.Index(labels)
-    s = f.settings
-    L = s.data.window
-    n = len(train) - L + 1
-    _, va = split_train_val(n, s.data.val_fraction, s.data.val_split, np.random.default_rng(s.train.seed))
-    return train.index[L - 1 :][np.sort(va)]
+def calibration_pool(own: np.ndarray, earlier: np.ndarray, size: int | None) -> np.ndarray:
+    """The conformal scores of a fold: its model's calibration windows plus the most recent
+    out-of-sample errors of the folds before it (all dated before its cut, none used to fit
+    anything), the latter up to `size` (None: all of them; 0: none)."""
+    recent = earlier if size is None else earlier[len(earlier) - min(size, len(earlier)) :]
+    return np.concatenate([np.asarray(own, dtype=np.float64), recent])
 
 
-def run_fold(frame: pd.DataFrame, settings: Settings, p: Plan, init: Forecaster | None = None) -> tuple[dict, Forecaster]:
-    """Train on rows lo..cut-1, forecast targets cut..end-1, score the validation windows."""
+def run_fold(
+    inputs: Inputs, settings: Settings, p: Plan, init: Forecaster | None = None, network: bool = False,
+) -> tuple[dict, Forecaster]:
+    """Train on rows lo..cut-1, forecast targets cut..end-1, score the validation windows.
+
+    `inputs`: built once on the full history; a fold takes rows of them (`Inputs.rows`), never
+    rebuilds them, so its columns, values and declared rules are those `run` uses.
+    """
     L = settings.data.window
-    train = frame.iloc[p.lo : p.cut]
+    frame = inputs.frame
+    train = inputs.rows(p.lo, p.cut)
     f = Forecaster(settings).fit(train, init=init)
-    pred = f.predict(frame.iloc[p.cut - L + 1 : p.end], start=frame.index[p.cut])
-    assert len(pred) == p.end - p.cut, "one forecast per test day"
-    labels = _val_labels(f, train)
-    val = f.predict(train, start=labels.min()).loc[labels]
+    pred = f.predict(inputs.rows(p.cut - L + 1, p.end), start=frame.index[p.cut], network=network)
+    # A day whose window spans a time gap (an exchange outage) gets no forecast: it is skipped
+    # and counted, as `run` counts the test windows it drops.
+    skipped = frame.index[p.cut : p.end].difference(pred.index)
+    labels = pd.Index(f.calib_index_)  # calibration windows: nothing was selected on them
+    val = f.predict(train, start=labels.min()).loc[labels] if len(labels) else pd.DataFrame(
+        {"actual": [], "predicted": [], "previous": []})
     h = f.history_
     info = {
         "fold": p.k,
         "train_first": train.index[0], "train_last": train.index[-1], "train_rows": len(train),
-        "test_first": pred.index[0], "test_last": pred.index[-1], "test_days": len(pred),
+        "test_first": frame.index[p.cut], "test_last": frame.index[p.end - 1], "test_days": len(pred),
+        "gap_skipped": len(skipped),
         "epochs_run": len(h.loss), "best_epoch": h.best_epoch, "stopped_early": h.stopped_early,
-        "train_seconds": sum(x.seconds for x in getattr(f, "histories_", [h])), "val_windows": len(val),
+        "train_seconds": sum(x.seconds for x in getattr(f, "histories_", [h])), "calib_windows": len(val),
         "shrink": getattr(f, "shrink_", None),
     }
-    return {"pred": pred, "val_scores": conformal.scores(val["actual"], val["predicted"], val["previous"]), "info": info}, f
+    return {"pred": pred, "skipped": list(skipped), "calib_scores": conformal.scores(val["actual"], val["predicted"], val["previous"]), "info": info}, f
 
 
 _WORKER: dict = {}
 
 
-def _init_worker(frame: pd.DataFrame, settings: Settings) -> None:
+def _init_worker(inputs: Inputs, settings: Settings, network: bool) -> None:
     torch.set_num_threads(1)  # one core per process: the folds are the parallelism
-    _WORKER.update(frame=frame, settings=settings)
+    _WORKER.update(inputs=inputs, settings=settings, network=network)
 
 
 def _worker(p: Plan) -> dict:
-    return run_fold(_WORKER["frame"], _WORKER["settings"], p)[0]
+    return run_fold(_WORKER["inputs"], _WORKER["settings"], p, network=_WORKER["network"])[0]
 
 
 # -- the loop -------------------------------------------------------------------------------
 def walk_forward(
-    frame: pd.DataFrame,
+    data: Inputs | pd.DataFrame,
     settings: Settings,
     bt: BacktestSettings,
-    target: str,
+    target: str | None = None,
     extra: pd.DataFrame | None = None,
     log: Callable[[str], None] = lambda _: None,
     on_fold: Callable[[dict], None] = lambda _: None,
+    network: bool = False,
 ) -> BacktestResult:
     """Every fold, then one table: model, baselines, intervals, and the day's candle extras.
 
-    `frame`: the model's columns (target included), zero-filled. `extra`: raw columns such as
-    open/high/low of each target day, copied to the table for the trading simulation.
+    `data`: the model's inputs, built once on the full history (`build_inputs`, as `run`
+    builds them), or raw candles, which are built into Inputs here, once, as `settings.data`
+    asks (`target` overrides its target). Folds take rows of the Inputs. `extra`: raw columns
+    such as open/high/low of each target day, copied to the table for the trading simulation.
+    `network`: add the network's own forecast before shrinkage as a `network` column.
     """
     settings = copy.deepcopy(settings)
-    settings.data.target, settings.data.features, settings.data.exog = target, None, None  # frame is built
+    if target is not None:
+        settings.data.target = target
+    validate(settings)
+    d = settings.data
+    inputs = data if isinstance(data, Inputs) else build_inputs(data, d.target, d.features, d.exog, d.exog_max_age)
+    target = settings.data.target = inputs.target
+    frame = inputs.frame
     start = check(frame, settings, bt)
     plans = plan(len(frame), start, bt)
     t0 = time.perf_counter()
@@ -234,7 +258,7 @@ def walk_forward(
         ctx = mp.get_context("spawn")
         workers = min(bt.jobs, len(plans))
         log(f"{len(plans)} folds, fresh refits in {workers} processes")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(frame, settings)) as ex:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(inputs, settings, network)) as ex:
             for r in ex.map(_worker, plans):
                 results.append(r)
                 on_fold(r["info"])
@@ -247,28 +271,37 @@ def walk_forward(
         for p in plans:
             use_warm = bt.refit == "warm" and prev is not None
             fp = Plan(p.k, max(p.lo, p.cut - bt.warm_span), p.cut, p.end) if use_warm and bt.warm_span else p
-            r, f = run_fold(frame, warm if use_warm else settings, fp, init=prev if use_warm else None)
+            r, f = run_fold(inputs, warm if use_warm else settings, fp, init=prev if use_warm else None, network=network)
             r["info"]["refit"] = "warm" if use_warm else ("full" if bt.refit == "warm" else "fresh")
             prev = f if bt.refit == "warm" else None
             results.append(r)
             on_fold(r["info"])
     seconds = time.perf_counter() - t0
 
-    parts, qs, infos = [], [], []
+    parts, qs, infos, earlier = [], [], [], np.empty(0)
     for p, r in zip(plans, results):
         part = r["pred"].rename(columns={"predicted": "model"})
         part.insert(0, "fold", p.k)
         train = frame.iloc[p.lo : p.cut]
         window = frame.iloc[p.cut - settings.data.window + 1 : p.end]
-        for cls in BASELINES:
-            part[cls.name] = cls(target, settings.data.window).fit(train).predict(window, start=frame.index[p.cut])
-        q = {level: conformal.quantile(r["val_scores"], level) for level in bt.levels}
+        for cls in BASELINES:  # the baselines forecast every window: keep the model's days only
+            base = cls(target, settings.data.window).fit(train).predict(window, start=frame.index[p.cut])
+            part[cls.name] = base.reindex(part.index)
+        pool = calibration_pool(r["calib_scores"], earlier, bt.calib_pool)
+        q = {level: conformal.quantile(pool, level) for level in bt.levels}
         qs.append(pd.DataFrame({level: [v] * len(part) for level, v in q.items()}))
         info = {"refit": r["info"].get("refit", "fresh"), **r["info"]}
-        info.update({f"q{round(100 * level)}_pct": 100 * v for level, v in q.items()})
+        info.update({f"q{round(100 * level)}_pct": 100 * v for level, v in q.items()}, calib_scores=len(pool))
         infos.append(info)
         parts.append(part)
+        # this fold's out-of-sample errors: honest calibration for the folds after it
+        earlier = np.concatenate([earlier, conformal.scores(part["actual"], part["model"], part["previous"])])
     table = pd.concat(parts)
+    if table.empty:
+        raise DataError(
+            "every test day's window spans a time gap: no forecast to score; choose a --start whose test "
+            "period has gap-free stretches, or a larger --max-gap"
+        )
     table = conformal.add_intervals(table, pd.concat(qs, ignore_index=True).set_axis(table.index))
     price = frame[target]
     table["vol20"] = price.pct_change().rolling(VOL_LOOKBACK).std().shift(1).reindex(table.index)  # known at t-1
@@ -278,7 +311,13 @@ def walk_forward(
                 table[col] = extra[col].reindex(table.index)
     table.index.name = "date"
     models = ["model"] + [cls.name for cls in BASELINES]
-    return BacktestResult(table, pd.DataFrame(infos), models, target, settings, bt, seconds)
+    skipped = [d for r in results for d in r["skipped"]]
+    step = typical_step(frame.index)
+    gaps = {"max_gap_steps": settings.data.max_gap, "step": str(step) if step is not None else None,
+            "days_skipped": len(skipped), "dates": [str(d) for d in skipped]}
+    if skipped:
+        log(f"{len(skipped)} test day(s) skipped: their window spans a time gap over {settings.data.max_gap} steps")
+    return BacktestResult(table, pd.DataFrame(infos), models, target, settings, bt, seconds, gaps)
 
 
 def settings_dict(bt: BacktestSettings) -> dict:

@@ -113,11 +113,15 @@ def join_series(
     return out
 
 
-def join_exogenous(frame: pd.DataFrame, specs: str | list[str], max_age_days: float = 7) -> pd.DataFrame:
-    """Join several series ('fear-greed,my_sentiment.csv'), each with its default publication rule."""
+def join_exogenous(frame: pd.DataFrame, specs: str | list[str], max_age_days: float = 7, read=None) -> pd.DataFrame:
+    """Join several series ('fear-greed,my_sentiment.csv'), each with its default publication rule.
+
+    `read(spec) -> frame`: how a series is read (default `read_series`).
+    """
+    read = read or read_series
     items = [s.strip() for s in specs.split(",")] if isinstance(specs, str) else list(specs)
     for spec in filter(None, items):
-        frame = join_series(frame, read_series(spec), series_name(spec), default_known(spec), max_age_days)
+        frame = join_series(frame, read(spec), series_name(spec), default_known(spec), max_age_days)
     return frame
 
 

@@ -1,7 +1,9 @@
 """Split-conformal prediction intervals from held-out residuals, and their measured coverage.
 
-Each fold's model is scored on its own validation windows (the chronological tail of its
-training span, never used for gradient steps). The nonconformity score is the absolute
+Each fold's model is scored on its calibration windows (the later part of the chronological
+validation tail of its training span: never used for gradient steps, early stopping or the
+shrinkage factor) and on the out-of-sample errors of the folds before it
+(backtest.engine.calibration_pool). The nonconformity score is the absolute
 error relative to the last observed price, |actual - predicted| / previous, so one fold's
 quantile applies at any price level. The interval for a forecast is
 predicted +- q * previous, with q the split-conformal quantile of the fold's scores.

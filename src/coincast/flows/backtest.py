@@ -26,7 +26,7 @@ from coincast.config import Settings, validate
 from coincast.data.datasets import default_target, load
 from coincast.evaluation import conformal, stats
 from coincast.evaluation.metrics import score, verdict
-from coincast.prep.inputs import build_inputs
+from coincast.prep.inputs import Inputs, build_inputs
 from coincast.report.backtest_folder import write_backtest
 from coincast.report.run_folder import final_name, staging_folder
 
@@ -39,15 +39,20 @@ class BacktestRun:
     verdict: list[str]
 
 
-def load_frame(data, settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """(model frame, raw frame, target): the inputs `settings.data` asks for, as `coincast run` builds them.
+def load_inputs(data, settings: Settings) -> tuple[Inputs, pd.DataFrame]:
+    """(model inputs, raw frame): the inputs `settings.data` asks for, as `coincast run` builds them.
 
     Indicators are computed once on the full history and exogenous series joined causally,
-    so every fold sees the values it would have seen live.
+    so every fold sees the values it would have seen live; folds take rows of these Inputs.
     """
     raw = load(data, timestamps=settings.data.timestamps)
     d = settings.data
-    built = build_inputs(raw, d.target, d.features, d.exog, d.exog_max_age)
+    return build_inputs(raw, d.target, d.features, d.exog, d.exog_max_age), raw
+
+
+def load_frame(data, settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """(model frame, raw frame, target): `load_inputs` as plain frames."""
+    built, raw = load_inputs(data, settings)
     return built.frame, raw, built.target
 
 
@@ -69,7 +74,8 @@ def evaluate(result: BacktestResult, t: trading.TradingSettings, n_boot: int = 2
     summary = {
         "verdict": lines,
         "test": {"first": str(table.index[0]), "last": str(table.index[-1]), "days": len(table),
-                 "folds": len(result.folds)},
+                 "folds": len(result.folds), "days_skipped_gap": result.gaps.get("days_skipped", 0)},
+        "gaps": result.gaps,
         "refit_rule": result.backtest.describe(),
         "metrics": metrics,
         "diebold_mariano": stats.dm_vs_persistence(table),
@@ -104,14 +110,15 @@ def run_backtest(
     t = trading.check(t or trading.TradingSettings())
     if settings.data.target is None:
         settings.data.target = default_target(data)
-    frame, raw, target = load_frame(data, settings)
-    check(frame, settings, bt)  # every user mistake surfaces here, before anything is written
+    inputs, raw = load_inputs(data, settings)
+    settings.data.target = inputs.target
+    check(inputs.frame, settings, bt)  # every user mistake surfaces here, before anything is written
     runs_dir = Path(runs_dir)
     staging = staging_folder(runs_dir)
     try:
-        result = walk_forward(frame, settings, bt, target, extra=raw, log=log, on_fold=on_fold)
+        result = walk_forward(inputs, settings, bt, extra=raw, log=log, on_fold=on_fold)
         summary, sims, lines = evaluate(result, t, n_boot)
-        summary = {"data": str(data), "features": ",".join(frame.columns), **summary}
+        summary = {"data": str(data), "features": ",".join(inputs.frame.columns), **summary}
         write_backtest(staging, data, result, t, summary, sims)
         folder = final_name(runs_dir, data, f"backtest-{bt.refit}")
         staging.rename(folder)

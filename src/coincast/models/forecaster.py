@@ -37,6 +37,7 @@ from coincast.prep.windows import (
 )
 
 FORMAT = "coincast-forecaster/1"
+Data = Inputs | pd.DataFrame  # the input contract of fit and predict: prebuilt Inputs or raw candles
 MIN_TRAIN_WINDOWS = 10
 
 
@@ -50,6 +51,22 @@ def fit_shrinkage(actual: np.ndarray, model: np.ndarray, prev: np.ndarray) -> fl
     return float(np.clip(np.dot(real, pred) / denom, 0.0, 1.0)) if denom > 0 else 0.0
 
 
+def split_calibration(val: np.ndarray, fraction: float, selects: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(selection, calibration) positions of the validation windows.
+
+    When early stopping or shrinkage choose anything on validation (`selects`), the latest
+    `fraction` of the validation windows (in time) is kept apart for calibration only, so
+    conformal residuals are measured on windows nothing was fitted on; the earlier part
+    selects. Otherwise every validation window is already honest and calibrates (the
+    selection part is then only the reported validation loss).
+    """
+    order = np.sort(val)
+    if not selects:
+        return val, order
+    n_cal = min(int(round(len(order) * fraction)), len(order) - 1)
+    return order[: len(order) - n_cal], order[len(order) - n_cal :]
+
+
 class Forecaster:
     """The bidirectional LSTM forecaster; see `Settings` for every knob."""
 
@@ -58,19 +75,21 @@ class Forecaster:
 
     # -- fitting -----------------------------------------------------------------------
     def fit(
-        self, frame: pd.DataFrame | dict[str, pd.DataFrame], progress: bool = False, init: "Forecaster | None" = None,
+        self, data: Data | dict[str, Data], progress: bool = False, init: "Forecaster | None" = None,
     ) -> "Forecaster":
-        """Train on every window whose target row lies in `frame`.
+        """Train on every window whose target row lies in `data`.
 
-        `frame`: raw candles (indicators and exogenous series of `settings.data` are computed
-        from them), or {asset: frame} to train one network on the windows of several assets;
-        each asset's last `val_fraction` of windows validates. `init`: a fitted Forecaster on
-        the same columns whose weights are the starting point (a warm refit); column rules
-        and scales are still fitted on `frame` alone.
+        The input contract (the same for `predict`): `data` is either prebuilt `Inputs`
+        (prep.inputs.build_inputs, or rows of them: `Inputs.rows`), used as they are, with their
+        declared column rules, or raw candles, which `build_inputs` turns into Inputs once, as
+        `settings.data` asks. A dict {asset: data} trains one network on the windows of several
+        assets. Each asset's last `val_fraction` of windows validates (see `_split`). `init`: a
+        fitted Forecaster on the same columns whose weights are the starting point (a warm
+        refit); column rules and scales are still fitted on `data` alone.
         """
         s = validate(self.settings)
-        frames = frame if isinstance(frame, dict) else {"": frame}
-        built = {asset: self.inputs(f) for asset, f in frames.items()}
+        items = data if isinstance(data, dict) else {"": data}
+        built = {asset: self.as_inputs(d) for asset, d in items.items()}
         first = next(iter(built.values()))
         self.target_, self.columns_ = first.target, list(first.frame.columns)
         for asset, b in built.items():
@@ -81,16 +100,20 @@ class Forecaster:
                 )
         self.normaliser_ = Normaliser.fit(pd.concat([b.frame for b in built.values()]), self.target_, first.declared)
         self.step_ = typical_step(first.frame.index)
-        parts, tr, va, offset, self.gap_dropped_ = [], [], [], 0, 0
+        parts, tr, va, sel, cal, offset, self.gap_dropped_ = [], [], [], [], [], 0, 0
         rng = np.random.default_rng(s.train.seed)
+        selects = s.train.early_stopping or s.model.shrink
         for b in built.values():
             w, keep = self._windows(b.frame)
             self.gap_dropped_ += int((~keep).sum())
             if len(w) >= 2:  # an asset too short for a validation window adds nothing
                 t, v = split_train_val(len(w), s.data.val_fraction, s.data.val_split, rng)
+                pick, calib = split_calibration(v, s.data.calib_fraction, selects)
                 parts.append(w)
                 tr.append(t + offset)
                 va.append(v + offset)
+                sel.append(pick + offset)
+                cal.append(calib + offset)
                 offset += len(w)
         n_windows = offset
         if n_windows < MIN_TRAIN_WINDOWS:
@@ -101,7 +124,11 @@ class Forecaster:
         if init is not None and init.columns_ != self.columns_:
             raise DataError(f"warm start needs the same columns: {init.columns_} vs {self.columns_}")
         w, tr, va = Windows.concat(parts), np.concatenate(tr), np.concatenate(va)
-        self.val_index_ = w.index[np.sort(va)] if len(built) == 1 else None
+        sel, cal = np.concatenate(sel), np.concatenate(cal)
+        one = len(built) == 1  # with several assets labels repeat: no label index
+        self.val_index_ = w.index[np.sort(va)] if one else None  # every validation window
+        self.select_index_ = w.index[np.sort(sel)] if one else None  # early stopping and shrinkage
+        self.calib_index_ = w.index[cal] if one else None  # calibration only (conformal intervals)
         self.device_ = pick_device(s.train.device)
         self.train_shape_ = w.X.shape
         self.modules_, self.histories_ = [], []
@@ -111,13 +138,13 @@ class Forecaster:
             module = self._build()
             if init is not None:
                 module.load_state_dict(init.modules_[k % len(init.modules_)].state_dict())
-            hist = train(module, w.X[tr], w.y[tr], w.X[va], w.y[va],
+            hist = train(module, w.X[tr], w.y[tr], w.X[sel], w.y[sel],
                          dataclasses.replace(s.train, seed=seed), self.device_, progress)
             self.modules_.append(module)
             self.histories_.append(hist)
         self.shrink_ = 1.0
         if s.model.shrink:
-            val = w.take(va)
+            val = w.take(sel)
             self.shrink_ = fit_shrinkage(val.actual, val.to_price(self._predict_norm(val.X)), val.prev)
         return self
 
@@ -125,6 +152,10 @@ class Forecaster:
         """The model's input columns built from raw candles, as `settings.data` asks."""
         d = self.settings.data
         return build_inputs(frame, d.target, d.features, d.exog, d.exog_max_age)
+
+    def as_inputs(self, data: Data) -> Inputs:
+        """Prebuilt Inputs as they are; raw candles built into Inputs (once)."""
+        return data if isinstance(data, Inputs) else self.inputs(data)
 
     @property
     def history_(self):
@@ -143,8 +174,13 @@ class Forecaster:
         return (w if keep.all() else w.take(keep)), keep
 
     # -- predicting --------------------------------------------------------------------
-    def _prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The input columns the network was trained on, rebuilt from `frame`."""
+    def _prepare(self, frame: Data) -> pd.DataFrame:
+        """The input columns the network was trained on: prebuilt Inputs' frame, or rebuilt from raw candles."""
+        if isinstance(frame, Inputs):
+            if list(frame.frame.columns) != self.columns_:
+                raise DataError(f"the inputs have columns {list(frame.frame.columns)}, the model {self.columns_}; "
+                                "build them with the model's settings")
+            return frame.frame
         d = self.settings.data
         if uses_extras(d.features, d.exog, frame.columns):
             built = self.inputs(frame).frame
@@ -175,11 +211,13 @@ class Forecaster:
         price = w.to_price(self._predict_norm(w.X))
         return w.prev + self.shrink_ * (price - w.prev)
 
-    def predict(self, frame: pd.DataFrame, start=None) -> pd.DataFrame:
+    def predict(self, frame: Data, start=None, network: bool = False) -> pd.DataFrame:
         """Predicted price for each window in `frame` whose target label is >= `start`.
 
-        Returns one row per target: actual, predicted, previous (last observed price) and
-        base (the window's first price, which normalised errors are measured against).
+        `frame`: Inputs or raw candles, as for `fit`. Returns one row per target: actual,
+        predicted, previous (last observed price) and base (the window's first price, which
+        normalised errors are measured against); `network=True` adds the network's own
+        forecast before shrinkage (`network`: what the look-ahead audit compares).
         """
         data = self._prepare(frame)
         w, keep = self._windows(data)
@@ -187,9 +225,13 @@ class Forecaster:
         wanted = np.ones(len(keep), bool) if start is None else np.asarray(labels >= start)  # [N]
         if start is not None:
             w = w.take(np.asarray(w.index >= start))
+        raw = w.to_price(self._predict_norm(w.X))
         out = pd.DataFrame(
-            {"actual": w.actual, "predicted": self._to_price(w), "previous": w.prev, "base": w.base}, index=w.index
+            {"actual": w.actual, "predicted": w.prev + self.shrink_ * (raw - w.prev), "previous": w.prev, "base": w.base},
+            index=w.index,
         )
+        if network:
+            out["network"] = raw
         out.attrs["gap_dropped"] = int((wanted & ~keep).sum())  # windows skipped: they span a gap
         return out
 

@@ -10,7 +10,9 @@ exogenous value is known yet are dropped, never filled.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Callable
 
 import pandas as pd
 
@@ -31,6 +33,21 @@ class Inputs:
     declared: dict[str, str] = field(default_factory=dict)  # normalisation of computed/joined columns
     dropped: dict[str, int] = field(default_factory=dict)  # leading/trailing rows dropped, by reason
 
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def index(self) -> pd.Index:
+        return self.frame.index
+
+    def rows(self, start: int | None = None, stop: int | None = None) -> "Inputs":
+        """Rows start..stop-1 (positions) of the built frame, with the same columns and declared rules.
+
+        The way to cut a fold or a split: the values are those computed on the full history
+        (indicators are never recomputed on a slice, nothing is filled again).
+        """
+        return dataclasses.replace(self, frame=self.frame.iloc[start:stop])
+
 
 def uses_extras(features: list[str] | None, exog: list[str] | None, columns) -> bool:
     """True when the inputs need more than columns of the data (an indicator or a series)."""
@@ -47,8 +64,12 @@ def _is_column(columns, key) -> bool:
 
 def build_inputs(
     raw: pd.DataFrame, target, features: list[str] | None, exog: list[str] | None = None, max_age_days: float = 7,
+    read_series: Callable[[str], pd.DataFrame] | None = None,
 ) -> Inputs:
     """The input frame for `features` (data columns and indicator names) plus `exog` series.
+
+    `read_series(spec)`: how an exogenous series is read (default: the bundled name or file;
+    the look-ahead audit passes perturbed copies).
 
     Only data columns: exactly the columns chosen (the tutorial's behaviour). Otherwise the
     order is: target, the other data columns listed, indicator outputs, exogenous columns.
@@ -64,7 +85,7 @@ def build_inputs(
 
     name = select_columns(raw, target, None)[1]
     parts, declared, dropped = [], {}, {}
-    exog_frame = join_exogenous(raw[[]], exog, max_age_days) if exog else pd.DataFrame(index=raw.index)
+    exog_frame = join_exogenous(raw[[]], exog, max_age_days, read_series) if exog else pd.DataFrame(index=raw.index)
     clash = [c for c in exog_frame.columns if c in raw.columns]
     if clash:
         raise DataError(f"exogenous column(s) {', '.join(clash)} clash with columns of the data; rename the series file")

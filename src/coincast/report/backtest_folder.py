@@ -140,6 +140,7 @@ def html_page(data, result: BacktestResult, s: dict, images: dict[str, bytes]) -
     run = {
         "data": data, "features": s["features"], "target": result.target,
         "test period": f"{s['test']['first']} → {s['test']['last']} ({s['test']['days']} steps)",
+        "days skipped: window spans a time gap": s["test"].get("days_skipped_gap", 0),
         "folds": s["test"]["folds"], "retrain every": f"{bt.retrain_every} steps",
         "training window": bt.window + (f" ({bt.train_size} rows)" if bt.train_size else ""),
         "refit": s["refit_rule"], "model window": st.data.window, "hidden": st.hidden_sizes(),
