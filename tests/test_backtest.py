@@ -146,6 +146,8 @@ def _cli(monkeypatch, capsys, args):
     (["--threshold", "abc"], "threshold must be a number"),
     (["--features", "close,rsx14"], "unknown feature 'rsx14'"),
     (["--exog", "no_such_series.csv"], "file not found: no_such_series.csv"),
+    (["--features", "close,rsi999999"], "feature 'rsi999999' looks back 999,999 rows, more than the 10,000 allowed"),
+    (["--seed", "-1"], "seed must be between 0 and 4294967295 (got -1)"),
 ])
 def test_cli_bad_input_is_one_line_exit_2_nothing_written(monkeypatch, capsys, tmp_path, args, words):
     out = tmp_path / "runs"
