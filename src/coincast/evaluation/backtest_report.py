@@ -69,7 +69,8 @@ def evaluate(result: BacktestResult, t: trading.TradingSettings, n_boot: int = 2
         verdict(metrics),
         f"RMSE ratio to persistence {r['estimate']:.3f}, 95% block-bootstrap CI "
         + (f"[{r['lo']:.3f}, {r['hi']:.3f}]." if r["lo"] is not None else "undefined."),
-        trading.verdict(results) + _sharpe_ci(cis["sharpe_minus_buy_and_hold"]),
+        stats.direction_verdict(stats.binomial_tests(table)),
+        trading.verdict(results, cis["sharpe_minus_buy_and_hold"]),
     ]
     summary = {
         "verdict": lines,
@@ -85,13 +86,6 @@ def evaluate(result: BacktestResult, t: trading.TradingSettings, n_boot: int = 2
         "per_year": stats.per_year(table, models, returns).reset_index().to_dict(orient="records"),
     }
     return summary, sims, lines
-
-
-def _sharpe_ci(ci: dict) -> str:
-    if ci["lo"] is None:
-        return ""
-    sure = "excludes" if ci["lo"] > 0 or ci["hi"] < 0 else "includes"
-    return f" Sharpe difference 95% block-bootstrap CI [{ci['lo']:.2f}, {ci['hi']:.2f}] ({sure} 0)."
 
 
 def run_backtest(
