@@ -15,6 +15,9 @@ from coincast.data import load
 from coincast.errors import ConfigError, DataError
 from coincast.evaluation.backtest import BacktestSettings, check, walk_forward
 from coincast.evaluation.backtest_report import run_backtest
+from coincast.evaluation import trading
+from coincast.evaluation.metrics import verdict
+from coincast.evaluation.stats import direction_verdict
 from coincast.evaluation.trading import TradingSettings
 from coincast.windows import fill_zeros
 from tests.conftest import one_torch_thread
@@ -96,7 +99,11 @@ def test_run_backtest_writes_a_complete_run_folder(tmp_path):
     assert {"model", "persistence", "drift", "moving_average", "ar", "always_up"} <= set(m["metrics"])
     assert 0 <= m["diebold_mariano"]["p_one_sided"] <= 1
     assert set(m["trading"]["results"]) == {"buy_and_hold", "model", "persistence", "drift", "moving_average", "ar"}
-    assert m["verdict"][0].startswith("The model") and "buy-and-hold" in m["verdict"][2]
+    # the verdict is the sentences of this run's own numbers: point, RMSE interval, direction, trading
+    assert len(m["verdict"]) == 4
+    assert m["verdict"][0] == verdict(m["metrics"])
+    assert m["verdict"][2] == direction_verdict(m["direction"]["model"])
+    assert m["verdict"][3] == trading.verdict(m["trading"]["results"], m["bootstrap"]["sharpe_minus_buy_and_hold"])
     html = (run.folder / "report.html").read_text()
     assert html_escape(m["verdict"][0]) in html and "data:image/png;base64" in html
     table = pd.read_csv(run.folder / "forecast.csv", index_col=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -151,8 +152,9 @@ def test_run_bad_input(cli, files, args, message):
 def test_run_predict_and_bad_models(cli, files, tmp_path):
     p = cli("run", "--data", str(files / "ok.csv"), *SMALL, "--out", str(tmp_path), cwd=files)
     assert p.returncode == 0, p.stderr
-    assert "persistence" in p.stdout and "always_up" in p.stdout and "beat persistence" in p.stdout
     folder = next(tmp_path.iterdir())
+    sentence = json.loads((folder / "metrics.json").read_text())["verdict"]
+    assert "persistence" in p.stdout and "always_up" in p.stdout and sentence in " ".join(p.stdout.split())
     p = cli("predict", "--model", str(folder), cwd=files)
     assert p.returncode == 0, p.stderr
     assert "next step 2018-06-13" in p.stdout and ("up" in p.stdout or "down" in p.stdout)
