@@ -15,8 +15,11 @@ from coincast.backtest.trading import TradingSettings
 from coincast.config import Settings
 from coincast.data import load
 from coincast.errors import ConfigError, DataError
-from coincast.prep.windows import fill_zeros
+from coincast.backtest import trading
+from coincast.evaluation.metrics import verdict
+from coincast.evaluation.stats import direction_verdict
 from coincast.flows.backtest import run_backtest
+from coincast.prep.windows import fill_zeros
 from tests.conftest import one_torch_thread
 
 one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
@@ -95,7 +98,11 @@ def test_run_backtest_writes_a_complete_run_folder(tmp_path):
     assert {"model", "persistence", "drift", "moving_average", "ar", "always_up"} <= set(m["metrics"])
     assert 0 <= m["diebold_mariano"]["p_one_sided"] <= 1
     assert set(m["trading"]["results"]) == {"buy_and_hold", "model", "persistence", "drift", "moving_average", "ar"}
-    assert m["verdict"][0].startswith("The model") and "buy-and-hold" in m["verdict"][2]
+    # the verdict is the sentences of this run's own numbers: point, RMSE interval, direction, trading
+    assert len(m["verdict"]) == 4
+    assert m["verdict"][0] == verdict(m["metrics"])
+    assert m["verdict"][2] == direction_verdict(m["direction"]["model"])
+    assert m["verdict"][3] == trading.verdict(m["trading"]["results"], m["bootstrap"]["sharpe_minus_buy_and_hold"])
     html = (run.folder / "report.html").read_text()
     assert html_escape(m["verdict"][0]) in html and "data:image/png;base64" in html
     table = pd.read_csv(run.folder / "forecast.csv", index_col=0)
@@ -145,6 +152,8 @@ def _cli(monkeypatch, capsys, args):
     (["--threshold", "abc"], "threshold must be a number"),
     (["--features", "close,rsx14"], "unknown feature 'rsx14'"),
     (["--exog", "no_such_series.csv"], "file not found: no_such_series.csv"),
+    (["--features", "close,rsi999999"], "feature 'rsi999999' looks back 999,999 rows, more than the 10,000 allowed"),
+    (["--seed", "-1"], "seed must be between 0 and 4294967295 (got -1)"),
 ])
 def test_cli_bad_input_is_one_line_exit_2_nothing_written(monkeypatch, capsys, tmp_path, args, words):
     out = tmp_path / "runs"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -69,7 +70,27 @@ def files(tmp_path_factory):
     (d / "blocker").write_text("")
     (d / "fp16.toml").write_text('[train]\nprecision = "fp16"\n')
     (d / "shards.toml").write_text("[train]\nshards = 0\n")
+    for name, text in BAD_TOML.items():
+        (d / f"{name}.toml").write_text(text)
     return d
+
+
+# Settings files a user might write; each must stop before training with the setting named.
+BAD_TOML = {
+    "batch_text": '[train]\nbatch_size = "64"\n',
+    "epochs_bool": "[train]\nepochs = true\n",
+    "epochs_decimal": "[train]\nepochs = 2.5\n",
+    "window_decimal": "[data]\nwindow = 20.0\n",
+    "lr_text": '[train]\nlr = "0.01"\n',
+    "lr_inf": "[train]\nlr = inf\n",
+    "fraction_text": '[data]\ntest_fraction = "0.1"\n',
+    "bidirectional_text": '[model]\nbidirectional = "no"\n',
+    "hidden_text": '[model]\nhidden = [4, "x"]\n',
+    "seed_negative": "[train]\nseed = -1\n",
+    "max_gap_bool": "[data]\nmax_gap = true\n",
+    "data_not_a_table": 'data = "btc-usd"\n',
+    "features_empty": '[data]\nfeatures = ""\n',
+}
 
 
 @pytest.mark.parametrize(
@@ -92,6 +113,33 @@ def files(tmp_path_factory):
         (["--data", "ok.csv", "--config", "fp16.toml"], "precision must be auto, fp32 or bf16 (got 'fp16')"),
         (["--data", "ok.csv", "--precision", "fp64"], "precision must be auto, fp32 or bf16 (got 'fp64')"),
         (["--data", "ok.csv", "--config", "shards.toml"], "shards must be at least 1 (got 0)"),
+        (["--data", "ok.csv", "--config", "batch_text.toml"],
+         'train.batch_size must be a whole number (got "64", text): write batch_size = 64 without quotes'),
+        (["--data", "ok.csv", "--config", "epochs_bool.toml"],
+         "train.epochs must be a whole number (got true, a true/false value): e.g. epochs = 100"),
+        (["--data", "ok.csv", "--config", "epochs_decimal.toml"],
+         "train.epochs must be a whole number (got 2.5, a decimal number): e.g. epochs = 100"),
+        (["--data", "ok.csv", "--config", "window_decimal.toml"],
+         "data.window must be a whole number (got 20.0, a decimal number): write window = 20"),
+        (["--data", "ok.csv", "--config", "lr_text.toml"],
+         'train.lr must be a number (got "0.01", text): write lr = 0.01 without quotes'),
+        (["--data", "ok.csv", "--config", "lr_inf.toml"], "train.lr must be a finite number (got inf, a decimal number)"),
+        (["--data", "ok.csv", "--config", "fraction_text.toml"],
+         'data.test_fraction must be a number (got "0.1", text): write test_fraction = 0.1 without quotes'),
+        (["--data", "ok.csv", "--config", "bidirectional_text.toml"],
+         'model.bidirectional must be true or false (got "no", text): e.g. bidirectional = true'),
+        (["--data", "ok.csv", "--config", "hidden_text.toml"],
+         'model.hidden must be a list of whole numbers (or one comma-separated string) (got [4, "x"], a list)'),
+        (["--data", "ok.csv", "--config", "seed_negative.toml"], "seed must be between 0 and 4294967295 (got -1)"),
+        (["--data", "ok.csv", "--seed", "-1"], "seed must be between 0 and 4294967295 (got -1)"),
+        (["--data", "ok.csv", "--config", "max_gap_bool.toml"],
+         "data.max_gap must be a number (got true, a true/false value): e.g. max_gap = 1.5"),
+        (["--data", "ok.csv", "--config", "data_not_a_table.toml"],
+         "'data' must be a table of settings (got 'btc-usd'): write [data] on its own line, then one setting "
+         "per line, e.g. window = 50; the dataset itself is chosen with --data"),
+        (["--data", "ok.csv", "--config", "features_empty.toml"], "the feature list is empty"),
+        (["--data", "ok.csv", "--features", "close,sma400"],
+         "feature 'sma400' looks back 400 rows but the data has 300: use a shorter period or more data"),
     ],
 )
 def test_run_bad_input(cli, files, args, message):
@@ -104,8 +152,9 @@ def test_run_bad_input(cli, files, args, message):
 def test_run_predict_and_bad_models(cli, files, tmp_path):
     p = cli("run", "--data", str(files / "ok.csv"), *SMALL, "--out", str(tmp_path), cwd=files)
     assert p.returncode == 0, p.stderr
-    assert "persistence" in p.stdout and "always_up" in p.stdout and "beat persistence" in p.stdout
     folder = next(tmp_path.iterdir())
+    sentence = json.loads((folder / "metrics.json").read_text())["verdict"]
+    assert "persistence" in p.stdout and "always_up" in p.stdout and sentence in " ".join(p.stdout.split())
     p = cli("predict", "--model", str(folder), cwd=files)
     assert p.returncode == 0, p.stderr
     assert "next step 2018-06-13" in p.stdout and ("up" in p.stdout or "down" in p.stdout)

@@ -30,6 +30,17 @@ def bad_files(tmp_path_factory):
         (["--data", "btc-usd,nosuch"], "unknown dataset 'nosuch'"),
         (["--max-gap", "0.5"], "max_gap is in typical steps and must be at least 1"),
         (["--max-gap", "wide"], "max_gap must be a number of typical steps or 'none'"),
+        (["--features", "close,rsi999999"],
+         "feature 'rsi999999' looks back 999,999 rows, more than the 10,000 allowed: use a shorter period, e.g. rsi14"),
+        (["--features", "close,sma-5"],
+         "feature 'sma-5': periods must be whole numbers from 1 to 10,000 joined by '_', e.g. sma50"),
+        (["--features", "close,macd26_12_9"],
+         "feature 'macd26_12_9': the fast period (26) must be shorter than the slow one (12), e.g. macd12_26_9"),
+        (["--features", "close,sma5000"], "feature 'sma5000' looks back 5,000 rows but the data has 3,064: use a shorter period or more data"),
+        (["--features", "close,rsi14,close"], "feature 'close' is listed twice: list each feature once"),
+        (["--features", "close,rsi,rsi14"], "feature 'rsi14' is listed twice (as 'rsi' and 'rsi14'): list each feature once"),
+        (["--exog", "fear_greed"],
+         "unknown exogenous series 'fear_greed': use fear-greed or a CSV file of dates and numbers"),
     ],
 )
 def test_bad_inputs_are_one_line_errors(cli, bad_files, args, message):

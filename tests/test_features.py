@@ -81,5 +81,5 @@ def test_spec_parsing_and_errors(btc):
         add_features(btc, " , ")
     with pytest.raises(DataError, match="needs column.*volume"):
         add_features(btc[["close"]], "obv")
-    with pytest.raises(DataError, match="too few for features"):
+    with pytest.raises(DataError, match="feature 'sma50' looks back 50 rows but the data has 30"):
         add_features(btc.iloc[:30], "sma50")

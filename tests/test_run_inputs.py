@@ -38,7 +38,8 @@ def test_extra_inputs_run_compares_with_the_price_only_model(with_extras):
     assert len(r.forecast) == (n_rows - 19) - int(round(0.9 * (n_rows - 19)))
     c = r.comparison
     assert c["price_only_inputs"] == ["close"] and "fear_greed" in c["extra_inputs"]
-    assert 0 <= c["dm_p_two_sided"] <= 1 and "price-only model" in c["sentence"]
+    assert 0 <= c["dm_p_two_sided"] <= 1
+    assert c["sentence"] == sentence(c["extra_inputs"], c["rmse_ratio"], c["dm_p_extras_better"])
     metrics = json.loads((r.folder / "metrics.json").read_text())
     assert metrics["comparison"]["sentence"] == c["sentence"] and "price_only" in metrics["metrics"]
     assert metrics["normalisation"]["rsi14"] == "standard" and metrics["normalisation"]["close"] == "ratio"
@@ -72,8 +73,8 @@ def test_comparison_sentence_and_test():
                       "price_only": actual + rng.normal(0, 1.0, 200)}, index=idx)
     c = compare(t, ["rsi14"], ["close"])
     assert c["rmse_ratio"] < 0.2 and c["dm_p_extras_better"] < 0.01
-    assert c["sentence"].startswith("Adding rsi14 changed accuracy significantly")
-    assert "did not change accuracy significantly" in sentence(["x"], 0.99, 0.6)
+    assert c["sentence"] == (f"Adding rsi14 improved accuracy significantly: RMSE {c['rmse_ratio']:.3f}x the "
+                             f"price-only model's (Diebold-Mariano one-sided p = {c['dm_p_extras_better']:.3g}).")
 
 
 def test_several_assets_one_model_scored_per_asset_and_pooled(tmp_path):

@@ -183,10 +183,21 @@ def run_strategies(table: pd.DataFrame, models: list[str], t: TradingSettings) -
     return {k: metrics(v, ppy) for k, v in sims.items()}, sims
 
 
-def verdict(results: dict, model: str = "model") -> str:
+def verdict(results: dict, sharpe_ci: dict | None, model: str = "model") -> str:
+    """One plain sentence: did the strategy beat buy-and-hold after costs? Better means a higher
+    total return and a higher Sharpe ratio; "significantly" only where the 95% block-bootstrap CI
+    of the Sharpe difference (`stats.headline_cis`' sharpe_minus_buy_and_hold) excludes 0."""
     m, b = results[model], results["buy_and_hold"]
-    beat = m["total_return"] > b["total_return"] and m["sharpe"] > b["sharpe"]
-    word = "beat" if beat else "did NOT beat"
-    return (f"After costs the model's strategy {word} buy-and-hold: total return {100 * m['total_return']:+.1f}% vs "
-            f"{100 * b['total_return']:+.1f}%, Sharpe {m['sharpe']:.2f} vs {b['sharpe']:.2f}, "
-            f"max drawdown {100 * m['max_drawdown']:.1f}% vs {100 * b['max_drawdown']:.1f}%.")
+    facts = (f"total return {100 * m['total_return']:+.1f}% vs {100 * b['total_return']:+.1f}%, "
+             f"Sharpe {m['sharpe']:.2f} vs {b['sharpe']:.2f}, "
+             f"max drawdown {100 * m['max_drawdown']:.1f}% vs {100 * b['max_drawdown']:.1f}%")
+    defined = sharpe_ci is not None and sharpe_ci.get("lo") is not None
+    ci = (f"Sharpe difference 95% block-bootstrap CI [{sharpe_ci['lo']:.2f}, {sharpe_ci['hi']:.2f}]" if defined
+          else "Sharpe difference CI undefined")
+    better = m["total_return"] > b["total_return"] and m["sharpe"] > b["sharpe"]
+    if better and defined and sharpe_ci["lo"] > 0:
+        return f"After costs the model's strategy beat buy-and-hold significantly: {facts}; {ci} excludes 0."
+    if better:
+        return (f"After costs the model's strategy did better than buy-and-hold, but not significantly: {facts}; "
+                f"{ci}{' includes 0' if defined else ''}.")
+    return f"After costs the model's strategy did NOT beat buy-and-hold: {facts}; {ci}."

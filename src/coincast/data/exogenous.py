@@ -31,6 +31,12 @@ KNOWN = {"start": pd.Timedelta(0), "end": pd.Timedelta(days=1)}
 
 def read_series(spec: str | Path) -> pd.DataFrame:
     """A daily series as a frame (UTC midnight index, numeric columns) from a bundled name or a file."""
+    text = str(spec).strip()
+    if text not in exogenous_datasets() and not Path(text).exists() and "/" not in text and "." not in text:
+        raise DataError(
+            f"unknown exogenous series '{text}': use {', '.join(exogenous_datasets())} or a CSV file "
+            "of dates and numbers, e.g. --exog my_sentiment.csv"
+        )
     frame = load(spec)
     name = Path(str(spec)).name
     if not isinstance(frame.index, pd.DatetimeIndex):

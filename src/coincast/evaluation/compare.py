@@ -44,20 +44,30 @@ def compare(table: pd.DataFrame, extras: list[str], price_only: list[str], alpha
         "dm_stat": stat,
         "dm_p_extras_better": p_better,
         "dm_p_two_sided": p_two,
-        "sentence": sentence(extras, ratio, p_two, alpha),
+        "sentence": sentence(extras, ratio, p_better, alpha),
     }
 
 
-def sentence(extras: list[str], ratio: float | None, p_two: float, alpha: float = 0.05) -> str:
+def sentence(extras: list[str], ratio: float | None, p_better: float, alpha: float = 0.05) -> str:
+    """One plain sentence: did the extra inputs help? `p_better`: the one-sided Diebold-Mariano p
+    that they are more accurate; "significantly" only where that test (or the one the other way,
+    1 - p_better) rejects at level `alpha`."""
     names = ", ".join(extras)
     if ratio is None:
         return f"Adding {names} could not be compared: the price-only model made no errors at all."
-    change = "lower" if ratio < 1 else "higher"
-    if p_two < alpha:
-        return (f"Adding {names} changed accuracy significantly: RMSE {ratio:.3f}x the price-only model's "
-                f"({change}; Diebold-Mariano two-sided p = {p_two:.3g}).")
-    return (f"Adding {names} did not change accuracy significantly: RMSE {ratio:.3f}x the price-only "
-            f"model's (Diebold-Mariano two-sided p = {p_two:.3g}).")
+    if ratio < 1 and p_better < alpha:
+        return (f"Adding {names} improved accuracy significantly: RMSE {ratio:.3f}x the price-only model's "
+                f"(Diebold-Mariano one-sided p = {p_better:.3g}).")
+    if ratio < 1:
+        return (f"Adding {names} lowered the RMSE to {ratio:.3f}x the price-only model's, but not significantly "
+                f"(Diebold-Mariano one-sided p = {p_better:.3g}): no evidence the extra inputs help.")
+    p_worse = 1.0 - p_better
+    if p_worse < alpha:
+        return (f"Adding {names} did NOT improve accuracy: RMSE {ratio:.3f}x the price-only model's, significantly "
+                f"worse (Diebold-Mariano one-sided p = {p_worse:.3g} for the price-only model being better).")
+    return (f"Adding {names} did NOT improve accuracy: RMSE {ratio:.3f}x the price-only model's, a difference "
+            f"that is not significant (Diebold-Mariano one-sided p = {p_worse:.3g} for the price-only model "
+            "being better).")
 
 
 def html_section(comparison: dict, metrics: dict) -> str:

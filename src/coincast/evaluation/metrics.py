@@ -98,14 +98,20 @@ def score(forecast: pd.DataFrame, models: list[str]) -> dict[str, dict]:
 
 
 def verdict(metrics: dict, model: str = "model", alpha: float = 0.05) -> str:
-    """One plain sentence: did the model beat "tomorrow = today"?"""
+    """One plain sentence: did the model beat "tomorrow = today"? "Significantly" only where the
+    one-sided Diebold-Mariano test in that direction says so at level `alpha`."""
     m = metrics[model]
     ratio, p = m["rmse_ratio"], m["dm_p_vs_persistence"]
+    p_worse = 1.0 - p  # the one-sided p that persistence is the more accurate (a t distribution)
     if ratio < 1 and p < alpha:
-        return (f"The model beat persistence (\"tomorrow = today\"): RMSE {ratio:.3f}x persistence's, "
-                f"significant (Diebold-Mariano p = {p:.3g}).")
+        return (f"The model beat persistence (\"tomorrow = today\") significantly: RMSE {ratio:.3f}x persistence's "
+                f"(Diebold-Mariano one-sided p = {p:.3g}).")
     if ratio < 1:
-        return (f"The model's RMSE is {ratio:.3f}x persistence's, but the difference is not significant "
-                f"(Diebold-Mariano p = {p:.3g}): no evidence it beats \"tomorrow = today\".")
-    return (f"The model did NOT beat persistence (\"tomorrow = today\"): its RMSE is {ratio:.3f}x "
-            f"persistence's (Diebold-Mariano p = {p:.3g} for the model being better).")
+        return (f"The model's RMSE is {ratio:.3f}x persistence's (\"tomorrow = today\"), lower but not significantly "
+                f"(Diebold-Mariano one-sided p = {p:.3g}): no evidence it beats persistence.")
+    if p_worse < alpha:
+        return (f"The model did NOT beat persistence (\"tomorrow = today\"): its RMSE is {ratio:.3f}x persistence's, "
+                f"significantly worse (Diebold-Mariano one-sided p = {p_worse:.3g} for persistence being better).")
+    return (f"The model did NOT beat persistence (\"tomorrow = today\"): its RMSE is {ratio:.3f}x persistence's, "
+            f"a difference that is not significant (Diebold-Mariano one-sided p = {p_worse:.3g} for persistence "
+            "being better).")

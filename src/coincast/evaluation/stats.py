@@ -37,6 +37,24 @@ def binomial_tests(table: pd.DataFrame, column: str = "model") -> dict:
     }
 
 
+def direction_verdict(tests: dict, alpha: float = 0.05, model: str = "The model") -> str:
+    """One plain sentence from `binomial_tests`: did the model call the direction better than
+    saying "up" every day and than a coin? "Significantly" only where both one-sided binomial
+    tests reject at level `alpha`."""
+    acc, up, n = tests["accuracy"], tests["always_up_rate"], tests["n"]
+    p50, p_up = tests["p_vs_50"], tests["p_vs_always_up"]
+    if p_up is None:  # every day moved the same way: always-up is right on all of them or none
+        p_up = 0.0 if acc > up else 1.0
+    facts = f"{100 * acc:.1f}% of {n:,} moves right vs always-up's {100 * up:.1f}% and a coin's 50%"
+    ps = f"binomial one-sided p = {p_up:.3g} vs always-up, {p50:.3g} vs 50%"
+    if acc > max(up, 0.5) and p_up < alpha and p50 < alpha:
+        return f"{model} called the direction significantly better than always-up and a coin: {facts} ({ps})."
+    if acc > max(up, 0.5):
+        return (f"{model} called the direction better than always-up and a coin, but not significantly: "
+                f"{facts} ({ps}).")
+    return f"{model} did NOT call the direction better than always-up and a coin: {facts} ({ps})."
+
+
 def default_block(n: int) -> int:
     """Block length n^(1/3), the usual rate for the moving-block bootstrap of a mean."""
     return max(1, int(math.ceil(n ** (1 / 3))))

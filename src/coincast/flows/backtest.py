@@ -22,11 +22,11 @@ from coincast.backtest.engine import (
     check,
     walk_forward,
 )
-from coincast.config import Settings, validate
+from coincast.config import Settings
 from coincast.data.datasets import default_target, load
 from coincast.evaluation import conformal, stats
 from coincast.evaluation.metrics import score, verdict
-from coincast.prep.inputs import Inputs, build_inputs
+from coincast.prep.inputs import Inputs, build_inputs, validated
 from coincast.report.backtest_folder import write_backtest
 from coincast.report.run_folder import final_name, staging_folder
 
@@ -69,7 +69,8 @@ def evaluate(result: BacktestResult, t: trading.TradingSettings, n_boot: int = 2
         verdict(metrics),
         f"RMSE ratio to persistence {r['estimate']:.3f}, 95% block-bootstrap CI "
         + (f"[{r['lo']:.3f}, {r['hi']:.3f}]." if r["lo"] is not None else "undefined."),
-        trading.verdict(results) + _sharpe_ci(cis["sharpe_minus_buy_and_hold"]),
+        stats.direction_verdict(stats.binomial_tests(table)),
+        trading.verdict(results, cis["sharpe_minus_buy_and_hold"]),
     ]
     summary = {
         "verdict": lines,
@@ -88,13 +89,6 @@ def evaluate(result: BacktestResult, t: trading.TradingSettings, n_boot: int = 2
     return summary, sims, lines
 
 
-def _sharpe_ci(ci: dict) -> str:
-    if ci["lo"] is None:
-        return ""
-    sure = "excludes" if ci["lo"] > 0 or ci["hi"] < 0 else "includes"
-    return f" Sharpe difference 95% block-bootstrap CI [{ci['lo']:.2f}, {ci['hi']:.2f}] ({sure} 0)."
-
-
 def run_backtest(
     data: str | Path = "btc-usd",
     settings: Settings | None = None,
@@ -105,7 +99,7 @@ def run_backtest(
     on_fold: Callable[[dict], None] = lambda _: None,
     n_boot: int = 2000,
 ) -> BacktestRun:
-    settings = validate(copy.deepcopy(settings) if settings else Settings())
+    settings = validated(copy.deepcopy(settings) if settings else Settings())
     bt = bt or BacktestSettings()
     t = trading.check(t or trading.TradingSettings())
     if settings.data.target is None:

@@ -16,7 +16,7 @@ from typing import Callable
 
 import pandas as pd
 
-from coincast.config import Settings, validate
+from coincast.config import Settings
 from coincast.data.datasets import default_target, load, split_spec
 from coincast.errors import DataError
 from coincast.evaluation import assets
@@ -24,7 +24,7 @@ from coincast.evaluation.compare import PRICE_ONLY, compare, relative
 from coincast.evaluation.metrics import score, verdict
 from coincast.models.baselines import BASELINES
 from coincast.models.forecaster import MIN_TRAIN_WINDOWS, Forecaster
-from coincast.prep.inputs import Inputs
+from coincast.prep.inputs import Inputs, validated
 from coincast.prep.windows import first_test_row, typical_step
 from coincast.report.run_folder import final_name, staging_folder, write_run
 
@@ -225,7 +225,7 @@ def run(
     windows and all are tested from one shared date (`common_cut`). With indicators or exogenous series
     among the inputs, the same model is also trained on the price-only inputs and compared.
     """
-    settings = validate(copy.deepcopy(settings) if settings else Settings())
+    settings = validated(copy.deepcopy(settings) if settings else Settings())
     if settings.data.target is None:
         settings.data.target = default_target(split_spec(data)[0])
     prep = prepare(data, settings)

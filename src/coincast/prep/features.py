@@ -135,20 +135,80 @@ def add_features(frame: pd.DataFrame, spec: str | list[str]) -> pd.DataFrame:
     return result
 
 
+MAX_PERIOD = 10_000  # rows an indicator may look back: beyond any sane use, and TA-Lib's own limit is 100,000
+
+
+def indicator_periods(token: str) -> tuple[str, tuple[int, ...]] | None:
+    """'macd12_26_9' -> ('macd', (12, 26, 9)); 'rsi' -> ('rsi', (14,)); None for a non-indicator.
+
+    Every period is checked here, before TA-Lib sees it: the right count, whole numbers from
+    1 to MAX_PERIOD, and for MACD a fast period shorter than the slow one.
+    """
+    token = token.strip().lower()
+    head = re.fullmatch(r"([a-z]+)([-\d_]*)", token)  # rsi14, macd12_26_9, sma-5: indicator-shaped
+    if not head or head.group(1) not in INDICATORS:
+        return None  # a column of the data, or unknown (add_features says which)
+    name, rest = head.groups()
+    _, defaults, _, _ = INDICATORS[name]
+    example = f"{name}{'_'.join(map(str, defaults))}" if defaults else name
+    if not rest:
+        return name, defaults
+    if not re.fullmatch(r"\d+(?:_\d+)*", rest):
+        raise ConfigError(
+            f"feature '{token}': periods must be whole numbers from 1 to {MAX_PERIOD:,} joined by '_', e.g. {example}"
+        )
+    periods = tuple(int(p) for p in rest.split("_"))
+    if len(periods) != len(defaults) or any(p < 1 for p in periods):
+        raise ConfigError(f"feature '{token}' takes {len(defaults)} positive period(s), e.g. {example}")
+    if max(periods) > MAX_PERIOD:
+        raise ConfigError(
+            f"feature '{token}' looks back {max(periods):,} rows, more than the {MAX_PERIOD:,} allowed: "
+            f"use a shorter period, e.g. {example}"
+        )
+    if name == "macd" and periods[0] >= periods[1]:
+        raise ConfigError(
+            f"feature '{token}': the fast period ({periods[0]}) must be shorter than the slow one "
+            f"({periods[1]}), e.g. macd12_26_9"
+        )
+    return name, periods
+
+
+def check_spec(spec: str | list[str]) -> list[str]:
+    """A user's feature list checked without the data: not empty, every indicator's periods
+    valid, nothing listed twice (`rsi` and `rsi14` are the same feature). Returns the tokens."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    tokens = [str(t).strip().lower() for t in items]
+    if not any(tokens):
+        raise ConfigError("the feature list is empty: give e.g. --features close,rsi14,macd")
+    if "" in tokens:
+        raise ConfigError(f"the feature list {','.join(tokens)!r} has an empty entry: remove the extra comma")
+    seen: dict[object, str] = {}
+    for token in tokens:
+        parsed = indicator_periods(token)
+        key = parsed or token
+        if key in seen:
+            same = f" (as '{seen[key]}' and '{token}')" if seen[key] != token else ""
+            raise ConfigError(f"feature '{token}' is listed twice{same}: list each feature once")
+        seen[key] = token
+    return tokens
+
+
 def _indicator(frame: pd.DataFrame, lower: dict, token: str) -> dict:
-    match = TOKEN.fullmatch(token)
-    name = match.group(1) if match else token
-    if name not in INDICATORS:
+    parsed = indicator_periods(token)
+    if parsed is None:
         known = ", ".join(f"{k}{'_'.join(map(str, d))}" for k, (_, d, _, _) in INDICATORS.items())
         raise ConfigError(
             f"unknown feature '{token}': use a column of the data ({', '.join(lower.values())}) "
             f"or an indicator: {known}"
         )
+    name, periods = parsed
     fn, defaults, needs, _ = INDICATORS[name]
-    periods = tuple(int(p) for p in match.group(2).split("_")) if match.group(2) else defaults
-    if len(periods) != len(defaults) or any(p < 1 for p in periods):
-        example = f"{name}{'_'.join(map(str, defaults))}" if defaults else name
-        raise ConfigError(f"feature '{token}' takes {len(defaults)} positive period(s), e.g. {example}")
+    lookback = periods[1] + periods[2] - 1 if name == "macd" else max(periods, default=0)
+    if lookback >= len(frame):
+        raise DataError(
+            f"feature '{token}' looks back {lookback:,} rows but the data has {len(frame):,}: use a shorter "
+            f"period or more data"
+        )
     missing = [c for c in needs if c not in lower]
     if missing:
         raise DataError(f"feature '{token}' needs column(s) {', '.join(missing)}, which the data lacks; use OHLCV candles")

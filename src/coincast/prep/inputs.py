@@ -16,6 +16,7 @@ from typing import Callable
 
 import pandas as pd
 
+from coincast.config import Settings, validate
 from coincast.data.frame import resolve_column, select_columns
 from coincast.errors import CoincastError, DataError
 from coincast.prep.windows import fill_zeros
@@ -47,6 +48,17 @@ class Inputs:
         (indicators are never recomputed on a slice, nothing is filled again).
         """
         return dataclasses.replace(self, frame=self.frame.iloc[start:stop])
+
+
+def validated(settings: Settings) -> Settings:
+    """`config.validate`, then the feature list parsed without the data (indicator periods,
+    nothing listed twice), so a mistake surfaces before any data is read or anything written."""
+    settings = validate(settings)
+    if settings.data.features is not None:
+        from coincast.prep.features import check_spec  # TA-Lib loads only when features are asked for
+
+        check_spec(settings.data.features)
+    return settings
 
 
 def uses_extras(features: list[str] | None, exog: list[str] | None, columns) -> bool:
