@@ -2,12 +2,12 @@
 
 import json
 import sys
-from html import escape as html_escape
 
 import numpy as np
 import pandas as pd
 import pytest
 import typer
+from markupsafe import escape as html_escape
 
 from coincast import cli
 from coincast.backtest.engine import BacktestSettings, check, walk_forward
@@ -97,7 +97,7 @@ def test_run_backtest_writes_a_complete_run_folder(tmp_path):
     assert set(m["trading"]["results"]) == {"buy_and_hold", "model", "persistence", "drift", "moving_average", "ar"}
     assert m["verdict"][0].startswith("The model") and "buy-and-hold" in m["verdict"][2]
     html = (run.folder / "report.html").read_text()
-    assert html_escape(m["verdict"][0]) in html and "data:image/png;base64" in html
+    assert str(html_escape(m["verdict"][0])) in html and "data:image/png;base64" in html
     table = pd.read_csv(run.folder / "forecast.csv", index_col=0)
     assert len(table) == 22 and "lo95" in table.columns
 
