@@ -2,12 +2,12 @@
 
 import json
 import sys
-from html import escape as html_escape
 
 import numpy as np
 import pandas as pd
 import pytest
 import typer
+from markupsafe import escape as html_escape
 
 from coincast import cli
 from coincast.backtest.engine import BacktestSettings, check, walk_forward
@@ -104,7 +104,7 @@ def test_run_backtest_writes_a_complete_run_folder(tmp_path):
     assert m["verdict"][2] == direction_verdict(m["direction"]["model"])
     assert m["verdict"][3] == trading.verdict(m["trading"]["results"], m["bootstrap"]["sharpe_minus_buy_and_hold"])
     html = (run.folder / "report.html").read_text()
-    assert html_escape(m["verdict"][0]) in html and "data:image/png;base64" in html
+    assert str(html_escape(m["verdict"][0])) in html and "data:image/png;base64" in html
     table = pd.read_csv(run.folder / "forecast.csv", index_col=0)
     assert len(table) == 22 and "lo95" in table.columns
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import html as html_mod
 import json
 
+import markupsafe
 import numpy as np
 import pytest
 
@@ -39,7 +39,7 @@ def test_run_folder_contents_and_forecast_table(tmp_path):
     assert list(t.columns) == ["actual", "model", "previous", "base", "persistence", "drift", "moving_average", "ar"]
     np.testing.assert_array_equal(t["persistence"], t["previous"])
     html = (r.folder / "report.html").read_text()
-    assert "data:image/png;base64," in html and "persistence" in html and html_mod.escape(r.verdict) in html
+    assert "data:image/png;base64," in html and "persistence" in html and str(markupsafe.escape(r.verdict)) in html
     metrics = json.loads((r.folder / "metrics.json").read_text())
     assert set(metrics["metrics"]) == {"model", "persistence", "drift", "moving_average", "ar", "always_up"}
     assert metrics["verdict"] == r.verdict == verdict(r.metrics)  # the sentence of the run's own numbers

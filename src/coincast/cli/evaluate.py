@@ -88,7 +88,7 @@ def backtest(
 
     from coincast.backtest.engine import BacktestSettings
     from coincast.flows.backtest import run_backtest
-    from coincast.report.html import terminal_table
+    from coincast.report.terminal import terminal_table
 
     t = _trading(threshold, fee_bps, slippage_bps, long_short, sizing, fraction, vol_target, max_leverage, stop_loss, take_profit)
     s = opt.settings(

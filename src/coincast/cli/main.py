@@ -47,7 +47,7 @@ def run(
 ):
     """Train, forecast the test period, compare with baselines, and write a run folder."""
     from coincast.flows.run import run as run_pipeline
-    from coincast.report.html import terminal_table
+    from coincast.report.terminal import terminal_table
 
     s = opt.settings(
         preset, config,
@@ -62,7 +62,7 @@ def run(
     pooled = " (pooled over assets, RMSE in % of the last price)" if result.per_asset else ""
     out.print(terminal_table(result.metrics, f"{data}: test period, {len(result.forecast)} steps{pooled}"))
     if result.per_asset:
-        from coincast.evaluation.assets import terminal_table as asset_table
+        from coincast.report.terminal import asset_table
 
         shown = [m for m in result.metrics if m in ("model", "price_only", "persistence")]
         out.print(asset_table(result.per_asset, result.metrics, shown))

@@ -69,28 +69,3 @@ def sentence(extras: list[str], ratio: float | None, p_better: float, alpha: flo
             f"that is not significant (Diebold-Mariano one-sided p = {p_worse:.3g} for the price-only model "
             "being better).")
 
-
-def html_section(comparison: dict, metrics: dict) -> str:
-    """The two models side by side, the test and the sentence, for the HTML report."""
-    import html
-
-    keys = [("rmse", "RMSE", "{:,.4g}"), ("mae", "MAE", "{:,.4g}"), ("mape", "MAPE %", "{:.2f}"),
-            ("rmse_ratio", "RMSE / pers.", "{:.3f}"), ("accuracy", "dir. acc.", "{:.3f}"), ("f1", "F1", "{:.3f}")]
-    labels = {"model": "with " + ", ".join(comparison["extra_inputs"]),
-              PRICE_ONLY: "price only (" + ", ".join(comparison["price_only_inputs"]) + ")"}
-    head = "".join(f"<th>{h}</th>" for _, h, _ in keys)
-    rows = "".join(
-        f"<tr><th>{html.escape(labels[name])}</th>"
-        + "".join(f"<td>{'–' if metrics[name].get(k) is None else f.format(metrics[name][k])}</td>" for k, _, f in keys)
-        + "</tr>"
-        for name in ("model", PRICE_ONLY)
-    )
-    c = comparison
-    return (
-        f"<p class='verdict'>{html.escape(c['sentence'])}</p>"
-        "<p>Both models share the architecture, settings, seed and the same training, validation and "
-        "test windows; only the input columns differ. Diebold-Mariano (HLN) on squared errors: "
-        f"statistic {c['dm_stat']:.3f} (negative: the extra inputs did better), one-sided p that they "
-        f"are more accurate {c['dm_p_extras_better']:.3g}, two-sided p {c['dm_p_two_sided']:.3g}.</p>"
-        f"<table><tr><th>inputs</th>{head}</tr>{rows}</table>"
-    )

@@ -5,24 +5,18 @@ self-contained report.html.
 
 from __future__ import annotations
 
-import html
 import platform
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
 from coincast import io
 from coincast.backtest.engine import BacktestResult, settings_dict
-from coincast.report.html import _kv_html, _table_html, figures_html, page
-from coincast.report.plots import COLORS as BASE_COLORS
-from coincast.report.plots import _png, plt
-
-COLORS = {**BASE_COLORS, "moving_average": "tab:purple", "ar": "tab:brown", "buy_and_hold": "black"}
+from coincast.report.backtest_plots import drawdown_plot, equity_plot, interval_plot, per_year_plot
+from coincast.report.html import render
 
 
-# -- files ----------------------------------------------------------------------------------
 def write_backtest(folder: Path, data, result: BacktestResult, t, summary: dict, sims: dict) -> None:
     table, folds = result.table, result.folds
     io.write_json(folder / "config.json", {
@@ -55,87 +49,8 @@ def write_backtest(folder: Path, data, result: BacktestResult, t, summary: dict,
     io.write_text(folder / "report.html", html_page(data, result, summary, images))
 
 
-# -- plots ----------------------------------------------------------------------------------
-def interval_plot(table: pd.DataFrame, title: str) -> bytes:
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    x = table.index
-    for level, alpha in (("95", 0.15), ("80", 0.3)):
-        lo, hi = table[f"lo{level}"].to_numpy(), table[f"hi{level}"].to_numpy()
-        ok = np.isfinite(lo) & np.isfinite(hi)
-        ax.fill_between(x[ok], lo[ok], hi[ok], color="tab:blue", alpha=alpha, lw=0, label=f"{level}% interval")
-    ax.plot(x, table["actual"], color="black", lw=1.2, label="actual")
-    ax.plot(x, table["model"], color="tab:blue", lw=0.9, label="model")
-    ax.plot(x, table["persistence"], color="tab:orange", lw=0.8, alpha=0.8, label="persistence")
-    ax.set_title(f"{title}: walk-forward forecasts with split-conformal intervals")
-    ax.legend(loc="upper left")
-    ax.grid(alpha=0.3)
-    return _png(fig)
-
-
-def equity_plot(sims: dict) -> bytes:
-    fig, ax = plt.subplots(figsize=(10, 4.2))
-    for name, sim in sims.items():
-        color = "black" if name == "buy_and_hold" else COLORS.get(name)
-        ax.plot(sim.index, sim["equity"], lw=1.6 if name in ("model", "buy_and_hold") else 0.9, color=color, label=name)
-    ax.set_yscale("log")
-    ax.set_title("equity after fees and slippage (start = 1)")
-    ax.legend(loc="upper left")
-    ax.grid(alpha=0.3)
-    return _png(fig)
-
-
-def drawdown_plot(sims: dict) -> bytes:
-    fig, ax = plt.subplots(figsize=(10, 3.4))
-    for name in ("buy_and_hold", "model"):
-        sim = sims[name]
-        color = "black" if name == "buy_and_hold" else "tab:blue"
-        ax.fill_between(sim.index, 100 * sim["drawdown"], 0, alpha=0.3, color=color, label=name)
-    ax.set_ylabel("%")
-    ax.set_title("drawdown from the running peak")
-    ax.legend(loc="lower left")
-    ax.grid(alpha=0.3)
-    return _png(fig)
-
-
-def per_year_plot(years: pd.DataFrame, models: list[str]) -> bytes:
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    cols = [f"rmse_ratio_{m}" for m in models if f"rmse_ratio_{m}" in years.columns]
-    width = 0.8 / max(len(cols), 1)
-    for i, c in enumerate(cols):
-        name = c.removeprefix("rmse_ratio_")
-        ax.bar(np.arange(len(years)) + i * width, years[c], width, label=name, color=COLORS.get(name))
-    ax.axhline(1.0, color="black", lw=0.8)
-    ax.set_xticks(np.arange(len(years)) + 0.4 - width / 2, [str(y) for y in years.index])
-    ax.set_ylabel("RMSE / persistence")
-    ax.set_title("per calendar year (below 1 beats persistence)")
-    ax.legend(fontsize=8)
-    return _png(fig)
-
-
-# -- HTML -----------------------------------------------------------------------------------
-def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "–"
-    if isinstance(v, float):
-        return f"{v:,.4g}"
-    return html.escape(str(v))
-
-
-def _dict_table(rows: dict[str, dict], keys: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
-    body = "".join(
-        f"<tr><th>{html.escape(name)}</th>{''.join(f'<td>{_fmt(r.get(k))}</td>' for k in keys)}</tr>"
-        for name, r in rows.items()
-    )
-    return f"<table><tr><th></th>{head}</tr>{body}</table>"
-
-
-TRADING_KEYS = ["total_return", "cagr", "ann_vol", "sharpe", "sortino", "max_drawdown", "calmar",
-                "hit_rate", "turnover", "exposure", "n_trades", "stops_hit"]
-
-
 def html_page(data, result: BacktestResult, s: dict, images: dict[str, bytes]) -> str:
-    verdict_html = "".join(f"<p class='verdict'>{html.escape(v)}</p>" for v in s["verdict"])
+    """The backtest's report.html: templates/backtest_report.html filled in."""
     bt, st = result.backtest, result.settings
     run = {
         "data": data, "features": s["features"], "target": result.target,
@@ -147,28 +62,8 @@ def html_page(data, result: BacktestResult, s: dict, images: dict[str, bytes]) -
         "epochs (full fit)": st.train.epochs, "model target": st.model.target,
         "backtest time (s)": f"{result.seconds:.1f}",
     }
-    dm = s["diebold_mariano"]
-    years = pd.DataFrame(s["per_year"]).set_index("year")
-    folds = result.folds.drop(columns=["train_first"], errors="ignore")
-    return page(f"coincast walk-forward backtest: {data}", f"""{verdict_html}
-<h2>Forecasts vs baselines (every test day, each from a model trained only on earlier data)</h2>
-<p>Diebold-Mariano (HLN, squared error) model vs persistence: statistic {dm['stat']:.3f},
-one-sided p = {dm['p_one_sided']:.3g}. Direction: up when the forecast is above the previous price.</p>
-{_table_html(s['metrics'])}
-<h2>Direction: binomial tests</h2>
-<p>One-sided p-values that the accuracy exceeds 50% and the always-up rate of the same days.</p>
-{_dict_table(s['direction'], ['n', 'accuracy', 'p_vs_50', 'always_up_rate', 'p_vs_always_up'])}
-<h2>Moving-block bootstrap (95% CIs)</h2>
-{_dict_table(s['bootstrap'], ['estimate', 'lo', 'hi', 'block', 'n_boot'])}
-<h2>Prediction intervals (split conformal, each fold's validation residuals)</h2>
-{_dict_table(s['intervals'], ['nominal', 'coverage', 'mean_width_pct', 'n'])}
-<h2>Trading simulation (after {s['trading']['settings']['fee_bps']} bps fees + {s['trading']['settings']['slippage_bps']} bps slippage per change)</h2>
-<p>Mode {html.escape(s['trading']['settings']['mode'])}, threshold {s['trading']['settings']['threshold_pct']}%,
-sizing {html.escape(s['trading']['settings']['sizing'])}. Positions are set at the previous close from the forecast.</p>
-{_dict_table(s['trading']['results'], TRADING_KEYS)}
-<h2>Per calendar year</h2>
-{years.to_html(float_format=lambda v: f"{v:.4g}", na_rep="–")}
-<h2>Run</h2>{_kv_html(run)}
-<h2>Plots</h2>{figures_html(images)}
-<h2>Folds</h2>
-{folds.to_html(index=False, float_format=lambda v: f"{v:.4g}")}""")
+    return render(
+        "backtest_report.html", title=f"coincast walk-forward backtest: {data}", s=s, run=run, images=images,
+        years=pd.DataFrame(s["per_year"]).set_index("year"),
+        folds=result.folds.drop(columns=["train_first"], errors="ignore"),
+    )

@@ -16,9 +16,9 @@ from coincast import io
 from coincast.config import Settings
 from coincast.data.datasets import split_spec
 from coincast.errors import OutputError
-from coincast.evaluation import assets, compare
+from coincast.evaluation.compare import PRICE_ONLY
 from coincast.report import plots
-from coincast.report.html import html_report
+from coincast.report.html import render
 
 
 def staging_folder(runs_dir: Path) -> Path:
@@ -98,9 +98,11 @@ def write_run(folder: Path, data, settings: Settings, r) -> None:
     images = _plots(table, metrics, hist, data)
     for name, png in images.items():
         io.write_bytes(folder / name, png)
-    io.write_text(folder / "report.html", html_report(
-        f"coincast run: {data}", r.verdict, _summary(data, settings, r, test_span, seconds), metrics, rules, images,
-        sections=_sections(r),
+    io.write_text(folder / "report.html", render(
+        "run_report.html", title=f"coincast run: {data}", verdict=r.verdict, metrics=metrics, rules=rules,
+        summary=_summary(data, settings, r, test_span, seconds), images=images,
+        comparison=r.comparison,  # scored on pooled (relative) prices when several assets
+        per_asset=r.per_asset, asset_models=[m for m in metrics if m in ("model", PRICE_ONLY, "persistence")],
     ))
     forecaster.save(folder)
 
@@ -143,14 +145,3 @@ def _summary(data, settings: Settings, r, test_span: dict, seconds: float) -> di
         f"(gap over {g['max_gap_steps']:g} x {g['step']})"
     )
     return summary
-
-
-def _sections(r) -> list[tuple[str, str]]:
-    sections = []
-    if r.comparison is not None:
-        scored = r.metrics  # pooled (relative) when several assets
-        sections.append(("Extra inputs vs price-only model", compare.html_section(r.comparison, scored)))
-    if r.per_asset:
-        models = [m for m in r.metrics if m in ("model", compare.PRICE_ONLY, "persistence")]
-        sections.append(("Per asset", assets.html_table(r.per_asset, r.metrics, models)))
-    return sections
