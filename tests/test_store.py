@@ -84,7 +84,8 @@ def test_store_reference_loads_through_load(tmp_path, btc_csv, monkeypatch):
     assert default_path() == tmp_path / "env.duckdb"
     import_file(btc_csv, BTC, "1d")
     frame = load("store:binance/BTC/USDT/1d")
-    assert len(frame) == 400 and frame.index.tz is not None
+    assert len(frame) == 400 and str(frame.index.tz) == "UTC"
+    pd.testing.assert_frame_equal(frame, load("btc-usd").iloc[:400][list(frame.columns)], check_freq=False)
     assert parse_ref("store:kraken/ETH/USD:USD/4h") == ("kraken", "ETH/USD:USD", "4h")
     with pytest.raises(DataError, match="store:EXCHANGE/BASE/QUOTE/TIMEFRAME"):
         load("store:binance")
