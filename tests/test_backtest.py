@@ -9,10 +9,8 @@ import pytest
 import typer
 from markupsafe import escape as html_escape
 
-from coincast import cli
 from coincast.backtest.engine import BacktestSettings, check, walk_forward
 from coincast.backtest.trading import TradingSettings
-from coincast.config import Settings
 from coincast.data import load
 from coincast.errors import ConfigError, DataError
 from coincast.backtest import trading
@@ -20,15 +18,12 @@ from coincast.evaluation.metrics import verdict
 from coincast.evaluation.stats import direction_verdict
 from coincast.flows.backtest import run_backtest
 from coincast.prep.windows import fill_zeros
-from tests.conftest import one_torch_thread
+from tests.conftest import assert_user_error, dm_p_by_hand, one_torch_thread, tiny, tiny_flags
 
 one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
 
-def tiny() -> Settings:
-    s = Settings()
-    s.data.window, s.model.hidden, s.train.epochs, s.data.target = 12, [4], 1, "close"
-    return s
+SMALL = {"window": 12, "target": "close"}  # tiny(**SMALL): the tiny model on windows of 12 days
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +36,7 @@ START = "2025-12-15"  # 22 test days to 2026-01-05: folds of 7, 7, 7, 1
 
 def test_fresh_expanding_folds_train_only_on_the_past(raw):
     frame = fill_zeros(raw)
-    r = walk_forward(frame, tiny(), BacktestSettings(start=START), "close", extra=raw)
+    r = walk_forward(frame, tiny(**SMALL), BacktestSettings(start=START), "close", extra=raw)
     t, f = r.table, r.folds
     assert (t.index == frame.index[frame.index >= pd.Timestamp(START, tz="UTC")]).all()
     assert len(f) == 4 and list(f["test_days"]) == [7, 7, 7, 1]
@@ -56,14 +51,14 @@ def test_fresh_expanding_folds_train_only_on_the_past(raw):
 
 
 def test_rolling_window_keeps_train_size(raw):
-    r = walk_forward(fill_zeros(raw), tiny(), BacktestSettings(start=START, window="rolling", train_size=150), "close")
+    r = walk_forward(fill_zeros(raw), tiny(**SMALL), BacktestSettings(start=START, window="rolling", train_size=150), "close")
     f = r.folds
     assert (f["train_rows"] == 150).all()
     assert (f["train_first"].diff().dropna() == pd.Timedelta(days=7)).all()
 
 
 def test_warm_refit_continues_for_few_epochs(raw):
-    s = tiny()
+    s = tiny(**SMALL)
     s.train.epochs = 3
     r = walk_forward(fill_zeros(raw), s, BacktestSettings(start=START, refit="warm", warm_epochs=1, warm_span=100), "close")
     assert list(r.folds["refit"]) == ["full", "warm", "warm", "warm"]
@@ -78,14 +73,14 @@ def test_warm_refit_continues_for_few_epochs(raw):
 def test_parallel_folds_match_sequential(raw):
     frame = fill_zeros(raw.iloc[:-8])  # two folds
     bt = BacktestSettings(start=START, retrain_every=7)
-    seq = walk_forward(frame, tiny(), bt, "close")
+    seq = walk_forward(frame, tiny(**SMALL), bt, "close")
     bt.jobs = 2
-    par = walk_forward(frame, tiny(), bt, "close")
+    par = walk_forward(frame, tiny(**SMALL), bt, "close")
     pd.testing.assert_frame_equal(seq.table, par.table, rtol=1e-5)
 
 
 def test_run_backtest_writes_a_complete_run_folder(tmp_path):
-    s = tiny()
+    s = tiny(**SMALL)
     bt = BacktestSettings(start=START, refit="warm", warm_epochs=1)
     run = run_backtest("btc-usd", s, bt, TradingSettings(stop_loss_pct=5), runs_dir=tmp_path, n_boot=200)
     files = {p.name for p in run.folder.iterdir()}
@@ -96,7 +91,9 @@ def test_run_backtest_writes_a_complete_run_folder(tmp_path):
     assert m["test"]["days"] == 22 and m["test"]["folds"] == 4
     assert "warm" in m["refit_rule"]
     assert {"model", "persistence", "drift", "moving_average", "ar", "always_up"} <= set(m["metrics"])
-    assert 0 <= m["diebold_mariano"]["p_one_sided"] <= 1
+    t = run.result.table  # the p-value is the one of the 22 forecasts' squared errors vs persistence's
+    want = dm_p_by_hand((t["model"] - t["actual"]) ** 2, (t["persistence"] - t["actual"]) ** 2)
+    assert m["diebold_mariano"]["p_one_sided"] == pytest.approx(want, rel=1e-9)
     assert set(m["trading"]["results"]) == {"buy_and_hold", "model", "persistence", "drift", "moving_average", "ar"}
     # the verdict is the sentences of this run's own numbers: point, RMSE interval, direction, trading
     assert len(m["verdict"]) == 4
@@ -110,7 +107,7 @@ def test_run_backtest_writes_a_complete_run_folder(tmp_path):
 
 
 def test_backtest_builds_indicators_and_exogenous_inputs_as_run_does(tmp_path):
-    s = tiny()
+    s = tiny(**SMALL)
     s.data.features, s.data.exog = ["close", "rsi14"], ["fear-greed"]
     run = run_backtest("btc-usd", s, BacktestSettings(start=START, refit="warm", warm_epochs=1), runs_dir=tmp_path, n_boot=50)
     config = json.loads((run.folder / "config.json").read_text())
@@ -122,32 +119,19 @@ def test_backtest_builds_indicators_and_exogenous_inputs_as_run_does(tmp_path):
 def test_library_errors(raw):
     frame = fill_zeros(raw)
     with pytest.raises(DataError, match="outside the data"):
-        check(frame, tiny(), BacktestSettings(start="2030-01-01"))
+        check(frame, tiny(**SMALL), BacktestSettings(start="2030-01-01"))
     with pytest.raises(ConfigError, match="shorter than one retrain interval"):
-        check(frame, tiny(), BacktestSettings(start="2026-01-02", retrain_every=7))
+        check(frame, tiny(**SMALL), BacktestSettings(start="2026-01-02", retrain_every=7))
     with pytest.raises(ConfigError, match="smaller than the window"):
-        check(frame, tiny(), BacktestSettings(start=START, window="rolling", train_size=15))
+        check(frame, tiny(**SMALL), BacktestSettings(start=START, window="rolling", train_size=15))
     with pytest.raises(DataError, match="too few to train"):
-        check(frame, tiny(), BacktestSettings(start=str(raw.index[5].date())))
-
-
-def _cli(monkeypatch, capsys, args):
-    from coincast.cli.evaluate import audit, backtest
-
-    app = typer.Typer()
-    app.command("backtest")(backtest)
-    app.command("audit")(audit)
-    monkeypatch.setattr(cli, "app", app)
-    monkeypatch.setattr(sys, "argv", ["coincast", *args])
-    with pytest.raises(SystemExit) as exc:
-        cli.main()
-    return exc.value.code, capsys.readouterr().err
+        check(frame, tiny(**SMALL), BacktestSettings(start=str(raw.index[5].date())))
 
 
 @pytest.mark.parametrize("args, words", [
     (["--start", "2031-05-01"], "outside the data"),
     (["--start", "2026-01-03"], "shorter than one retrain interval"),
-    (["--window", "rolling", "--train-size", "30"], "smaller than the window"),
+    (["--window", "rolling", "--train-size", "10"], "smaller than the window"),
     (["--fee-bps", "-3"], "fees cannot be negative"),
     (["--threshold", "abc"], "threshold must be a number"),
     (["--features", "close,rsx14"], "unknown feature 'rsx14'"),
@@ -155,9 +139,8 @@ def _cli(monkeypatch, capsys, args):
     (["--features", "close,rsi999999"], "feature 'rsi999999' looks back 999,999 rows, more than the 10,000 allowed"),
     (["--seed", "-1"], "seed must be between 0 and 4294967295 (got -1)"),
 ])
-def test_cli_bad_input_is_one_line_exit_2_nothing_written(monkeypatch, capsys, tmp_path, args, words):
+def test_cli_bad_input_is_one_line_exit_2_nothing_written(cli, tmp_path, args, words):
     out = tmp_path / "runs"
-    code, err = _cli(monkeypatch, capsys, ["backtest", "--out", str(out), "--quiet", *args])
-    assert code == 2
-    assert err.startswith("error: ") and words in err and len(err.strip().splitlines()) == 1
+    p = cli("backtest", *tiny_flags("backtest", window=12), "--out", str(out), *args, cwd=tmp_path)
+    assert_user_error(p, words)
     assert not out.exists() or not any(out.iterdir())

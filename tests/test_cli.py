@@ -10,42 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from coincast import load
-from coincast.cli import main
-
-SMALL = ["--window", "20", "--hidden", "4,4", "--epochs", "1", "--quiet"]
+from coincast import Forecaster, load
+from tests.conftest import TINY_FLAGS, assert_user_error
 
 
 def subprocess_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """The real entry point in a fresh interpreter (slow: used once)."""
     env = {**os.environ, "COLUMNS": "100"}
     return subprocess.run([sys.executable, "-m", "coincast", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
-
-
-@pytest.fixture
-def cli(monkeypatch, capsys):
-    """`coincast ...` in this process: returns (returncode, stdout, stderr) like a subprocess."""
-
-    def call(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-        monkeypatch.chdir(cwd)
-        monkeypatch.setattr(sys, "argv", ["coincast", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code or 0
-        captured = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
-
-    return call
-
-
-def assert_user_error(p: subprocess.CompletedProcess, message: str) -> None:
-    assert p.returncode == 2, p.stderr
-    lines = [l for l in p.stderr.strip().splitlines() if not l.startswith("warning:")]
-    assert len(lines) == 1, p.stderr
-    assert lines[0].startswith("error: ") and message in lines[0], lines[0]
-    assert "Traceback" not in p.stderr
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +44,7 @@ def files(tmp_path_factory):
     (d / "shards.toml").write_text("[train]\nshards = 0\n")
     for name, text in BAD_TOML.items():
         (d / f"{name}.toml").write_text(text)
+    (d / "noshrink.toml").write_text("[model]\nshrink = false\n")  # the network's own forecast, not persistence
     return d
 
 
@@ -143,21 +116,26 @@ BAD_TOML = {
     ],
 )
 def test_run_bad_input(cli, files, args, message):
-    # SMALL first: a case's own --window/--epochs comes later and wins
-    p = cli("run", *SMALL, *args, "--out", "runs", cwd=files) if "--out" not in args else cli("run", *SMALL, *args, cwd=files)
+    # TINY_FLAGS first: a case's own --window/--epochs comes later and wins
+    p = cli("run", *TINY_FLAGS, *args, "--out", "runs", cwd=files) if "--out" not in args else cli("run", *TINY_FLAGS, *args, cwd=files)
     assert_user_error(p, message)
     assert not (files / "runs").exists() or not any((files / "runs").iterdir())
 
 
 def test_run_predict_and_bad_models(cli, files, tmp_path):
-    p = cli("run", "--data", str(files / "ok.csv"), *SMALL, "--out", str(tmp_path), cwd=files)
+    p = cli("run", "--data", str(files / "ok.csv"), *TINY_FLAGS, "--config", "noshrink.toml", "--out", str(tmp_path),
+            cwd=files)
     assert p.returncode == 0, p.stderr
     folder = next(tmp_path.iterdir())
     sentence = json.loads((folder / "metrics.json").read_text())["verdict"]
     assert "persistence" in p.stdout and "always_up" in p.stdout and sentence in " ".join(p.stdout.split())
     p = cli("predict", "--model", str(folder), cwd=files)
     assert p.returncode == 0, p.stderr
-    assert "next step 2018-06-13" in p.stdout and ("up" in p.stdout or "down" in p.stdout)
+    # the line shows the saved model's own forecast from the recorded data, to the cent
+    fc = Forecaster.load(folder).forecast_next(load(str(files / "ok.csv")))
+    assert fc["date"].startswith("2018-06-13") and fc["predicted_price"] != fc["last_price"]
+    assert (f"next step {fc['date']}: {fc['predicted_price']:,.2f} ({fc['change_pct']:+.2f}% from "
+            f"{fc['last_price']:,.2f}, {fc['direction']})") in p.stdout, p.stdout
 
     btc = load("btc-usd").drop(columns="volume")
     btc.iloc[:100].to_csv(files / "novolume.csv")

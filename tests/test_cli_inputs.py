@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_cli import SMALL, assert_user_error, cli  # noqa: F401 (cli is a fixture)
+from tests.conftest import TINY_FLAGS, assert_user_error
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +44,13 @@ def bad_files(tmp_path_factory):
     ],
 )
 def test_bad_inputs_are_one_line_errors(cli, bad_files, args, message):
-    p = cli("run", *SMALL, *args, "--out", "runs", cwd=bad_files)
+    p = cli("run", *TINY_FLAGS, *args, "--out", "runs", cwd=bad_files)
     assert_user_error(p, message)
     assert not (bad_files / "runs").exists() or not any((bad_files / "runs").iterdir())
 
 
 def test_run_with_indicators_and_fear_greed_then_predict(cli, tmp_path):
-    p = cli("run", *SMALL, "--features", "close,rsi14,macd", "--exog", "fear-greed", "--out", "runs", cwd=tmp_path)
+    p = cli("run", *TINY_FLAGS, "--features", "close,rsi14,macd", "--exog", "fear-greed", "--out", "runs", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     out = " ".join(p.stdout.split())
     assert "training the price-only model (close)" in out and "price_only" in out
@@ -62,7 +62,7 @@ def test_run_with_indicators_and_fear_greed_then_predict(cli, tmp_path):
 
 
 def test_several_assets_then_predict_each(cli, tmp_path):
-    p = cli("run", *SMALL, "--data", "ltc-usd,ada-usd", "--out", "runs", cwd=tmp_path)
+    p = cli("run", *TINY_FLAGS, "--data", "ltc-usd,ada-usd", "--out", "runs", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "per asset" in p.stdout and "pooled" in p.stdout
     folder = next((tmp_path / "runs").iterdir())

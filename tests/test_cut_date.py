@@ -12,7 +12,7 @@ from coincast.backtest.engine import BacktestSettings, start_position
 from coincast.flows.run import prepare
 from coincast.prep import windows
 from tests.conftest import tiny
-from tests.test_cli import SMALL, assert_user_error, cli  # noqa: F401 (cli is a fixture)
+from tests.conftest import TINY_FLAGS, assert_user_error
 
 ASSETS = ["btc-usd", "xrp-usd", "ada-usd"]  # xrp and ada start 8 months after btc
 
@@ -52,7 +52,7 @@ def test_no_training_or_validation_target_on_or_after_any_test_date(several):
 
 
 def test_test_start_on_one_asset(cli, tmp_path):
-    p = cli("run", *SMALL, "--data", "btc-usd", "--test-start", "2025-06-01", "--out", "runs", cwd=tmp_path)
+    p = cli("run", *TINY_FLAGS, "--data", "btc-usd", "--test-start", "2025-06-01", "--out", "runs", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     folder = next((tmp_path / "runs").iterdir())
     forecast = pd.read_csv(folder / "forecast.csv", index_col="date", parse_dates=["date"])
@@ -82,7 +82,7 @@ def test_test_start_from_the_api_keeps_validation_before_it(tmp_path):
     ],
 )
 def test_bad_test_start_is_a_one_line_error(cli, tmp_path, args, message):
-    p = cli("run", *SMALL, "--data", "btc-usd", *args, "--out", "runs", cwd=tmp_path)
+    p = cli("run", *TINY_FLAGS, "--data", "btc-usd", *args, "--out", "runs", cwd=tmp_path)
     assert_user_error(p, message)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 

@@ -17,6 +17,7 @@ import pytest
 from coincast.data import load
 from coincast.data.exchange import FetchError, fetch, make_client
 from coincast.data.store import Store
+from tests.conftest import assert_user_error
 
 DAY_MS = 86_400_000
 
@@ -199,23 +200,23 @@ def test_bad_exchange_symbol_and_timeframe_are_one_line_errors(server, tmp_path)
         fetch(client, "BTC/USDT", "1d", since="last tuesday", store=tmp_path / "s.duckdb", progress=False)
 
 
-def test_fetch_command_shows_pages_and_resumes(server, tmp_path, monkeypatch):
-    import typer
-    from typer.testing import CliRunner
-
+def test_fetch_command_shows_pages_and_resumes(cli, server, tmp_path, monkeypatch):
     import coincast.data.exchange as exchange
-    from coincast.cli.data import fetch as fetch_command
 
     replay = Replay()
-    client = server(replay)
+    client = server(replay)  # the real ccxt binance client, pointed at the local replay server
     monkeypatch.setattr(exchange, "make_client", lambda name: client)
-    app = typer.Typer()
-    app.command("fetch")(fetch_command)
-    app.command("noop")(lambda: None)  # two commands: `fetch` stays a subcommand
+    store = str(tmp_path / "s.duckdb")
     since = str(replay.candles.index[-30].date())
-    done = CliRunner().invoke(app, ["fetch", "--since", since, "--store", str(tmp_path / "s.duckdb")])
-    assert done.exit_code == 0, done.output
-    assert "1 pages, 29 closed candles, 29 new" in done.output
-    assert "store:binance/BTC/USDT/1d" in done.output
-    again = CliRunner().invoke(app, ["fetch", "--store", str(tmp_path / "s.duckdb"), "--quiet"])
-    assert "0 pages, 0 closed candles" in again.output  # nothing closed since the last candle
+    done = cli("fetch", "--since", since, "--store", store, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "1 pages, 29 closed candles, 29 new" in done.stdout
+    assert "store:binance/BTC/USDT/1d" in done.stdout
+    got = stored(store)
+    expected = replay.candles.iloc[-30:-1]  # all but today's still-open candle
+    pd.testing.assert_frame_equal(got, expected[list(got.columns)], check_freq=False)
+    again = cli("fetch", "--store", store, "--quiet", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "0 pages, 0 closed candles" in again.stdout  # nothing closed since the last candle
+    bad = cli("fetch", "--symbol", "BTC/USDX", "--store", store, "--quiet", cwd=tmp_path)
+    assert_user_error(bad, "binance has no market 'BTC/USDX'; did you mean BTC/USDT")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from coincast.errors import ConfigError, ModelFileError
 from coincast.models.bilstm import BiLSTM
 from coincast.models.forecaster import Forecaster
+from coincast.prep.windows import fill_zeros, make_windows
 from tests.conftest import tiny
 
 
@@ -58,11 +60,25 @@ def test_save_load_round_trip(tmp_path, btc):
 
 
 def test_early_stopping_restores_the_best_epoch(btc):
-    m = _fit(btc.iloc[:600], epochs=8, patience=2, lr=0.05)
+    train = btc.iloc[:600]
+    m = _fit(train, epochs=8, patience=2, lr=0.05, precision="fp32")
     h = m.history_
     assert h.best_epoch == int(np.argmin(h.val_loss)) + 1
-    if h.stopped_early:
-        assert len(h.loss) == h.best_epoch + 2
+    # this seed: the validation loss is best at epoch 3 and worse at 4 and 5, where patience stops it
+    assert h.stopped_early and h.best_epoch < len(h.loss) == h.best_epoch + 2
+    # the validation loss of the weights the model holds now, recomputed from its validation windows
+    s = m.settings
+    w = make_windows(fill_zeros(train), "close", s.data.window, m.normaliser_, s.model.target, s.model.scaling)
+    # early stopping sees the validation tail's earlier half; the later half only calibrates
+    assert len(m.val_index_) == round(0.1 * len(w)) and m.val_index_[-1] == train.index[-1]
+    val = w.take(np.isin(w.index, m.select_index_))
+    assert len(val) == len(m.val_index_) - round(0.5 * len(m.val_index_)) and val.index[-1] < m.calib_index_[0]
+    module = m.modules_[0].eval()
+    with torch.no_grad():
+        out = module(torch.as_tensor(val.X)).double().numpy()
+    loss = float(np.mean((out - val.y) ** 2))
+    assert loss == pytest.approx(h.val_loss[h.best_epoch - 1], rel=1e-5)  # the best epoch's weights...
+    assert loss != pytest.approx(h.val_loss[-1], rel=1e-3)  # ...not the last epoch's
 
 
 def test_warm_start_begins_from_the_given_weights(btc):
@@ -125,19 +141,58 @@ def test_shrinkage_is_fitted_on_validation_windows_only(btc):
     from coincast.models.forecaster import fit_shrinkage
 
     train = btc.iloc[:600]
-    m = _fit(train)
-    assert 0.0 <= m.shrink_ <= 1.0
+    m = _fit(train, seed=2, precision="fp32")
+    a = m.shrink_
+    assert 0.0 < a < 1.0  # this seed: not clipped, so the value below pins it
+    m.shrink_ = 1.0  # the network's own forecasts
+    pred = m.predict(train)
     # by hand: the last 10% of the training windows (the chronological validation part), less
     # its later half, which is kept for the conformal calibration
-    m.shrink_ = 1.0
     n_val = round(0.1 * (600 - 19))
-    val = m.predict(train).iloc[-n_val : -round(0.5 * n_val)]
+    val = pred.iloc[-n_val : -round(0.5 * n_val)]
     assert val.index.equals(m.select_index_)
-    assert fit_shrinkage(val["actual"].to_numpy(), val["predicted"].to_numpy(), val["previous"].to_numpy()) == pytest.approx(_fit(train).shrink_)
+    assert fit_shrinkage(val["actual"].to_numpy(), val["predicted"].to_numpy(), val["previous"].to_numpy()) == pytest.approx(a, rel=1e-6)  # fp32 forecasts
+    # fitted on every window it would differ
+    every = fit_shrinkage(pred["actual"].to_numpy(), pred["predicted"].to_numpy(), pred["previous"].to_numpy())
+    assert every != pytest.approx(a, rel=1e-3)
     # the test period cannot move it: fit sees only the training frame
     changed = btc.iloc[:700].copy()
     changed.iloc[600:] *= 3.0
-    assert _fit(changed.iloc[:600]).shrink_ == _fit(train).shrink_
+    assert _fit(changed.iloc[:600], seed=2, precision="fp32").shrink_ == a
+
+
+def test_shrinkage_moves_with_validation_rows_never_with_test_rows(btc):
+    """Walk-forward folds see the whole frame: rows after a fold's training cut must not move
+    its shrinkage; rows inside its validation windows must."""
+    from coincast.backtest.engine import BacktestSettings, walk_forward
+
+    raw = fill_zeros(btc.iloc[-300:])
+    s = tiny(window=12, target="close", train={"seed": 1, "precision": "fp32"})
+    bt = BacktestSettings(start="2025-12-24")  # two folds: tests 12-24..30 and 12-31..01-05
+
+    def folds(frame):
+        return walk_forward(frame, s, bt, "close").folds
+
+    def perturbed(first, last="2026-01-05"):  # every value of those rows moved a little, signs kept
+        out = raw.copy()
+        rows = (out.index >= pd.Timestamp(first, tz="UTC")) & (out.index <= pd.Timestamp(last, tz="UTC"))
+        out.loc[rows] *= np.exp(np.random.default_rng(0).normal(0.0, 0.05, size=(rows.sum(), out.shape[1])))
+        return out
+
+    base = folds(raw)
+    assert [str(d.date()) for d in base["train_last"]] == ["2025-12-23", "2025-12-30"]
+    a = base["shrink"].tolist()
+    assert 0.0 < a[1] < 1.0  # this seed: fold 1's shrinkage is not clipped
+    # the last test period: no fold trains on those rows, so no shrinkage moves
+    assert folds(perturbed("2025-12-31"))["shrink"].tolist() == a
+    # fold 1's validation tail is 28 windows of 12 rows ending 12-30: the earlier 14 select (epoch,
+    # shrinkage), the later 14 only calibrate. Rows 12-24..30 (fold 0's test days) reach only
+    # fold 1's calibration windows (selection inputs end 12-15): no shrinkage moves.
+    assert folds(perturbed("2025-12-24", "2025-12-30"))["shrink"].tolist() == a
+    # rows 12-10..15 are inputs of fold 1's selection windows and of neither fold's training windows
+    # (fold 0's selection inputs end 12-08): fold 1's shrinkage moves, fold 0's does not
+    moved = folds(perturbed("2025-12-10", "2025-12-15"))
+    assert moved["shrink"].iloc[0] == a[0] and moved["shrink"].iloc[1] != pytest.approx(a[1], rel=1e-3)
 
 
 def test_fit_shrinkage_by_hand():

@@ -12,7 +12,7 @@ import pytest
 from coincast import Forecaster, load, run
 from coincast.errors import DataError
 from coincast.evaluation.compare import compare, sentence
-from tests.conftest import tiny
+from tests.conftest import dm_p_by_hand, tiny
 
 FEATURES = ["close", "rsi14", "macd", "bb20", "atr14"]
 
@@ -38,7 +38,10 @@ def test_extra_inputs_run_compares_with_the_price_only_model(with_extras):
     assert len(r.forecast) == (n_rows - 19) - int(round(0.9 * (n_rows - 19)))
     c = r.comparison
     assert c["price_only_inputs"] == ["close"] and "fear_greed" in c["extra_inputs"]
-    assert 0 <= c["dm_p_two_sided"] <= 1
+    f = r.forecast  # two-sided DM p of the test forecasts' squared errors, with extras vs price only
+    p_better = dm_p_by_hand((f["model"] - f["actual"]) ** 2, (f["price_only"] - f["actual"]) ** 2)
+    assert c["dm_p_two_sided"] == pytest.approx(2 * min(p_better, 1 - p_better), rel=1e-9)
+    assert "price-only model" in c["sentence"]
     assert c["sentence"] == sentence(c["extra_inputs"], c["rmse_ratio"], c["dm_p_extras_better"])
     metrics = json.loads((r.folder / "metrics.json").read_text())
     assert metrics["comparison"]["sentence"] == c["sentence"] and "price_only" in metrics["metrics"]

@@ -14,6 +14,7 @@ from coincast.data import load
 from coincast.data.exogenous import join_exogenous
 from coincast.data.sentiment import build_sentiment, daily_sentiment, read_texts
 from coincast.errors import DataError
+from tests.conftest import assert_user_error
 
 DATA = Path(__file__).parent / "data"
 TWEETS = DATA / "btc_tweets_2020-03-10_14.csv"
@@ -76,17 +77,13 @@ def test_missing_text_or_date_column_is_a_one_line_error(tmp_path):
         read_texts(tmp_path / "missing.csv")
 
 
-def test_sentiment_build_command(tmp_path):
-    import typer
-    from typer.testing import CliRunner
-
-    from coincast.cli.data import sentiment_app
-
-    app = typer.Typer()
-    app.add_typer(sentiment_app, name="sentiment")
-    done = CliRunner().invoke(app, ["sentiment", "build", str(NEWS), "--out", str(tmp_path / "news.csv")])
-    assert done.exit_code == 0, done.output
-    assert "7 days (2022-11-06 to 2022-11-12), 81 texts" in done.output
-    assert len(pd.read_csv(tmp_path / "news.csv")) == 7
-    bad = CliRunner().invoke(app, ["sentiment", "build", str(NEWS), "--out", str(tmp_path / "x.csv"), "--text-column", "body"])
-    assert isinstance(bad.exception, DataError) and "no column 'body'" in str(bad.exception)
+def test_sentiment_build_command(cli, tmp_path):
+    done = cli("sentiment", "build", str(NEWS), "--out", str(tmp_path / "news.csv"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "7 days (2022-11-06 to 2022-11-12), 81 texts" in done.stdout
+    written = pd.read_csv(tmp_path / "news.csv", index_col="date", parse_dates=True)
+    pd.testing.assert_frame_equal(written, daily_sentiment(read_texts(NEWS)).tz_localize(None), check_freq=False,
+                                  check_dtype=False, check_index_type=False, check_names=False)
+    bad = cli("sentiment", "build", str(NEWS), "--out", str(tmp_path / "x.csv"), "--text-column", "body", cwd=tmp_path)
+    assert_user_error(bad, "no column 'body'")
+    assert not (tmp_path / "x.csv").exists()

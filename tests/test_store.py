@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -22,6 +23,7 @@ from coincast.data.store import (
     parse_ref,
 )
 from coincast.errors import DataError
+from tests.conftest import assert_user_error
 
 BTC = "BTC/USDT"
 
@@ -82,7 +84,8 @@ def test_store_reference_loads_through_load(tmp_path, btc_csv, monkeypatch):
     assert default_path() == tmp_path / "env.duckdb"
     import_file(btc_csv, BTC, "1d")
     frame = load("store:binance/BTC/USDT/1d")
-    assert len(frame) == 400 and frame.index.tz is not None
+    assert len(frame) == 400 and str(frame.index.tz) == "UTC"
+    pd.testing.assert_frame_equal(frame, load("btc-usd").iloc[:400][list(frame.columns)], check_freq=False)
     assert parse_ref("store:kraken/ETH/USD:USD/4h") == ("kraken", "ETH/USD:USD", "4h")
     with pytest.raises(DataError, match="store:EXCHANGE/BASE/QUOTE/TIMEFRAME"):
         load("store:binance")
@@ -203,45 +206,61 @@ def test_killed_import_leaves_store_exactly_as_it_was(tmp_path, btc_csv):
     pd.testing.assert_frame_equal(after, before)
 
 
+# ../shared/data beside the clone (the repository's parent folder holds `shared/`, in CI too)
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
 def test_bundled_hourly_file_is_a_byte_copy_of_the_shared_one():
     import gzip
 
-    with gzip.open(bundled_path("btc-usd-1h"), "rt") as f:
-        header, first = f.readline(), f.readline()
-    assert header.strip() == "timestamp,open,high,low,close,volume"
-    assert first.startswith("2017-08-17 04:00:00,4261.48")
+    shared_file = SHARED_DATA / "BTCUSDT_1h.csv"
+    if not shared_file.exists():
+        pytest.skip(f"{shared_file} is not beside the clone")
+    shared = shared_file.read_bytes()
+    bundled = gzip.decompress(bundled_path("btc-usd-1h").read_bytes())
+    # Every byte of the bundled file is the shared file's, in order, up to a line boundary: the
+    # bundled copy may only leave out the shared file's last row (its still-open last candle).
+    assert bundled.endswith(b"\n") and shared.startswith(bundled), "the bundled file is not a prefix of the shared one"
+    left_out = shared[len(bundled) :].splitlines()
+    assert len(left_out) <= 1, f"the bundled file leaves out {len(left_out)} rows, not just the last candle"
+    assert bundled.startswith(b"timestamp,open,high,low,close,volume\n2017-08-17 04:00:00,4261.48,")
 
 
-def _cli():
-    import typer
-
-    from coincast.cli.data import store_app
-
-    app = typer.Typer()
-    app.add_typer(store_app, name="store")
-    return app
-
-
-def test_store_commands(tmp_path, btc_csv):
-    from typer.testing import CliRunner
-
-    runner, app, store = CliRunner(), _cli(), str(tmp_path / "s.duckdb")
+def test_store_commands(cli, tmp_path, btc_csv):
+    store = str(tmp_path / "s.duckdb")
     hourly = tmp_path / "h.csv"
     load("btc-usd-1h").loc[:"2017-09-30"].to_csv(hourly)
     args = ["store", "import", "--symbol", "BTC/USDT", "--store", store]
-    done = runner.invoke(app, [*args[:2], str(btc_csv), *args[2:], "--timeframe", "1d"])
-    assert done.exit_code == 0, done.output
-    assert "400 new, 0 replaced" in done.output
-    assert runner.invoke(app, [*args[:2], str(hourly), *args[2:], "--timeframe", "1h"]).exit_code == 0
-    listing = runner.invoke(app, ["store", "ls", "--store", store])
-    assert listing.exit_code == 0 and "BTC/USDT" in listing.output and "store:binance/BTC/USDT/1d" in listing.output
-    gaps = runner.invoke(app, ["store", "gaps", "--timeframe", "1h", "--store", store])
-    assert "binance/BTC/USDT/1h: " in gaps.output and "2017-09-06 15:00:00" in gaps.output and "missing 7" in gaps.output
-    assert "BTC/USDT/1d" not in gaps.output
-    bad = runner.invoke(app, ["store", "import", str(tmp_path / "nope.csv"), "--symbol", "X/Y", "--timeframe", "1d", "--store", store])
-    assert bad.exit_code != 0 and isinstance(bad.exception, DataError) and "file not found" in str(bad.exception)
-    empty = runner.invoke(app, ["store", "ls", "--store", str(tmp_path / "none.duckdb")])
-    assert isinstance(empty.exception, StoreError)
+    done = cli(*args[:2], str(btc_csv), *args[2:], "--timeframe", "1d", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "400 new, 0 replaced" in done.stdout
+    assert cli(*args[:2], str(hourly), *args[2:], "--timeframe", "1h", cwd=tmp_path).returncode == 0
+    listing = cli("store", "ls", "--store", store, cwd=tmp_path)
+    assert listing.returncode == 0 and "BTC/USDT" in listing.stdout and "store:binance/BTC/USDT/1d" in listing.stdout
+    gaps = cli("store", "gaps", "--timeframe", "1h", "--store", store, cwd=tmp_path)
+    assert gaps.returncode == 0, gaps.stderr
+    assert "binance/BTC/USDT/1h: " in gaps.stdout and "2017-09-06 15:00:00" in gaps.stdout and "missing 7" in gaps.stdout
+    assert "BTC/USDT/1d" not in gaps.stdout
+    bad = cli("store", "import", str(tmp_path / "nope.csv"), "--symbol", "X/Y", "--timeframe", "1d", "--store", store,
+              cwd=tmp_path)
+    assert_user_error(bad, "file not found")
+    assert_user_error(cli("store", "ls", "--store", str(tmp_path / "none.duckdb"), cwd=tmp_path), "coincast store import")
+
+
+def test_console_script_lists_the_store(tmp_path, btc_csv):
+    """The installed `coincast` script (pyproject: coincast.cli:main) in a fresh process."""
+    script = Path(sys.executable).with_name("coincast")
+    if not script.exists():
+        pytest.skip(f"no console script beside {sys.executable}: the package is not installed in this environment")
+    store = tmp_path / "s.duckdb"
+    import_file(btc_csv, BTC, "1d", store=store)
+    env = {**os.environ, "COLUMNS": "200"}
+    p = subprocess.run([str(script), "store", "ls", "--store", str(store)], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "store:binance/BTC/USDT/1d" in p.stdout and " 400 " in p.stdout
+    p = subprocess.run([str(script), "store", "ls", "--store", str(tmp_path / "none.duckdb")], capture_output=True,
+                       text=True, env=env, timeout=120)
+    assert p.returncode == 2 and p.stderr.startswith("error: ") and "Traceback" not in p.stderr
 
 
 def test_exogenous_series_round_trip_and_upsert(tmp_path):

@@ -15,7 +15,7 @@ from coincast import load
 from coincast.data.store import load_ref
 from coincast.errors import DataError
 from coincast.prep.inputs import build_inputs
-from tests.test_cli import SMALL, assert_user_error, cli  # noqa: F401 (cli is a fixture)
+from tests.conftest import TINY_FLAGS, assert_user_error
 
 DAY, MS = pd.Timedelta(days=1), pd.Timedelta(milliseconds=1)
 
@@ -80,13 +80,13 @@ def test_close_times_without_the_flag_are_refused(files, name):
 
 
 def test_command_line_timestamps(cli, files, tmp_path):
-    assert_user_error(cli("run", *SMALL, "--data", str(files / "close_ms.csv"), "--out", "runs", cwd=tmp_path),
+    assert_user_error(cli("run", *TINY_FLAGS, "--data", str(files / "close_ms.csv"), "--out", "runs", cwd=tmp_path),
                       "close_ms.csv: every timestamp sits just before a full minute (2017-08-17 23:59:59.999000+00:00, ...)")
-    assert_user_error(cli("run", *SMALL, "--data", str(files / "close.csv"), "--timestamps", "middle", cwd=tmp_path),
+    assert_user_error(cli("run", *TINY_FLAGS, "--data", str(files / "close.csv"), "--timestamps", "middle", cwd=tmp_path),
                       "timestamps must be 'open' or 'close' (got 'middle')")
     runs = {}
     for name, flag in (("open.csv", "open"), ("close_ms.csv", "close")):
-        p = cli("run", *SMALL, "--data", str(files / name), "--timestamps", flag, "--out", f"runs-{flag}", cwd=tmp_path)
+        p = cli("run", *TINY_FLAGS, "--data", str(files / name), "--timestamps", flag, "--out", f"runs-{flag}", cwd=tmp_path)
         assert p.returncode == 0, p.stderr
         folder = next((tmp_path / f"runs-{flag}").iterdir())
         runs[flag] = pd.read_csv(folder / "forecast.csv", index_col="date")

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from coincast.errors import DataError
+from coincast.models.forecaster import Forecaster
 from coincast.prep.windows import (
     SHIFT,
     Normaliser,
@@ -14,6 +15,7 @@ from coincast.prep.windows import (
     make_windows,
     split_train_val,
 )
+from tests.conftest import tiny
 
 
 def test_windows_match_a_plain_loop_over_rows(btc):
@@ -51,13 +53,33 @@ def test_columns_that_go_negative_get_the_shift_rule(tutorial_frame):
     np.testing.assert_allclose(w.X[0, :, j], (col[:49] - col[0]) / norm.scales[j], rtol=1e-5)
 
 
-def test_shift_scale_uses_training_rows_only(tutorial_frame):
+def test_shift_scale_is_the_training_rows_standard_deviation(tutorial_frame):
     f = fill_zeros(tutorial_frame)
-    a = Normaliser.fit(f.iloc[:1000], "Bitcoin Price")
-    changed = f.copy()
-    changed.iloc[1000:, changed.columns.get_loc("UTXO Growth")] *= 100
-    b = Normaliser.fit(changed.iloc[:1000], "Bitcoin Price")
-    assert a.scales == b.scales
+    norm = Normaliser.fit(f.iloc[:1000], "Bitcoin Price")
+    for col in ["Two-Week Hash Growth", "Quarterly Hash Growth", "UTXO Growth"]:
+        j = norm.columns.index(col)
+        assert norm.rules[j] == SHIFT and norm.scales[j] == pytest.approx(f[col].iloc[:1000].std(ddof=0), rel=1e-12)
+    assert norm.scales[norm.columns.index("Bitcoin Price")] == 1.0  # a ratio column has no scale
+
+
+def test_forecaster_keeps_the_training_rows_normaliser_when_later_rows_differ(tutorial_frame):
+    """Fit on rows[:cut], then predict on frames whose rows from the cut on differ: the rules and
+    scales stay those of rows[:cut], and no forecast of a target before the cut moves."""
+    cut, end = 600, 700
+    s = tiny("tutorial", window=20, target="Bitcoin Price")
+    m = Forecaster(s).fit(tutorial_frame.iloc[:cut])
+    want = Normaliser.fit(fill_zeros(tutorial_frame.iloc[:cut]), "Bitcoin Price")
+    assert m.normaliser_ == want and want.rules.count(SHIFT) == 3  # shift columns: their scales matter
+    full = tutorial_frame.iloc[:end]
+    changed = full.copy()
+    for col in ["Two-Week Hash Growth", "Quarterly Hash Growth", "UTXO Growth"]:
+        changed.iloc[cut:, changed.columns.get_loc(col)] *= 100  # a refit on these rows would see 100x the spread
+    a, b = m.predict(full), m.predict(changed)
+    assert m.normaliser_ == want
+    before = a.index < full.index[cut]
+    assert before.sum() == cut - 19
+    pd.testing.assert_frame_equal(a[before], b[before])
+    assert (a.loc[~before, "predicted"] != b.loc[~before, "predicted"]).any()  # the later rows do reach predict
 
 
 def test_fill_zeros_uses_previous_value_and_never_the_future():
