@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from coincast import io
+from coincast import allocator, io
 from coincast.config import Settings, validate
 from coincast.data.datasets import default_target, load
 from coincast.evaluation import conformal, stats, trading
@@ -140,6 +140,7 @@ def _write(folder: Path, data, result: BacktestResult, t, summary: dict, sims: d
         "folds": len(folds), "jobs": result.backtest.jobs, "refit": result.backtest.refit,
         "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
         "python": platform.python_version(), "machine": platform.processor() or platform.machine(),
+        "allocator": allocator.describe(),
     })
     io.write_text(folder / "forecast.csv", table.to_csv(float_format="%.6f"))
     io.write_text(folder / "folds.csv", folds.to_csv(index=False, float_format="%.6f"))
