@@ -219,6 +219,7 @@ def walk_forward(
     extra: pd.DataFrame | None = None,
     log: Callable[[str], None] = lambda _: None,
     on_fold: Callable[[dict], None] = lambda _: None,
+    on_start: Callable[[int, int], None] = lambda n_folds, processes: None,
 ) -> BacktestResult:
     """Every fold, then one table: model, baselines, intervals, and the day's candle extras.
 
@@ -229,12 +230,12 @@ def walk_forward(
     settings.data.target, settings.data.features, settings.data.exog = target, None, None  # frame is built
     start = check(frame, settings, bt)
     plans = plan(len(frame), start, bt)
+    on_start(len(plans), min(bt.jobs, len(plans)) if bt.refit == "fresh" else 1)
     t0 = time.perf_counter()
     results: list[dict] = []
     if bt.refit == "fresh" and bt.jobs > 1 and len(plans) > 1:
         ctx = mp.get_context("spawn")
         workers = min(bt.jobs, len(plans))
-        log(f"{len(plans)} folds, fresh refits in {workers} processes")
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(frame, settings)) as ex:
             for r in ex.map(_worker, plans):
                 results.append(r)

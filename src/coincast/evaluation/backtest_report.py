@@ -103,6 +103,7 @@ def run_backtest(
     log: Callable[[str], None] = lambda _: None,
     on_fold: Callable[[dict], None] = lambda _: None,
     n_boot: int = 2000,
+    on_start: Callable[[int, int], None] | None = None,  # (folds, processes), once the plan is known
 ) -> BacktestRun:
     settings = validate(copy.deepcopy(settings) if settings else Settings())
     bt = bt or BacktestSettings()
@@ -114,7 +115,8 @@ def run_backtest(
     runs_dir = Path(runs_dir)
     staging = _staging_folder(runs_dir)
     try:
-        result = walk_forward(frame, settings, bt, target, extra=raw, log=log, on_fold=on_fold)
+        on_start = on_start or (lambda n, p: p > 1 and log(f"{n} folds, fresh refits in {p} processes"))
+        result = walk_forward(frame, settings, bt, target, extra=raw, log=log, on_fold=on_fold, on_start=on_start)
         summary, sims, lines = evaluate(result, t, n_boot)
         summary = {"data": str(data), "features": ",".join(frame.columns), **summary}
         _write(staging, data, result, t, summary, sims)
