@@ -165,7 +165,8 @@ def describe() -> dict:
     if found:
         name, lib = found
         settings = {k: os.environ[k] for k in os.environ if k.startswith(name.upper() + "_")}
-        how = "preloaded by the coincast command" if os.environ.get(MARK) == lib else "preloaded (LD_PRELOAD)"
+        ours = os.environ.get(MARK) and os.path.realpath(os.environ[MARK]) == os.path.realpath(lib)
+        how = "preloaded by the coincast command" if ours else "preloaded (LD_PRELOAD)"
         return {"name": name, "library": lib, "how": how, "settings": settings, "note": note}
     if os.environ.get(MARK):
         note = f"LD_PRELOAD={os.environ[MARK]} did not load (see the ld.so message on stderr): glibc"
