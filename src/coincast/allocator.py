@@ -10,8 +10,9 @@ What coincast does about it:
   itself once more with mimalloc preloaded (`LD_PRELOAD`, the library of the pip package
   `cmeel-mimalloc`, a dependency on Linux) and mimalloc told to keep freed memory
   (`MIMALLOC_PURGE_DELAY=-1`) and to leave transparent huge pages alone
-  (`MIMALLOC_ALLOW_THP=0`: with them the system time of a 2-epoch run rose from about 1 s
-  to about 4 s here, in compaction and zeroing of huge pages). A marker variable makes the
+  (`MIMALLOC_ALLOW_THP=0`: measured on a shared 2-core AMD EPYC, huge pages cost about 1 s
+  more in the first epoch, about 3.3 s instead of 0.9 s of system time over 6 epochs, and
+  gained at most ~3% per later epoch; set the variable yourself to choose). A marker variable makes the
   re-exec happen once; `COINCAST_ALLOCATOR=system` turns it off; a missing library leaves
   the process on glibc, with a note in timing.json.
 - In any other process (the Python API, `coincast.Forecaster().fit(...)` in your own
