@@ -4,7 +4,11 @@ Runs one dataset per process (so peak memory is this run's alone) and writes JSO
 same keys as keras_reference.py, plus time-to-target and inference latency:
 
     .venv/bin/python benchmarks/bench.py --data tutorial --epochs 100 \
-        --keras benchmarks/results/keras_tutorial.json --out benchmarks/results/coincast_tutorial.json
+        --keras benchmarks/results/keras_tutorial.json benchmarks/results/keras-intra1-inter2_tutorial.json \
+        --out benchmarks/results/coincast_tutorial.json
+
+It trains on the allocator the `coincast` command uses (mimalloc preloaded by re-exec:
+coincast/allocator.py; COINCAST_ALLOCATOR=system for glibc) and records it.
 """
 
 from __future__ import annotations
@@ -15,15 +19,23 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-import torch
+from coincast import allocator
+
+if __name__ == "__main__":
+    allocator.reexec()  # the allocator the `coincast` command trains on (COINCAST_ALLOCATOR=system: glibc)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flops import epoch_flops, training_flops  # noqa: E402
+from summarise import fastest_keras, peak_gflops  # noqa: E402
 
 import coincast  # noqa: E402
 from coincast.data.datasets import default_target  # noqa: E402
@@ -133,7 +145,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
     p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--keras", help="Keras reference JSON: its final val loss is the time-to-target goal")
+    p.add_argument("--keras", nargs="*", default=[],
+                   help="Keras reference JSONs: the faster run's final val loss is the time-to-target goal")
     p.add_argument("--fast-batch", type=int, default=128)
     p.add_argument("--fast-lr", type=float, default=2e-3)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
@@ -145,8 +158,9 @@ def main() -> None:
     result = {"implementation": "coincast", "train_dtype": "bf16" if dtype == torch.bfloat16 else "fp32",
               "data": a.data, "epochs": a.epochs, "batch_size": 1024, **result}
     result["inference"] = inference_latency(model, frame)
-    if a.keras and Path(a.keras).exists():
-        goal = json.loads(Path(a.keras).read_text())["final_val_loss"]
+    keras = fastest_keras([json.loads(Path(k).read_text()) for k in a.keras if Path(k).exists()])
+    if keras:
+        goal = keras["final_val_loss"]
         result["time_to_target"] = time_to_target(a.data, goal, a.fast_batch, a.fast_lr, a.epochs, a.precision)
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["versions"] = {"coincast": coincast.__version__, "torch": torch.__version__, "numpy": np.__version__,
@@ -154,12 +168,37 @@ def main() -> None:
     result["threads"] = {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads(),
                          "mkldnn": torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled,
                          "shards": model.settings.train.shards}
-    result["cpu"] = {"cpu_count": os.cpu_count(), "machine": platform.machine(), "model": _cpu_model()}
+    result["cpu"] = {"cpu_count": os.cpu_count(), "machine": platform.machine(), "model": _cpu_model(),
+                     "simd": _simd(), "peak": peak_gflops()}
+    result["allocator"] = allocator.describe()
+    result["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    result["commit"] = _commit()
     result["loadavg_before"], result["loadavg_after"] = list(load_before), list(os.getloadavg())
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"{a.data} ({result['train_dtype']}): {result['median_epoch_seconds']:.3f} s/epoch, val loss {result['final_val_loss']:.4f}, "
           f"test MSE {result['test_mse']:.4f} -> {a.out}")
+
+
+def _simd() -> list[str]:
+    """The SIMD flags that decide the kernels (same list as keras_reference.cpu_info)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("flags"):
+            return [f for f in line.split(":", 1)[1].split() if f in {"fma", "avx", "avx2", "avx512f", "avx512_bf16",
+                    "avx512_vnni", "amx_bf16", "amx_tile"}]
+    return []
+
+
+def _commit() -> str | None:
+    """The checkout measured: short hash, '+changes' if the work tree differs from it."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return None
+    return (head + ("+changes" if dirty else "")) or None
 
 
 def _cpu_model() -> str:

@@ -183,6 +183,18 @@ def cpu_info() -> dict:
     return info
 
 
+def allocator() -> str:
+    """The malloc this process runs on: a preloaded replacement's path, else the system's (glibc)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return "unknown"
+    for name in ("libmimalloc", "libjemalloc", "libtcmalloc"):
+        if name in maps:
+            return os.environ.get("LD_PRELOAD") or name
+    return "glibc"
+
+
 def _onednn_enabled() -> bool | None:
     """Whether TF runs its oneDNN (MKL) kernels: by default only on CPUs with AVX512_VNNI,
     AVX512_BF16 or AMX, or when TF_ENABLE_ONEDNN_OPTS=1. None if TF no longer tells."""
@@ -202,10 +214,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="write the results JSON here")
     parser.add_argument("--verbose", type=int, default=2, help="Keras fit verbosity")
+    parser.add_argument("--intra-op", type=int, default=0, help="TF intra-op threads (0: TF's default)")
+    parser.add_argument("--inter-op", type=int, default=0, help="TF inter-op threads (0: TF's default)")
     args = parser.parse_args(argv)
 
-    import keras
     import tensorflow as tf
+
+    # before anything runs: TF fixes its thread pools when it first executes an op
+    tf.config.threading.set_intra_op_parallelism_threads(args.intra_op)
+    tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
+    import keras
 
     keras.utils.set_random_seed(args.seed)  # Python, numpy and TF
     frame = read_numeric_csv(args.data)
@@ -276,11 +294,14 @@ def main(argv: list[str] | None = None) -> dict:
             "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
             "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
             "note": "0 = TensorFlow's default (one pool sized to the visible cores)",
+            "label": "TF default threads" if not (args.intra_op or args.inter_op)
+            else f"intra-op {args.intra_op or 'default'}, inter-op {args.inter_op or 'default'}",
             "onednn": _onednn_enabled(),
             "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
                     "TF_NUM_INTEROP_THREADS", "TF_ENABLE_ONEDNN_OPTS") if k in os.environ},
         },
         "cpu": cpu_info(),
+        "allocator": allocator(),
         "loadavg_before": list(load_before),
         "loadavg_after": list(os.getloadavg()),
     }

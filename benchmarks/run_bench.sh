@@ -14,7 +14,7 @@ mkdir -p "$OUT"
 bash "$HERE/run_keras_reference.sh" ${1:-}
 for ds in tutorial btc-usd; do
     # the default fast path (bf16 where the CPU has it), then the fp32 path as the quality reference
-    "$PY" "$HERE/bench.py" --data "$ds" --epochs "$EPOCHS" --keras "$OUT/keras_$ds.json" --out "$OUT/coincast_$ds.json"
+    "$PY" "$HERE/bench.py" --data "$ds" --epochs "$EPOCHS" --keras "$OUT/keras_$ds.json" "$OUT/keras-intra1-inter2_$ds.json" --out "$OUT/coincast_$ds.json"
     "$PY" "$HERE/bench.py" --data "$ds" --epochs "$EPOCHS" --precision fp32 --out "$OUT/coincast-fp32_$ds.json"
 done
 if [[ "${1:-}" != "--quick" ]]; then

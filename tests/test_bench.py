@@ -13,6 +13,36 @@ import torch
 from coincast.models.step import autocast_dtype
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import summarise  # noqa: E402
+
+
+def keras_result(median: float, intra: int = 0, inter: int = 0) -> dict:
+    """A Keras reference result with the fields the summary reads."""
+    return {"implementation": "keras", "median_epoch_seconds": median, "train_seconds": 100 * median,
+            "windows_per_second": 1000 / median, "achieved_gflops": 50 / median, "peak_rss_mib": 2000,
+            "final_train_loss": 0.003, "final_val_loss": 0.0034, "test_mse": 0.0008, "f1": 0.5,
+            "threads": {"intra_op": intra, "inter_op": inter}, "versions": {"tensorflow": "2.21.0", "keras": "3.15.1"},
+            "cpu": {"model": "test CPU", "simd": ["avx2"]}}
+
+
+def test_summary_compares_with_the_faster_keras_run():
+    runs = [keras_result(2.4), keras_result(1.9, 1, 2), None]
+    assert summarise.fastest_keras(runs) is runs[1]
+    assert summarise.fastest_keras([None]) is None
+    assert summarise.keras_threads(runs[0]) == "TF default threads"
+    assert summarise.keras_threads(runs[1]) == "intra-op 1, inter-op 2"
+
+
+def test_sections_per_cpu_kind_replace_only_their_own():
+    a, b = summarise.cpu_key("CPU A", ["fma", "avx2", "avx512f"]), summarise.cpu_key("CPU B", ["avx2"])
+    assert a == "CPU A | avx2 avx512f" and summarise.cpu_key("CPU C", None) == "CPU C | flags not recorded"
+    text = summarise.update_section("", a, "table of A, first run")
+    text = summarise.update_section(text, b, summarise.NOT_MEASURED)
+    text = summarise.update_section(text, a, "table of A, second run")
+    keys = [m.group("key") for m in summarise.SECTION.finditer(text)]
+    assert keys == [b, a]  # a new kind goes first; a rerun stays where it was
+    assert "second run" in text and "first run" not in text and "not yet measured on this kind" in text.lower()
 
 
 def test_quick_benchmark_writes_results_and_summary(tmp_path):
@@ -30,13 +60,23 @@ def test_quick_benchmark_writes_results_and_summary(tmp_path):
     # the FLOP count is the network's: 3 BiLSTM layers on 5 inputs
     assert r["flops"]["params"] == sum(
         4 * h * (i + h) + 4 * h for i, h in [(5, 49), (98, 98), (196, 49)]) * 2 + 98 + 1
+    assert r["allocator"]["name"] in ("mimalloc", "glibc") and r["date"] and r["cpu"]["simd"] is not None
+    (tmp_path / "keras_btc-usd.json").write_text(json.dumps(keras_result(2 * r["median_epoch_seconds"])))
+    (tmp_path / "keras-intra1-inter2_btc-usd.json").write_text(json.dumps(keras_result(r["median_epoch_seconds"], 1, 2)))
     doc = tmp_path / "BENCHMARKS.md"
+    other = summarise.update_section("", "Other CPU | avx2", "| the other CPU's table |")
+    doc.write_text(f"# Benchmarks\n\n{summarise.BEGIN}\n{other}{summarise.END}\n\nhand-written\n")
     subprocess.run([sys.executable, str(ROOT / "benchmarks/summarise.py"), "--results", str(tmp_path), "--doc", str(doc)],
                    check=True, capture_output=True, timeout=120)
     text = doc.read_text()
     auto = autocast_dtype("auto", torch.device("cpu"))  # what this machine trains in
     assert r["train_dtype"] == ("bf16" if auto == torch.bfloat16 else "fp32")
-    assert f"| btc-usd | coincast ({r['train_dtype']}) |" in text and "next-step forecast" in text
+    assert f"| btc-usd | coincast ({r['train_dtype']}) | {r['median_epoch_seconds']:.3f} | 1.00x |" in text
+    assert "| btc-usd | keras (intra-op 1, inter-op 2: the reference) |" in text and "| 2.00x |" in text
+    assert "next-step forecast" in text and f"allocator {r['allocator']['name']}" in text
+    keys = [m.group("key") for m in summarise.SECTION.finditer(text)]
+    assert keys == [summarise.cpu_key(r["cpu"]["model"], r["cpu"]["simd"]), "Other CPU | avx2"]
+    assert "| the other CPU's table |" in text and text.endswith("hand-written\n")
 
 
 def test_skill_benchmark_runs_and_writes_its_section(tmp_path):

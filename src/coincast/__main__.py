@@ -1,5 +1,5 @@
 """`python -m coincast` runs the command line."""
 
-from coincast.cli import main
+from coincast.entry import main
 
 main()

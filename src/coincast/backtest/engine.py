@@ -233,6 +233,7 @@ def walk_forward(
     log: Callable[[str], None] = lambda _: None,
     on_fold: Callable[[dict], None] = lambda _: None,
     network: bool = False,
+    on_start: Callable[[int, int], None] = lambda n_folds, processes: None,
 ) -> BacktestResult:
     """Every fold, then one table: model, baselines, intervals, and the day's candle extras.
 
@@ -252,12 +253,12 @@ def walk_forward(
     frame = inputs.frame
     start = check(frame, settings, bt)
     plans = plan(len(frame), start, bt)
+    on_start(len(plans), min(bt.jobs, len(plans)) if bt.refit == "fresh" else 1)
     t0 = time.perf_counter()
     results: list[dict] = []
     if bt.refit == "fresh" and bt.jobs > 1 and len(plans) > 1:
         ctx = mp.get_context("spawn")
         workers = min(bt.jobs, len(plans))
-        log(f"{len(plans)} folds, fresh refits in {workers} processes")
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(inputs, settings, network)) as ex:
             for r in ex.map(_worker, plans):
                 results.append(r)

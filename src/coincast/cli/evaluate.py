@@ -49,7 +49,7 @@ def backtest(
     refit: str = typer.Option("fresh", help="fresh: new model each fold; warm: continue from the previous fold's weights."),
     warm_epochs: int = typer.Option(5, help="Epochs of each warm refit after the first full fit."),
     warm_span: int = typer.Option(400, help="Warm refits train on the last N rows of their span (0: all of it)."),
-    jobs: int = typer.Option(1, help="Parallel processes for fresh refits."),
+    jobs: Optional[int] = typer.Option(None, help="Parallel processes for fresh refits (default: one per usable core)."),
     preset: opt.Preset = "default",
     config: opt.Config = None,
     features: opt.Features = None,
@@ -78,15 +78,8 @@ def backtest(
     quiet: opt.Quiet = False,
 ):
     """Walk-forward backtest: retrain on a schedule, forecast every day, test, trade, report."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
     from coincast.backtest.engine import BacktestSettings
+    from coincast.cli import fold_progress
     from coincast.flows.backtest import run_backtest
     from coincast.report.terminal import terminal_table
 
@@ -97,13 +90,17 @@ def backtest(
         model__hidden=opt.hidden(hidden), model__cell=cell, train__precision=precision, model__target=model_target,
     )
     bt = BacktestSettings(start=start, retrain_every=retrain_every, window=window, train_size=train_size,
-                          refit=refit, warm_epochs=warm_epochs, warm_span=warm_span or None, jobs=jobs)
-    bar = Progress(TextColumn("folds"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=quiet,
-                   transient=True)
-    task = bar.add_task("folds", total=None)
+                          refit=refit, warm_epochs=warm_epochs, warm_span=warm_span or None,
+                          jobs=fold_progress.default_jobs(refit) if jobs is None else jobs)
+    bar, task = fold_progress.bar(quiet)
+
+    def on_start(n_folds: int, processes: int) -> None:
+        bar.update(task, total=n_folds)
+        out.print(fold_progress.start_line(n_folds, processes, refit, jobs is not None))
+
     with bar:
-        run = run_backtest(data, s, bt, t, runs_dir=out_dir, log=out.print,
-                           on_fold=lambda info: bar.advance(task), n_boot=bootstrap)
+        run = run_backtest(data, s, bt, t, runs_dir=out_dir, log=out.print, on_start=on_start,
+                           on_fold=lambda info: fold_progress.advance(bar, task), n_boot=bootstrap)
     summ = run.summary
     out.print(terminal_table(summ["metrics"], f"{data}: walk-forward, {summ['test']['days']} days, {summ['test']['folds']} folds"))
     table = Table(title="trading after costs", title_justify="left", box=box.SIMPLE_HEAD)

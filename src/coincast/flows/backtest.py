@@ -98,6 +98,7 @@ def run_backtest(
     log: Callable[[str], None] = lambda _: None,
     on_fold: Callable[[dict], None] = lambda _: None,
     n_boot: int = 2000,
+    on_start: Callable[[int, int], None] | None = None,  # (folds, processes), once the plan is known
 ) -> BacktestRun:
     settings = validated(copy.deepcopy(settings) if settings else Settings())
     bt = bt or BacktestSettings()
@@ -109,8 +110,13 @@ def run_backtest(
     check(inputs.frame, settings, bt)  # every user mistake surfaces here, before anything is written
     runs_dir = Path(runs_dir)
     staging = staging_folder(runs_dir)
+
+    def say_plan(folds: int, processes: int) -> None:
+        if processes > 1:
+            log(f"{folds} folds, fresh refits in {processes} processes")
+
     try:
-        result = walk_forward(inputs, settings, bt, extra=raw, log=log, on_fold=on_fold)
+        result = walk_forward(inputs, settings, bt, extra=raw, log=log, on_fold=on_fold, on_start=on_start or say_plan)
         summary, sims, lines = evaluate(result, t, n_boot)
         summary = {"data": str(data), "features": ",".join(inputs.frame.columns), **summary}
         write_backtest(staging, data, result, t, summary, sims)

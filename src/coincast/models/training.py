@@ -18,6 +18,7 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
+from coincast.allocator import tune as tune_allocator
 from coincast.config import TrainSettings
 from coincast.models.step import ShardedStep, autocast_dtype
 
@@ -74,6 +75,7 @@ def train(
     `threads` runs the shards of a batch on that many threads (None: one per core; 1: one
     after the other, the plain path). The result does not depend on it.
     """
+    tune_allocator()  # once per process, on glibc: keep freed memory (coincast/allocator.py)
     module.to(device)
     Xt, yt = torch.as_tensor(X, device=device), torch.as_tensor(y, device=device)  # [N, T, F], [N]
     Xv, yv = torch.as_tensor(X_val, device=device), torch.as_tensor(y_val, device=device)

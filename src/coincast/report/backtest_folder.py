@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from coincast import io
+from coincast import allocator, io
 from coincast.backtest.engine import BacktestResult, settings_dict
 from coincast.report.backtest_plots import drawdown_plot, equity_plot, interval_plot, per_year_plot
 from coincast.report.html import render
@@ -30,6 +30,7 @@ def write_backtest(folder: Path, data, result: BacktestResult, t, summary: dict,
         "folds": len(folds), "jobs": result.backtest.jobs, "refit": result.backtest.refit,
         "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
         "python": platform.python_version(), "machine": platform.processor() or platform.machine(),
+        "allocator": allocator.describe(),
     })
     io.write_text(folder / "forecast.csv", table.to_csv(float_format="%.6f"))
     io.write_text(folder / "folds.csv", folds.to_csv(index=False, float_format="%.6f"))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from coincast import io
+from coincast import allocator, io
 from coincast.config import Settings
 from coincast.data.datasets import split_spec
 from coincast.errors import OutputError
@@ -91,6 +91,7 @@ def write_run(folder: Path, data, settings: Settings, r) -> None:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": platform.processor() or platform.machine(),
+        "allocator": allocator.describe(),
     })
     out = table.copy()
     out.index.name = "date"
