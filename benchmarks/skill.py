@@ -29,11 +29,11 @@ import torch
 
 import coincast
 from coincast.backtest.engine import BacktestSettings, walk_forward
-from coincast.cli.evaluate import ALL_FEATURES
 from coincast.data.datasets import default_target
 from coincast.evaluation import stats
 from coincast.evaluation.metrics import score
 from coincast.flows.backtest import load_inputs
+from coincast.prep.features import ALL_FEATURES
 
 COINS = ("btc-usd", "eth-usd", "ltc-usd", "xrp-usd", "ada-usd", "bnb-usd")
 BEGIN, END = "<!-- skill:begin -->", "<!-- skill:end -->"
@@ -57,7 +57,7 @@ def one(coin: str, preset: str, days: int, retrain_every: int, epochs: int | Non
     pers = table["persistence"] - table["actual"]
     err = table["model"] - table["actual"]
     d = stats.binomial_tests(table)
-    dm = stats.dm_vs_persistence(table)
+    dm = stats.dm_record(table)
     return {
         "coin": coin, "preset": preset, "days": len(table), "folds": len(result.folds),
         "first": str(table.index[0].date()), "last": str(table.index[-1].date()),

@@ -6,11 +6,8 @@ from coincast.backtest.audit import audit_backtest, audit_features, perturb
 from coincast.backtest.engine import BacktestSettings
 from coincast.backtest.trading import TradingSettings
 from coincast.data import load
-from coincast.prep.features import add_features
+from coincast.prep.features import ALL_FEATURES, add_features
 from tests.conftest import one_torch_thread, tiny, tiny_flags
-
-ALL = "close,volume,rsi14,macd,bb20,atr14,obv,ema20,sma50,logret1,vol20"
-
 
 one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
@@ -37,7 +34,7 @@ def test_perturbation_moves_every_value_from_the_cutoff_only(raw):
 
 @pytest.mark.parametrize("model", [{}, {"cell": "gru", "bidirectional": False}, {"target": "window"}])
 def test_every_model_passes_on_all_features(raw, model):
-    res = audit_backtest(raw, tiny(window=12, target="close", model=model), BT, LONG_SHORT_VOL, lambda f: add_features(f, ALL), "close")
+    res = audit_backtest(raw, tiny(window=12, target="close", model=model), BT, LONG_SHORT_VOL, lambda f: add_features(f, ALL_FEATURES), "close")
     assert res.passed, res.summary()
     # the default cut-off is in the middle of the second fold (folds of 7 days from 2025-12-01): every
     # forecast, interval and position of the 11 days 2025-12-01..11 is compared
@@ -53,7 +50,7 @@ def test_warm_refits_pass(raw):
 
 
 def test_every_feature_is_causal(raw):
-    res = audit_features(load("btc-usd"), lambda f: add_features(f, ALL), "2025-06-01")
+    res = audit_features(load("btc-usd"), lambda f: add_features(f, ALL_FEATURES), "2025-06-01")
     assert res.passed, res.summary()
     assert len(res.compared) == 14
 

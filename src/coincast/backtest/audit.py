@@ -23,8 +23,8 @@ import pandas as pd
 from coincast.backtest import trading
 from coincast.backtest.engine import BacktestSettings, check, walk_forward
 from coincast.config import Settings
-from coincast.errors import ConfigError, DataError
 from coincast.data.exogenous import read_series
+from coincast.errors import ConfigError, DataError
 from coincast.prep.inputs import Inputs, build_inputs
 from coincast.prep.windows import fill_zeros
 

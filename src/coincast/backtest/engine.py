@@ -25,12 +25,13 @@ import pandas as pd
 import torch
 
 from coincast.config import Settings, validate
+from coincast.data.frame import bar_length
 from coincast.errors import ConfigError, DataError
 from coincast.evaluation import conformal
 from coincast.models.baselines import BASELINES
 from coincast.models.forecaster import MIN_TRAIN_WINDOWS, Forecaster
 from coincast.prep.inputs import Inputs, build_inputs
-from coincast.prep.windows import first_test_row, typical_step
+from coincast.prep.windows import first_test_row
 
 VOL_LOOKBACK = 20  # days of returns behind the causal realised volatility column
 
@@ -313,7 +314,7 @@ def walk_forward(
     table.index.name = "date"
     models = ["model"] + [cls.name for cls in BASELINES]
     skipped = [d for r in results for d in r["skipped"]]
-    step = typical_step(frame.index)
+    step = bar_length(frame.index)
     gaps = {"max_gap_steps": settings.data.max_gap, "step": str(step) if step is not None else None,
             "days_skipped": len(skipped), "dates": [str(d) for d in skipped]}
     if skipped:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from coincast.data.frame import bar_length
 from coincast.errors import ConfigError
 
 
@@ -74,11 +75,9 @@ def check(t: TradingSettings) -> TradingSettings:
 
 
 def periods_per_year(index: pd.Index) -> float:
-    """Steps per year from the index spacing (crypto trades every day: 365 for daily)."""
-    if isinstance(index, pd.DatetimeIndex) and len(index) > 1:
-        step = pd.Series(index).diff().median()
-        return pd.Timedelta(days=365).total_seconds() / step.total_seconds()
-    return 365.0
+    """Bars per year (crypto trades every day: 365 for daily bars; 365 without dates)."""
+    bar = bar_length(index)
+    return pd.Timedelta(days=365) / bar if bar is not None else 365.0
 
 
 def signal(table: pd.DataFrame, column: str, t: TradingSettings) -> np.ndarray:

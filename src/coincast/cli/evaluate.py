@@ -25,7 +25,6 @@ from coincast.config import Settings
 
 out = Console()
 
-ALL_FEATURES = "close,volume,rsi,macd,bb,atr,obv,ema,sma,logret,vol"  # every indicator, default periods
 
 
 def _trading(threshold: str, fee_bps: float, slippage_bps: float, long_short: bool, sizing: str, fraction: float,
@@ -120,7 +119,7 @@ def backtest(
 
 def audit(
     data: str = typer.Option("btc-usd", help="Bundled dataset name or a CSV/Parquet path."),
-    features: str = typer.Option(ALL_FEATURES, help="Feature spec to audit (default: every indicator)."),
+    features: Optional[str] = typer.Option(None, help="Feature spec to audit (default: close, volume and every indicator at its default periods)."),
     exog: str = typer.Option("fear-greed", help="Exogenous series to audit, comma-separated ('none': no series)."),
     cutoff: Optional[str] = typer.Option(None, help="First perturbed day (default: inside the second fold)."),
     start: Optional[str] = typer.Option(None, help="First forecast day of the audited backtest."),
@@ -137,12 +136,12 @@ def audit(
     from coincast.backtest.trading import TradingSettings
     from coincast.data import load
     from coincast.data.datasets import default_target
-    from coincast.prep.features import parse_spec
+    from coincast.prep.features import ALL_FEATURES, parse_spec
 
     s = Settings()  # the default model (shrinkage on), small: the audit tests causality, not accuracy
     s.data.window, s.train.epochs, s.model.hidden, s.train.seed = window_size, epochs, opt.hidden(hidden), seed
     s.data.target = default_target(data) or "close"
-    s.data.features = parse_spec(features)
+    s.data.features = parse_spec(features or ALL_FEATURES)
     s.data.exog = None if exog.strip().lower() in ("", "none") else opt.csv(exog)
     raw = load(data)
     bt = BacktestSettings(start=start, retrain_every=retrain_every, refit=refit)

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from coincast.data.datasets import DATASETS, load
+from coincast.data.frame import bar_length
 from coincast.errors import DataError
 
 KNOWN = {"start": pd.Timedelta(0), "end": pd.Timedelta(days=1)}
@@ -137,9 +138,7 @@ def exogenous_datasets() -> list[str]:
 
 
 def _candle_length(index: pd.DatetimeIndex) -> pd.Timedelta:
-    """The most common step between candles (robust to gaps)."""
-    if len(index) < 2:
+    bar = bar_length(index)
+    if bar is None:
         raise DataError("need at least 2 candles to tell their length; pass candle= explicitly")
-    steps = np.diff(index.as_unit("ns").asi8)
-    values, counts = np.unique(steps, return_counts=True)
-    return pd.Timedelta(int(values[counts.argmax()]), unit="ns")
+    return bar

@@ -63,8 +63,12 @@ def to_frame(raw: pd.DataFrame, source: str, timestamps: str = "open") -> pd.Dat
     return open_times(validate_frame(frame, source), source, timestamps)
 
 
-def bar_length(index: pd.DatetimeIndex) -> pd.Timedelta:
-    """The most common step between rows (robust to gaps)."""
+def bar_length(index: pd.Index) -> pd.Timedelta | None:
+    """The bar length: the most common step between dated rows (robust to gaps and outages).
+    None without dates or with fewer than two rows. The one statement of it: windows' gap
+    rule, the exogenous join, the assets' shared bar and the trading year all use it."""
+    if not isinstance(index, pd.DatetimeIndex) or len(index) < 2:
+        return None
     values, counts = np.unique(np.diff(index.asi8), return_counts=True)  # in the index's own unit
     return pd.Timedelta(int(values[counts.argmax()]), unit=index.unit)
 

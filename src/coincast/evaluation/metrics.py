@@ -74,21 +74,33 @@ def diebold_mariano(loss_a: np.ndarray, loss_b: np.ndarray, h: int = 1) -> tuple
     return float(stat), float(stats.t.cdf(stat, df=n - 1))
 
 
+def up(price: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """[N] "Up": the price (actual or forecast) above the previous close. A flat day counts as not
+    up. The one statement of direction: scores, binomial tests, bootstraps and per-year rows."""
+    return np.asarray(price) > np.asarray(previous)
+
+
+def dm_vs_persistence(table: pd.DataFrame, column: str = "model") -> tuple[float, float]:
+    """Diebold-Mariano (HLN, squared error, h = 1) of `column` against "tomorrow = today" on a
+    forecast table: (statistic, one-sided p that `column` is the more accurate). The one
+    statement of the headline test: run, backtest, per-year rows and benchmarks use it."""
+    actual = table["actual"].to_numpy()  # [N]
+    return diebold_mariano((table[column].to_numpy() - actual) ** 2, (table["persistence"].to_numpy() - actual) ** 2)
+
+
 def score(forecast: pd.DataFrame, models: list[str]) -> dict[str, dict]:
     """Metrics for each prediction column, plus "always up" for direction."""
     actual = forecast["actual"].to_numpy()
     prev = forecast["previous"].to_numpy()
     base = forecast["base"].to_numpy()
-    up_true = actual > prev
+    up_true = up(actual, prev)
     out: dict[str, dict] = {}
-    pers_err = (forecast["persistence"].to_numpy() - actual) ** 2
     for name in models:
         pred = forecast[name].to_numpy()
         m = point_metrics(actual, pred, base)
-        m.update(direction_metrics(up_true, pred > prev))
+        m.update(direction_metrics(up_true, up(pred, prev)))
         if name != "persistence":
-            stat, p = diebold_mariano((pred - actual) ** 2, pers_err)
-            m["dm_stat_vs_persistence"], m["dm_p_vs_persistence"] = stat, p
+            m["dm_stat_vs_persistence"], m["dm_p_vs_persistence"] = dm_vs_persistence(forecast, name)
         out[name] = m
     pers_rmse = out["persistence"]["rmse"]
     for m in out.values():

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from coincast.evaluation.metrics import diebold_mariano
+from coincast.evaluation.metrics import dm_vs_persistence, up
 
 
 def binomial_tests(table: pd.DataFrame, column: str = "model") -> dict:
@@ -23,8 +23,8 @@ def binomial_tests(table: pd.DataFrame, column: str = "model") -> dict:
     The always-up rate is measured on the same days (it is what "always say up" scores), so
     beating it is the fair bar in a rising market.
     """
-    up_true = table["actual"].to_numpy() > table["previous"].to_numpy()
-    up_pred = table[column].to_numpy() > table["previous"].to_numpy()
+    up_true = up(table["actual"].to_numpy(), table["previous"].to_numpy())
+    up_pred = up(table[column].to_numpy(), table["previous"].to_numpy())
     n, k = len(up_true), int((up_true == up_pred).sum())
     up_rate = float(up_true.mean())
     return {
@@ -121,7 +121,7 @@ def headline_cis(table: pd.DataFrame, column: str = "model", returns: dict | Non
     accuracy and, given daily net returns, the strategy's Sharpe minus buy-and-hold's."""
     actual, prev = table["actual"].to_numpy(), table["previous"].to_numpy()
     e, ep = table[column].to_numpy() - actual, table["persistence"].to_numpy() - actual
-    hit = ((table[column].to_numpy() > prev) == (actual > prev)).astype(float)
+    hit = (up(table[column].to_numpy(), prev) == up(actual, prev)).astype(float)
     out = {
         "rmse_ratio": block_bootstrap((e, ep), _rmse_ratio, n_boot, seed=seed),
         "mae_ratio": block_bootstrap((e, ep), _mae_ratio, n_boot, seed=seed),
@@ -145,10 +145,9 @@ def per_year(table: pd.DataFrame, models: list[str], returns: dict | None = None
         for m in models:
             if m != "persistence":
                 row[f"rmse_ratio_{m}"] = float(np.sqrt(((part[m].to_numpy() - actual) ** 2).mean() / ep2.mean()))
-        e2 = (part[column].to_numpy() - actual) ** 2
-        row["dm_p"] = diebold_mariano(e2, ep2)[1] if len(part) > 2 else None
-        row["accuracy"] = float(((part[column].to_numpy() > prev) == (actual > prev)).mean())
-        row["up_rate"] = float((actual > prev).mean())
+        row["dm_p"] = dm_vs_persistence(part, column)[1] if len(part) > 2 else None
+        row["accuracy"] = float((up(part[column].to_numpy(), prev) == up(actual, prev)).mean())
+        row["up_rate"] = float(up(actual, prev).mean())
         if returns is not None:
             for name in (column, "buy_and_hold"):
                 r = returns[name][np.asarray(years) == year]
@@ -157,7 +156,7 @@ def per_year(table: pd.DataFrame, models: list[str], returns: dict | None = None
     return pd.DataFrame(rows).set_index("year")
 
 
-def dm_vs_persistence(table: pd.DataFrame, column: str = "model") -> dict:
-    actual = table["actual"].to_numpy()
-    stat, p = diebold_mariano((table[column].to_numpy() - actual) ** 2, (table["persistence"].to_numpy() - actual) ** 2)
+def dm_record(table: pd.DataFrame, column: str = "model") -> dict:
+    """`metrics.dm_vs_persistence` as metrics.json records it, with what the test is."""
+    stat, p = dm_vs_persistence(table, column)
     return {"stat": stat, "p_one_sided": p, "loss": "squared error", "correction": "Harvey-Leybourne-Newbold", "h": 1}

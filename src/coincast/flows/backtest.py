@@ -79,7 +79,7 @@ def evaluate(result: BacktestResult, t: trading.TradingSettings, n_boot: int = 2
         "gaps": result.gaps,
         "refit_rule": result.backtest.describe(),
         "metrics": metrics,
-        "diebold_mariano": stats.dm_vs_persistence(table),
+        "diebold_mariano": stats.dm_record(table),
         "direction": {m: stats.binomial_tests(table, m) for m in models},
         "bootstrap": cis,
         "intervals": conformal.coverage(table, result.backtest.levels),

@@ -18,6 +18,7 @@ import pandas as pd
 
 from coincast.config import Settings
 from coincast.data.datasets import default_target, load, split_spec
+from coincast.data.frame import bar_length
 from coincast.errors import DataError
 from coincast.evaluation import assets
 from coincast.evaluation.compare import PRICE_ONLY, compare, relative
@@ -25,7 +26,7 @@ from coincast.evaluation.metrics import score, verdict
 from coincast.models.baselines import BASELINES
 from coincast.models.forecaster import MIN_TRAIN_WINDOWS, Forecaster
 from coincast.prep.inputs import Inputs, validated
-from coincast.prep.windows import first_test_row, typical_step
+from coincast.prep.windows import first_test_row
 from coincast.report.run_folder import final_name, staging_folder, write_run
 
 
@@ -85,12 +86,12 @@ def prepare(data: str | Path, settings: Settings) -> Prepared:
         _same_columns(asset, list(raw.columns), first_asset, list(raws[first_asset].columns))
     probe = Forecaster(settings)
     inputs = {asset: probe.inputs(raw) for asset, raw in raws.items()}
-    columns, step = list(inputs[first_asset].frame.columns), typical_step(inputs[first_asset].frame.index)
+    columns, step = list(inputs[first_asset].frame.columns), bar_length(inputs[first_asset].frame.index)
     for asset, b in inputs.items():
         _same_columns(asset, list(b.frame.columns), first_asset, columns)
-        if typical_step(b.frame.index) != step:
+        if bar_length(b.frame.index) != step:
             raise DataError(
-                f"assets must share the bar length: {asset} has {typical_step(b.frame.index)} bars, {first_asset} "
+                f"assets must share the bar length: {asset} has {bar_length(b.frame.index)} bars, {first_asset} "
                 f"{step}; train each timeframe on its own"
             )
     cut_date, rule = common_cut(inputs, settings)

@@ -22,6 +22,7 @@ from safetensors.torch import save as save_safetensors
 
 from coincast import io
 from coincast.config import Settings, validate
+from coincast.data.frame import bar_length
 from coincast.errors import DataError, ModelFileError
 from coincast.models.bilstm import BiLSTM
 from coincast.models.training import pick_device, seed_everything, train
@@ -33,7 +34,6 @@ from coincast.prep.windows import (
     gap_free,
     make_windows,
     split_train_val,
-    typical_step,
 )
 
 FORMAT = "coincast-forecaster/1"
@@ -99,7 +99,7 @@ class Forecaster:
                     "choose common ones with --features"
                 )
         self.normaliser_ = Normaliser.fit(pd.concat([b.frame for b in built.values()]), self.target_, first.declared)
-        self.step_ = typical_step(first.frame.index)
+        self.step_ = bar_length(first.frame.index)
         parts, tr, va, sel, cal, offset, self.gap_dropped_ = [], [], [], [], [], 0, 0
         rng = np.random.default_rng(s.train.seed)
         selects = s.train.early_stopping or s.model.shrink

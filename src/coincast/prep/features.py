@@ -81,6 +81,8 @@ INDICATORS: dict[str, tuple[Callable, tuple[int, ...], tuple[str, ...], str]] = 
     "logret": (_logret, (1,), ("close",), "none"),
     "vol": (_vol, (20,), ("close",), "standard"),
 }
+# Every indicator at its default periods, with close and volume: what `coincast audit` checks.
+ALL_FEATURES = ",".join(["close", "volume", *INDICATORS])
 
 # How each column is normalised inside a window, for the default spellings; `normalisation`
 # answers for any column (other periods, raw and exogenous columns).

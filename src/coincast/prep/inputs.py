@@ -55,7 +55,9 @@ def validated(settings: Settings) -> Settings:
     nothing listed twice), so a mistake surfaces before any data is read or anything written."""
     settings = validate(settings)
     if settings.data.features is not None:
-        from coincast.prep.features import check_spec  # TA-Lib loads only when features are asked for
+        from coincast.prep.features import (
+            check_spec,  # TA-Lib loads only when features are asked for
+        )
 
         check_spec(settings.data.features)
     return settings

@@ -190,15 +190,9 @@ def make_windows(
     )
 
 
-def typical_step(index: pd.Index) -> pd.Timedelta | None:
-    """The median spacing of dated rows (robust to a few gaps); None without dates."""
-    if isinstance(index, pd.DatetimeIndex) and len(index) > 1:
-        return pd.Series(index).diff().median()
-    return None
-
-
 def gap_free(index: pd.Index, length: int, step: pd.Timedelta | None, max_gap: float | None) -> np.ndarray:
-    """[N] True for each window of `length` rows that spans no step longer than max_gap * step.
+    """[N] True for each window of `length` rows that spans no step longer than max_gap * step
+    (`step`: the bar length, `data.frame.bar_length`).
 
     Only dated rows have gaps; with no date index, no step or max_gap None every window is kept.
     """

@@ -13,7 +13,12 @@ import torch
 
 from coincast import allocator, io
 from coincast.backtest.engine import BacktestResult, settings_dict
-from coincast.report.backtest_plots import drawdown_plot, equity_plot, interval_plot, per_year_plot
+from coincast.report.backtest_plots import (
+    drawdown_plot,
+    equity_plot,
+    interval_plot,
+    per_year_plot,
+)
 from coincast.report.html import render
 
 
