@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 
 import pandas as pd
 
@@ -40,6 +41,7 @@ class SimClock:
         self._lock = threading.Lock()
         self._virtual = self.start  # the virtual clock's reading
         self._t0 = time.monotonic()
+        self._frozen: pd.Timestamp | None = None  # the reading while held
 
     @property
     def virtual(self) -> bool:
@@ -49,10 +51,26 @@ class SimClock:
         if self.virtual:
             with self._lock:
                 return self._virtual
+        if self._frozen is not None:
+            return self._frozen
         return self.start + pd.Timedelta(seconds=(time.monotonic() - self._t0) * self.speed)
 
     def ms(self) -> int:
         return int(self.now().value // 1_000_000)
+
+    @contextmanager
+    def held(self):
+        """Simulated time stands still inside this block (a virtual clock always does)."""
+        if self.virtual:
+            yield
+            return
+        self._frozen, paused = self.now(), time.monotonic()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._t0 += time.monotonic() - paused
+                self._frozen = None
 
     def sleep_until(self, when: pd.Timestamp, stop: threading.Event) -> None:
         if self.virtual:
