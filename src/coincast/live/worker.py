@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import time
 import traceback
 from pathlib import Path
@@ -49,6 +50,8 @@ def train_job(job: dict) -> dict:
 
 def _serve(conn, threads: int | None) -> None:
     """The worker's loop: receive a job, train, send back {'ok': ..., ...}; None ends it."""
+    # Ctrl-C reaches the whole process group: the service decides when the worker ends.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.nice(NICE)
     import torch
 
