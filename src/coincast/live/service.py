@@ -127,7 +127,9 @@ class Service:
     def _fetch(self, st: StreamState) -> None:
         s = st.stream
         exchange, symbol, timeframe = s.market
-        client = self.clients.setdefault(exchange, self.client_for(exchange))
+        if exchange not in self.clients:  # one client per exchange: markets load once, rate limits hold
+            self.clients[exchange] = self.client_for(exchange)
+        client = self.clients[exchange]
         empty = self.store.last_open_time(exchange, symbol, timeframe) is None
         try:
             got = fetch(client, symbol, timeframe, since=s.since if empty else None, store=self.store.path,
