@@ -1,6 +1,7 @@
 """`coincast live` and `coincast models` from the command line: bad configs are one line and exit
 2 with nothing written; the demo runs on the replay exchange and its registry can be listed."""
 
+import duckdb
 import pytest
 
 from tests.conftest import assert_user_error
@@ -48,28 +49,48 @@ def test_live_needs_demo_or_config(cli, tmp_path):
     assert_user_error(cli("live", "--demo", "--from", "2019-01-01", cwd=tmp_path), "--from 2019-01-01 is outside the replayable days")
 
 
-def test_demo_runs_and_models_ls_show_read_its_registry(cli, tmp_path):
+def test_demo_runs_and_models_commands_read_and_change_its_registry(cli, tmp_path):
     store = tmp_path / "demo" / "live.duckdb"
-    done = cli("live", "--demo", "--speed", "0", "--days", "2", "--store", str(store), cwd=tmp_path)
+    done = cli("live", "--demo", "--speed", "0", "--days", "9", "--store", str(store), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "replay exchange on http://127.0.0.1:" in out
     assert "btc-1d   training btc-1d-m1 on 1100 candles through 2025-05-31 00:00 (first model)" in out
-    assert "forecast for the 2025-06-01 00:00 candle's close" in out and "[serves]" in out
+    assert "forecast for the 2025-06-01 00:00 candle's close" in out and "[serves]" in out and "[shadow]" in out
     assert "eth-1d   scored through 2025-06-01 00:00: champion eth-1d-m1" in out
+    assert "btc-1d-m2 trained in" in out and "shadow for the next 7 candles" in out
     assert out.rstrip().splitlines()[-1].startswith("stopped cleanly")
     listed = cli("models", "ls", "--store", str(store), cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
-    assert "btc-1d-m1" in listed.stdout and "eth-1d-m1" in listed.stdout and "champion" in listed.stdout
+    assert "btc-1d-m1" in listed.stdout and "eth-1d-m2" in listed.stdout and "champion" in listed.stdout
     shown = cli("models", "show", "btc-1d-m1", "--store", str(store), cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "trained through 2025-05-31 00:00" in shown.stdout and '"q95"' in shown.stdout
     assert "first: the stream's first model" in shown.stdout
-    assert_user_error(cli("models", "show", "btc-1d-m9", "--store", str(store), cwd=tmp_path),
-                      "no model 'btc-1d-m9' in")
+    assert_user_error(cli("models", "show", "btc-1d-m9", "--store", str(store), cwd=tmp_path), "no model 'btc-1d-m9' in")
+
+    # by hand: promote the shadow, then roll back; who and why are recorded
+    promoted = cli("models", "promote", "btc-1d-m2", "--reason", "looks better", "--by", "ana", "--store", str(store), cwd=tmp_path)
+    assert promoted.returncode == 0, promoted.stderr
+    assert "btc-1d-m2 is now the champion (retired btc-1d-m1)" in promoted.stdout
+    assert_user_error(cli("models", "promote", "btc-1d-m2", "--reason", "x", "--store", str(store), cwd=tmp_path),
+                      "model btc-1d-m2 is champion: only a shadow or retired model can be promoted")
+    back = cli("models", "rollback", "btc-1d", "--reason", "too jumpy", "--by", "ana", "--store", str(store), cwd=tmp_path)
+    assert back.returncode == 0, back.stderr
+    assert "btc-1d: btc-1d-m1 is the champion again (btc-1d-m2 retired)" in back.stdout
+    assert_user_error(cli("models", "rollback", "eth-1d", "--reason", "x", "--store", str(store), cwd=tmp_path),
+                      "eth-1d-m1 replaced no earlier champion of eth-1d: nothing to roll back to")
+    shown = cli("models", "show", "btc-1d-m2", "--store", str(store), cwd=tmp_path)
+    assert "manual_promotion: by ana: looks better" in shown.stdout and "rollback: by ana: too jumpy" in shown.stdout
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        status = dict(con.execute("SELECT id, status FROM models WHERE stream = 'btc-1d'").fetchall())
+    finally:
+        con.close()
+    assert status == {"btc-1d-m1": "champion", "btc-1d-m2": "retired"}
 
 
-def test_sigterm_stops_the_demo_cleanly_after_its_current_step(tmp_path):
+def test_sigterm_stops_the_demo_cleanly_and_the_store_has_one_writer(tmp_path):
     import signal
     import subprocess
     import sys
@@ -86,6 +107,10 @@ def test_sigterm_stops_the_demo_cleanly_after_its_current_step(tmp_path):
         lines.append(line)
         if "scored through" in line or time.monotonic() > deadline:
             break
+    # one writer: a second process on the store while the service runs gets one line naming it
+    second = subprocess.run([sys.executable, "-m", "coincast", "models", "ls", "--store", str(store)],
+                            capture_output=True, text=True, timeout=60)
+    assert_user_error(second, f"store {store} is in use by process {proc.pid}")
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err

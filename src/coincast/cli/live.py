@@ -1,4 +1,5 @@
-"""`coincast live` (the live service, or its demo on the replay exchange) and `coincast models ls|show`.
+"""`coincast live` (the live service, or its demo on the replay exchange) and `coincast models
+ls|show|promote|rollback`.
 
 Register them in cli/main.py:
 
@@ -32,7 +33,7 @@ def say(line: str) -> None:
     out.print(line, markup=False)
 STORE_HELP = "Store file (default: the config's store; for --demo a new temporary folder)."
 
-models_app = typer.Typer(no_args_is_help=True, help="The live model registry: list models, show one.")
+models_app = typer.Typer(no_args_is_help=True, help="The live model registry: list, show, promote, roll back.")
 
 
 @contextmanager
@@ -146,6 +147,64 @@ def models_show(
     mine = decisions[(decisions["model"] == model_id) | (decisions["other"] == model_id)]
     for d in mine.itertuples(index=False):
         out.print(f"{d.decided_at:%Y-%m-%d %H:%M} {d.kind}: {d.reason}")
+
+
+def _changed(store: Path):
+    """The registry on a writable store (the service must not be running: it owns the store)."""
+    from coincast.data.store import Store
+    from coincast.live.registry import Registry
+
+    if not Path(store).exists():
+        raise ConfigError(f"no store at {store}: give the live service's store file")
+    db = Store(store)
+    return db, Registry(db, create=False)
+
+
+def _now():
+    import pandas as pd
+
+    return pd.Timestamp.now(tz="UTC")
+
+
+@models_app.command("promote")
+def models_promote(
+    model_id: str = typer.Argument(..., help="A shadow or retired model id from `coincast models ls`."),
+    reason: str = typer.Option(..., help="Why (recorded with the decision)."),
+    by: Optional[str] = typer.Option(None, help="Who (default: the user name)."),
+    store: Path = typer.Option(..., help="The live service's store file (stop the service first)."),
+):
+    """Make a model its stream's champion by hand; the champion retires. Recorded with who and why."""
+    import getpass
+
+    from coincast.models.forecaster import Forecaster
+
+    db, reg = _changed(store)
+    with db:
+        row = reg.promotable(model_id)
+        Forecaster.load(reg.folder(model_id))  # its files exist and load, or one line and nothing changes
+        replaced = reg.swap(row["stream"], model_id, _now(), "manual_promotion", by or getpass.getuser(), reason)
+    out.print(f"{model_id} is now the champion{f' (retired {replaced})' if replaced else ''}; "
+              "a running service picks it up when restarted")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    stream: str = typer.Argument(..., help="The stream whose last champion change to undo."),
+    reason: str = typer.Option(..., help="Why (recorded with the decision)."),
+    by: Optional[str] = typer.Option(None, help="Who (default: the user name)."),
+    store: Path = typer.Option(..., help="The live service's store file (stop the service first)."),
+):
+    """Give the champion role back to the model the current champion replaced."""
+    import getpass
+
+    from coincast.models.forecaster import Forecaster
+
+    db, reg = _changed(store)
+    with db:
+        restored, retired = reg.previous_champion(stream)
+        Forecaster.load(reg.folder(restored))
+        reg.swap(stream, restored, _now(), "rollback", by or getpass.getuser(), reason)
+    out.print(f"{stream}: {restored} is the champion again ({retired} retired)")
 
 
 def _p(p) -> str:

@@ -12,7 +12,8 @@ Tables (in the candle store's DuckDB file; the live service is its one writer):
   of the forecast candle (it closes one bar later). Once issued a row never changes, except
   that its realised fields (actual, error, persistence_error, direction_hit, realised_at)
   are filled in once, when that candle closes.
-* `decisions`: promotions, rejections, fallbacks, failures, stale and missed candles, each
+* `decisions`: promotions, rejections, fallbacks, failures, stale and missed candles, and
+  promotions and rollbacks by hand (`coincast models promote|rollback`: who and why), each
   with its figures (JSON text) and a reason.
 
 Model files live in `<store folder>/models/<id>/` (model.safetensors + model.json); a
@@ -30,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from coincast.data.store import Store, StoreError
+from coincast.errors import ModelFileError
 from coincast.evaluation.metrics import diebold_mariano
 
 SCHEMA = """
@@ -151,6 +153,44 @@ class Registry:
                 if path.is_dir() and path.name not in known:
                     shutil.rmtree(path, ignore_errors=True)
         return ids
+
+    def promotable(self, model_id: str) -> dict:
+        """The model's row, if it can be made champion by hand (a shadow or retired model)."""
+        row = self._model_row(model_id)
+        if row["status"] not in ("shadow", "retired"):
+            raise ModelFileError(f"model {model_id} is {row['status']}: only a shadow or retired model can be promoted")
+        return row
+
+    def previous_champion(self, stream: str) -> tuple[str, str]:
+        """(the model the stream's champion replaced, the champion): what a rollback swaps."""
+        champion = self.with_status(stream, "champion")
+        if champion is None:
+            raise ModelFileError(f"stream {stream!r} has no champion in {self.store.path}; `coincast models ls` lists the streams")
+        rows = self.con.execute(
+            "SELECT other FROM decisions WHERE stream = ? AND model = ? AND kind IN ('promotion', 'manual_promotion', "
+            "'rollback') ORDER BY id DESC LIMIT 1", [stream, champion["id"]]).fetchall()
+        previous = rows[0][0] if rows else None
+        if previous is None:
+            raise ModelFileError(f"{champion['id']} replaced no earlier champion of {stream}: nothing to roll back to")
+        return previous, champion["id"]
+
+    def swap(self, stream: str, model_id: str, at: pd.Timestamp, kind: str, by: str, reason: str) -> str | None:
+        """Make `model_id` champion by hand (kind manual_promotion or rollback), recording who and why;
+        returns the champion it retired."""
+        champion = self.with_status(stream, "champion")
+        replaced = None if champion is None else champion["id"]
+        if replaced is not None:
+            self._run("UPDATE models SET status = 'retired' WHERE id = ?", [replaced])
+        self._run("UPDATE models SET status = 'champion' WHERE id = ?", [model_id])
+        self.decide(stream, at, kind, model_id, replaced, figures={"by": by}, reason=f"by {by}: {reason}")
+        return replaced
+
+    def _model_row(self, model_id: str) -> dict:
+        rows = self.con.execute("SELECT * FROM models WHERE id = ?", [model_id]).df()
+        if rows.empty:
+            known = ", ".join(i for (i,) in self.con.execute("SELECT id FROM models ORDER BY id").fetchall()) or "none yet"
+            raise ModelFileError(f"no model '{model_id}' in {self.store.path}; known: {known}")
+        return rows.iloc[0].to_dict()
 
     # -- forecasts -----------------------------------------------------------------------
     def issue(self, rows: list[dict]) -> int:
