@@ -89,6 +89,13 @@ def test_demo_runs_and_models_commands_read_and_change_its_registry(cli, tmp_pat
         con.close()
     assert status == {"btc-1d-m1": "champion", "btc-1d-m2": "retired"}
 
+    # a champion whose files do not load stops the service at start: one line, exit 2
+    weights = store.parent / "models" / "btc-1d-m1" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    broken = cli("live", "--demo", "--speed", "0", "--days", "1", "--from", "2025-06-11", "--store", str(store), cwd=tmp_path)
+    assert_user_error(broken, "model.safetensors is corrupt or truncated")
+    assert "forecast for" not in broken.stdout
+
 
 def test_sigterm_stops_the_demo_cleanly_and_the_store_has_one_writer(tmp_path):
     import signal

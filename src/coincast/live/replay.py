@@ -9,7 +9,8 @@ clock (`SimClock`, e.g. one day per second) replays history as if it were live.
 Faults are injected by klines request number (1-based), for the tests and for demos of
 resilience: "429" (with Retry-After), "500", "timeout" (answers after 2.5 s), "empty" (an
 empty page), "duplicate" (the first candle twice), "shuffled" (candles out of order) and
-"revised" (the first candle's close 1% higher, as if revised after close).
+"revised" (the first candle's close 1% higher, as if revised after close). `outage` freezes
+the candle feed for a span of clock time.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ class Replay:
         self._frames: dict[tuple[str, str], pd.DataFrame] = {}
         self._lock = threading.Lock()
         self.faults: dict[int, str] = {}
+        # (start, end) of clock time during which the exchange publishes nothing new: it answers
+        # as it did at `start` (an outage of its candle feed; the service must see stale data)
+        self.outage: tuple[pd.Timestamp, pd.Timestamp] | None = None
         self.klines: list[dict] = []  # query of every klines request, in order
         self.times: list[float] = []  # monotonic time of every klines request
 
@@ -87,10 +91,15 @@ class Replay:
         frame = self.frame(symbol_id, interval)
         bar_ms = timeframe_seconds(interval) * 1000
         now_ms = self.clock.ms()
+        ms = frame.index.as_unit("ms").asi8
+        published = ms <= now_ms  # every candle that has opened (the newest one still open)
+        if self.outage is not None:
+            stop, end = (int(t.value // 1_000_000) for t in self.outage)
+            if stop <= now_ms < end:
+                published = ms + bar_ms <= stop  # only what had closed when the feed stopped
         start = int(query.get("startTime", 0))
         limit = min(int(query.get("limit", 500)), 1000)
-        ms = frame.index.as_unit("ms").asi8
-        rows = frame[(ms >= start) & (ms <= now_ms)].iloc[:limit]
+        rows = frame[(ms >= start) & published].iloc[:limit]
         out = []
         for t, r in zip(rows.index.as_unit("ms").asi8, rows.itertuples()):
             o, h, l, c, v = r.open, r.high, r.low, r.close, r.volume

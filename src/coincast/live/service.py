@@ -36,7 +36,6 @@ from coincast.live.registry import Registry, utc
 from coincast.live.worker import Worker
 from coincast.models.forecaster import Forecaster
 
-RETRY_STALE = pd.Timedelta(minutes=5)  # how soon a stale stream is checked again (at most)
 
 
 @dataclass
@@ -44,6 +43,7 @@ class StreamState:
     stream: Stream
     last_seen: pd.Timestamp | None = None  # newest candle already scored against
     issued: pd.Timestamp | None = None  # newest target forecast (or recorded as stale/missed)
+    forecast: pd.Timestamp | None = None  # newest target forecast
     fallback: bool = False  # serving persistence: the guard tripped
     stale: bool = False
     waiting_logged: bool = False
@@ -52,11 +52,13 @@ class StreamState:
 class Service:
     def __init__(self, config: LiveConfig, clock, client_for: Callable[[str], object], log: Callable[[str], None] = print,
                  grace: pd.Timedelta = pd.Timedelta(seconds=10), hold: str = "none",
-                 threads: int | None = None, fetch_retries: int = 5, fetch_backoff_s: float = 1.0):
+                 threads: int | None = None, fetch_retries: int = 5, fetch_backoff_s: float = 1.0,
+                 stale_retry: pd.Timedelta = pd.Timedelta(minutes=5)):
         self.config, self.clock, self.client_for, self._log = config, clock, client_for, log
         if hold != "none" and not getattr(clock, "simulated", False):
             raise ValueError("only a simulated clock can be held for trainings")
         self.grace, self.hold = grace, hold
+        self.stale_retry = stale_retry  # how soon a stale stream is checked again (at most bar / 12)
         self.fetch_retries, self.fetch_backoff_s = fetch_retries, fetch_backoff_s
         self.states = [StreamState(s) for s in config.streams]
         self.worker = Worker(threads)
@@ -99,6 +101,8 @@ class Service:
         flags = flags[flags["kind"].isin(["fallback", "fallback_end"])]
         st.fallback = not flags.empty and flags["kind"].iloc[-1] == "fallback"
         st.issued = self._newest_target(name)
+        (newest,) = self.reg.con.execute("SELECT max(target_time) FROM forecasts WHERE stream = ?", [name]).fetchone()
+        st.forecast = utc(newest)
         champion = self.reg.with_status(name, "champion")
         if champion is not None:
             self.model(champion["id"])  # a champion that does not load is an error now, not at the next candle
@@ -106,7 +110,7 @@ class Service:
     def _next_due(self, st: StreamState) -> pd.Timestamp:
         now, bar = self.clock.now(), st.stream.bar
         if st.stale:
-            return now + min(bar / 12, RETRY_STALE)
+            return now + min(bar / 12, self.stale_retry)
         return now.floor(bar) + bar + self.grace if now >= now.floor(bar) + self.grace else now.floor(bar) + self.grace
 
     def step(self, st: StreamState) -> None:
@@ -250,8 +254,8 @@ class Service:
     def _forecast(self, st: StreamState, last: pd.Timestamp) -> None:
         s, now = st.stream, self.clock.now()
         name, target = s.name, now.floor(s.bar)
-        if st.issued is not None and st.issued >= target:
-            return  # this candle already has its forecast (or its stale record)
+        if st.forecast is not None and st.forecast >= target:
+            return  # this candle already has its forecast
         champion = self.reg.with_status(name, "champion")
         if champion is None:
             if not st.waiting_logged:
@@ -260,6 +264,8 @@ class Service:
             return
         self._record_missed(st, target)
         st.stale = now - last > 2 * s.bar
+        if st.stale and st.issued is not None and st.issued >= target:
+            return  # recorded as stale already; checked again soon
         if st.stale:
             self.reg.decide(name, now, "stale", champion["id"], target_time=target,
                             reason=f"newest candle opens {last:%Y-%m-%d %H:%M}, {now - last} ago: more than two bars")
@@ -283,7 +289,7 @@ class Service:
         if shadow is not None and pd.isna(shadow["shadow_from"]):
             self.reg.set_status(shadow["id"], "shadow", shadow_from=target)
         self.reg.issue(rows)
-        st.issued = target
+        st.issued = st.forecast = target
         for r in rows:
             what = "serves" if r["served"] else "shadow"
             band = f" (80% {r['lo80']:,.2f}..{r['hi80']:,.2f})" if r["lo80"] is not None else ""
