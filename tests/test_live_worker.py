@@ -47,3 +47,33 @@ def test_failures_are_reported_and_a_killed_worker_is_replaced(tmp_path):
     finally:
         worker.stop()
     assert worker.proc is None
+
+
+def test_a_killed_challenger_training_is_recorded_and_the_champion_keeps_serving(tmp_path, monkeypatch):
+    import threading
+
+    import duckdb
+    import pandas as pd
+
+    from coincast.live.demo import run_demo
+
+    real_submit = Worker.submit
+
+    def submit_then_kill(self, job):  # the real worker, killed right after it takes btc's challenger
+        real_submit(self, job)
+        if job["id"] == "btc-1d-m2":
+            os.kill(self.proc.pid, signal.SIGKILL)
+
+    monkeypatch.setattr(Worker, "submit", submit_then_kill)
+    store, lines = tmp_path / "live.duckdb", []
+    run_demo(store, pd.Timestamp("2025-06-01", tz="UTC"), None, 9, threading.Event(), lines.append,
+             settings=tiny(window=20, model={"shrink": False}, train={"shards": 1}), shadow=3, guard=10)
+    with duckdb.connect(str(store), read_only=True) as con:
+        status = dict(con.execute("SELECT id, status FROM models").fetchall())
+        failures = con.execute("SELECT model, reason FROM decisions WHERE kind = 'failure'").fetchall()
+        served = con.execute("SELECT stream, model, count(*) FROM forecasts WHERE served GROUP BY ALL ORDER BY ALL").fetchall()
+    assert failures == [("btc-1d-m2", "the training process died (exit code -9: killed or out of memory)")]
+    assert status["btc-1d-m2"] == "failed" and status["btc-1d-m1"] == "champion"
+    assert status["eth-1d-m2"] in ("shadow", "champion", "retired")  # the next job got a fresh worker
+    assert ("btc-1d", "btc-1d-m1", 10) in served  # 06-01 .. 06-10: every candle, by the champion
+    assert any("training btc-1d-m2 FAILED: the training process died" in line for line in lines)
