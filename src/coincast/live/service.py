@@ -37,7 +37,6 @@ from coincast.live.worker import Worker
 from coincast.models.forecaster import Forecaster
 
 
-
 @dataclass
 class StreamState:
     stream: Stream
@@ -153,9 +152,10 @@ class Service:
         champion = self.reg.with_status(s.name, "champion")
         if champion is not None:
             rec = self.reg.live_record(s.name, champion["id"], s.guard)
-            self.log(st, f"scored through {last:%Y-%m-%d %H:%M}: champion {champion['id']} live RMSE "
-                         f"{_ratio(rec)} persistence's over its last {rec['n']} (DM p {_p(rec.get('dm_p_better'))}), "
-                         f"direction {rec['direction_accuracy']:.0%}")
+            if rec["n"]:  # (a champion promoted by hand may have no realised forecast yet)
+                self.log(st, f"scored through {last:%Y-%m-%d %H:%M}: champion {champion['id']} live RMSE "
+                             f"{_ratio(rec)} persistence's over its last {rec['n']} (DM p {_p(rec.get('dm_p_better'))}), "
+                             f"direction {rec['direction_accuracy']:.0%}")
             self._guard(st, champion["id"], rec)
         shadow = self.reg.with_status(s.name, "shadow")
         if shadow is not None:
