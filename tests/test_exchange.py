@@ -1,124 +1,36 @@
-"""ccxt ingestion: the real ccxt binance client against a local server replaying Binance responses.
+"""ccxt ingestion: the real ccxt binance client against the replay exchange (coincast.live.replay).
 
-The server serves the bundled daily BTC candles in Binance's own JSON format, shifted in
+The replay serves the bundled daily BTC candles in Binance's own JSON format, shifted in
 time so that the newest candle opens today (still open, so it must never be stored), and
 injects the failures the fetch must survive: 429, 500, a timeout, a duplicated candle.
 """
 
-import json
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
-
 import pandas as pd
 import pytest
 
-from coincast.data import load
 from coincast.data.exchange import FetchError, fetch, make_client
 from coincast.data.store import Store
+from coincast.live.replay import Replay, ReplayExchange
 from tests.conftest import assert_user_error
 
 DAY_MS = 86_400_000
 
-SPOT_MARKET = {
-    "symbol": "BTCUSDT", "status": "TRADING", "baseAsset": "BTC", "quoteAsset": "USDT",
-    "baseAssetPrecision": 8, "quotePrecision": 8, "quoteAssetPrecision": 8,
-    "orderTypes": ["LIMIT", "MARKET"], "isSpotTradingAllowed": True, "isMarginTradingAllowed": True,
-    "permissions": ["SPOT"],
-    "filters": [
-        {"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "1000000.00", "tickSize": "0.01"},
-        {"filterType": "LOT_SIZE", "minQty": "0.00001", "maxQty": "9000.0", "stepSize": "0.00001"},
-    ],
-}
-
-
-class Replay:
-    """What the fake Binance serves and what it saw: klines rows, faults by request number, a log."""
-
-    def __init__(self, days_before_today: int = 0):
-        candles = load("btc-usd")
-        today = pd.Timestamp.now(tz="UTC").normalize()
-        shift = today - pd.Timedelta(days=days_before_today) - candles.index[-1]
-        self.candles = candles.set_index(candles.index + shift)
-        self.faults: dict[int, str] = {}
-        self.klines: list[dict] = []  # query of every klines request, in order
-        self.times: list[float] = []
-
-    def page(self, query: dict) -> list:
-        start = int(query.get("startTime", 0))
-        limit = min(int(query.get("limit", 500)), 1000)
-        rows = self.candles[self.candles.index.as_unit("ms").asi8 >= start].iloc[:limit]
-        return [
-            [int(t.value // 10**6), f"{r.open:.8f}", f"{r.high:.8f}", f"{r.low:.8f}", f"{r.close:.8f}",
-             f"{r.volume:.8f}", int(t.value // 10**6) + DAY_MS - 1, "0", 100, "0", "0", "0"]
-            for t, r in zip(rows.index, rows.itertuples())
-        ]
-
-
-def make_handler(replay: Replay):
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def send(self, status: int, body) -> None:
-            data = json.dumps(body).encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (the timeout case)
-
-        def do_GET(self):
-            url = urlparse(self.path)
-            query = {k: v[0] for k, v in parse_qs(url.query).items()}
-            if url.path.endswith("/exchangeInfo"):
-                spot = url.path.startswith("/api/v3")
-                return self.send(200, {"timezone": "UTC", "serverTime": int(time.time() * 1000),
-                                       "rateLimits": [], "symbols": [SPOT_MARKET] if spot else []})
-            if url.path != "/api/v3/klines":
-                return self.send(404, {"code": -1, "msg": f"no route {url.path}"})
-            replay.klines.append(query)
-            replay.times.append(time.monotonic())
-            fault = replay.faults.get(len(replay.klines))
-            if fault == "429":
-                return self.send(429, {"code": -1003, "msg": "Too many requests; current limit is 6000 weight."})
-            if fault == "500":
-                return self.send(500, {"code": -1001, "msg": "Internal error; unable to process your request."})
-            if fault == "timeout":
-                time.sleep(2.5)
-            page = replay.page(query)
-            if fault == "duplicate" and page:
-                page.insert(1, list(page[0]))
-            return self.send(200, page)
-
-    return Handler
-
 
 @pytest.fixture
 def server():
-    """Start a local fake Binance; yields a function that builds a client for a Replay."""
+    """Start a local replay exchange; yields a function that builds a client for a Replay."""
     servers = []
 
     def start(replay: Replay, rate_limit_ms: int = 1):
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(replay))
-        httpd.daemon_threads = True
-        threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
-        servers.append(httpd)
+        exchange = ReplayExchange(replay)
+        servers.append(exchange)
         # 2 s: a real page can take a few hundred ms on a loaded 2-core machine; only the
         # injected timeout (2.5 s) must trip it.
-        client = make_client("binance", timeout=2000, rateLimit=rate_limit_ms)
-        base = f"http://127.0.0.1:{httpd.server_address[1]}"
-        client.urls["api"] = {k: base + urlparse(v).path for k, v in client.urls["api"].items()}
-        return client
+        return exchange.client(timeout_ms=2000, rate_limit_ms=rate_limit_ms)
 
     yield start
-    for httpd in servers:
-        httpd.shutdown()
-        httpd.server_close()
+    for exchange in servers:
+        exchange.close()
 
 
 def stored(store):

@@ -121,12 +121,15 @@ def predict(
 
 from coincast.cli.data import fetch, sentiment_app, store_app  # noqa: E402
 from coincast.cli.evaluate import audit, backtest  # noqa: E402
+from coincast.cli.live import live, models_app  # noqa: E402
 
 app.command("backtest")(backtest)
 app.command("audit")(audit)
 app.add_typer(store_app, name="store")
 app.add_typer(sentiment_app, name="sentiment")
 app.command("fetch")(fetch)
+app.command("live")(live)
+app.add_typer(models_app, name="models")
 
 
 def main() -> None:

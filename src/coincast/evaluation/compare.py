@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from coincast.evaluation.metrics import diebold_mariano
+from coincast.evaluation.metrics import diebold_mariano, outcome
 
 PRICE_ONLY = "price_only"
 
@@ -55,17 +55,15 @@ def sentence(extras: list[str], ratio: float | None, p_better: float, alpha: flo
     names = ", ".join(extras)
     if ratio is None:
         return f"Adding {names} could not be compared: the price-only model made no errors at all."
-    if ratio < 1 and p_better < alpha:
-        return (f"Adding {names} improved accuracy significantly: RMSE {ratio:.3f}x the price-only model's "
-                f"(Diebold-Mariano one-sided p = {p_better:.3g}).")
-    if ratio < 1:
-        return (f"Adding {names} lowered the RMSE to {ratio:.3f}x the price-only model's, but not significantly "
-                f"(Diebold-Mariano one-sided p = {p_better:.3g}): no evidence the extra inputs help.")
-    p_worse = 1.0 - p_better
-    if p_worse < alpha:
-        return (f"Adding {names} did NOT improve accuracy: RMSE {ratio:.3f}x the price-only model's, significantly "
-                f"worse (Diebold-Mariano one-sided p = {p_worse:.3g} for the price-only model being better).")
-    return (f"Adding {names} did NOT improve accuracy: RMSE {ratio:.3f}x the price-only model's, a difference "
-            f"that is not significant (Diebold-Mariano one-sided p = {p_worse:.3g} for the price-only model "
-            "being better).")
+    kind, p = outcome(ratio, p_better, alpha)
+    lost = f"Adding {names} did NOT improve accuracy: RMSE {ratio:.3f}x the price-only model's, "
+    return {
+        "better": f"Adding {names} improved accuracy significantly: RMSE {ratio:.3f}x the price-only model's "
+                  f"(Diebold-Mariano one-sided p = {p:.3g}).",
+        "lower": f"Adding {names} lowered the RMSE to {ratio:.3f}x the price-only model's, but not significantly "
+                 f"(Diebold-Mariano one-sided p = {p:.3g}): no evidence the extra inputs help.",
+        "worse": lost + f"significantly worse (Diebold-Mariano one-sided p = {p:.3g} for the price-only model being better).",
+        "higher": lost + f"a difference that is not significant (Diebold-Mariano one-sided p = {p:.3g} for the price-only "
+                  "model being better).",
+    }[kind]
 

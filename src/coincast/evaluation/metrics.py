@@ -109,21 +109,29 @@ def score(forecast: pd.DataFrame, models: list[str]) -> dict[str, dict]:
     return out
 
 
+def outcome(ratio: float, p_better: float, alpha: float = 0.05) -> tuple[str, float]:
+    """What an RMSE ratio and its one-sided Diebold-Mariano p (`p_better`: that the forecast is
+    the more accurate) support, and the p that says so: ("better", p) significantly lower RMSE,
+    ("lower", p) lower but not significantly, ("worse", 1 - p) significantly higher, ("higher",
+    1 - p) higher but not significantly (1 - p: the one-sided p the other way, a t distribution)."""
+    if ratio < 1:
+        return ("better" if p_better < alpha else "lower"), p_better
+    p_worse = 1.0 - p_better
+    return ("worse" if p_worse < alpha else "higher"), p_worse
+
+
 def verdict(metrics: dict, model: str = "model", alpha: float = 0.05) -> str:
     """One plain sentence: did the model beat "tomorrow = today"? "Significantly" only where the
     one-sided Diebold-Mariano test in that direction says so at level `alpha`."""
-    m = metrics[model]
-    ratio, p = m["rmse_ratio"], m["dm_p_vs_persistence"]
-    p_worse = 1.0 - p  # the one-sided p that persistence is the more accurate (a t distribution)
-    if ratio < 1 and p < alpha:
-        return (f"The model beat persistence (\"tomorrow = today\") significantly: RMSE {ratio:.3f}x persistence's "
-                f"(Diebold-Mariano one-sided p = {p:.3g}).")
-    if ratio < 1:
-        return (f"The model's RMSE is {ratio:.3f}x persistence's (\"tomorrow = today\"), lower but not significantly "
-                f"(Diebold-Mariano one-sided p = {p:.3g}): no evidence it beats persistence.")
-    if p_worse < alpha:
-        return (f"The model did NOT beat persistence (\"tomorrow = today\"): its RMSE is {ratio:.3f}x persistence's, "
-                f"significantly worse (Diebold-Mariano one-sided p = {p_worse:.3g} for persistence being better).")
-    return (f"The model did NOT beat persistence (\"tomorrow = today\"): its RMSE is {ratio:.3f}x persistence's, "
-            f"a difference that is not significant (Diebold-Mariano one-sided p = {p_worse:.3g} for persistence "
-            "being better).")
+    ratio = metrics[model]["rmse_ratio"]
+    kind, p = outcome(ratio, metrics[model]["dm_p_vs_persistence"], alpha)
+    lost = f"The model did NOT beat persistence (\"tomorrow = today\"): its RMSE is {ratio:.3f}x persistence's, "
+    return {
+        "better": f"The model beat persistence (\"tomorrow = today\") significantly: RMSE {ratio:.3f}x persistence's "
+                  f"(Diebold-Mariano one-sided p = {p:.3g}).",
+        "lower": f"The model's RMSE is {ratio:.3f}x persistence's (\"tomorrow = today\"), lower but not significantly "
+                 f"(Diebold-Mariano one-sided p = {p:.3g}): no evidence it beats persistence.",
+        "worse": lost + f"significantly worse (Diebold-Mariano one-sided p = {p:.3g} for persistence being better).",
+        "higher": lost + f"a difference that is not significant (Diebold-Mariano one-sided p = {p:.3g} for persistence "
+                  "being better).",
+    }[kind]

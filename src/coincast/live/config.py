@@ -1,0 +1,160 @@
+"""The live service's configuration: a TOML file with a store and one `[[stream]]` table per stream.
+
+    store = "~/coincast/live.duckdb"        # optional: default $COINCAST_STORE, else the user's store
+    [[stream]]
+    name = "btc-1d"
+    data = "store:binance/BTC/USDT/1d"      # fetched with ccxt as `coincast fetch` does
+    since = "2023-01-01"                    # first candle to fetch into an empty store (default: all)
+    preset = "default"
+    retrain_every = 7                       # candles between trainings
+    refit = "warm"                          # "warm": start from the champion's weights; "fresh"
+    shadow = 7                              # candles a challenger forecasts beside the champion
+    guard = 60                              # forecasts in the live record the guard judges
+    [stream.settings.model]                 # any [data]/[model]/[train] setting of `coincast run`
+    hidden = [16, 16]
+
+Everything is checked before anything is written; each mistake is one ConfigError line that
+says what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from coincast.config import Settings, apply_overrides, preset, tomllib, validate
+from coincast.data.exchange import make_client
+from coincast.data.store import default_path, parse_ref, timeframe_seconds
+from coincast.errors import CoincastError, ConfigError
+
+
+@dataclass
+class Stream:
+    """One forecast stream: a market's candles, the model settings and the retraining schedule."""
+
+    name: str
+    data: str  # store:EXCHANGE/SYMBOL/TIMEFRAME
+    settings: Settings = field(default_factory=Settings)
+    since: str | None = None
+    retrain_every: int = 7
+    refit: str = "warm"
+    shadow: int = 7
+    guard: int = 60
+
+    @property
+    def market(self) -> tuple[str, str, str]:
+        """(exchange, symbol, timeframe)."""
+        return parse_ref(self.data)
+
+    @property
+    def bar(self) -> pd.Timedelta:
+        return pd.Timedelta(seconds=timeframe_seconds(self.market[2]))
+
+
+@dataclass
+class LiveConfig:
+    streams: list[Stream]
+    store: Path = field(default_factory=default_path)
+
+
+STREAM_KEYS = {f.name for f in dataclasses.fields(Stream)} | {"preset"}
+
+
+def load_config(path: str | Path) -> LiveConfig:
+    """Read and check a live TOML config (ConfigError on the first mistake)."""
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}; write one with [[stream]] tables (see README, Live)") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}); fix the syntax") from None
+    unknown = set(doc) - {"store", "stream"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}: the top level holds store and [[stream]] tables")
+    tables = doc.get("stream")
+    if not isinstance(tables, list) or not tables:
+        raise ConfigError(f"{path} has no streams: add at least one [[stream]] table with name and data")
+    streams = [stream_from(t, k + 1) for k, t in enumerate(tables)]
+    store = Path(doc["store"]).expanduser() if "store" in doc else default_path()
+    return check(LiveConfig(streams, store))
+
+
+def stream_from(table: dict, k: int) -> Stream:
+    """One [[stream]] table (the k-th) as a Stream, its settings applied on its preset."""
+    where = f"stream {table.get('name', k)!r}" if isinstance(table, dict) else f"stream {k}"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table: write [[stream]] then one key per line")
+    unknown = set(table) - STREAM_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known are {', '.join(sorted(STREAM_KEYS))}")
+    for key in ("name", "data"):
+        if not isinstance(table.get(key), str) or not table[key]:
+            raise ConfigError(f"{where} needs {key} = \"...\" (e.g. name = \"btc-1d\", data = \"store:binance/BTC/USDT/1d\")")
+    settings = apply_overrides(preset(table.get("preset", "default")), _settings_table(table, where))
+    values = {k: v for k, v in table.items() if k not in ("preset", "settings")}
+    return Stream(settings=validate(settings), **values)
+
+
+def _settings_table(table: dict, where: str) -> dict:
+    settings = table.get("settings", {})
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{where}: settings must be tables, e.g. [stream.settings.model] then hidden = [16, 16]")
+    return settings
+
+
+def check(config: LiveConfig) -> LiveConfig:
+    """Ranges, names, exchanges and timeframes, and a writable store, before anything is written."""
+    names = [s.name for s in config.streams]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"stream name(s) {', '.join(repeated)} used twice: give every [[stream]] its own name")
+    for s in config.streams:
+        _check_stream(s)
+    _check_writable(config.store)
+    return config
+
+
+def _check_stream(s: Stream) -> None:
+    where = f"stream {s.name!r}"
+    if not all(c.isalnum() or c in "-_." for c in s.name):
+        raise ConfigError(f"{where}: a name may hold letters, digits, '-', '_' and '.' only (it names model folders)")
+    whole = [("retrain_every", s.retrain_every, 1), ("shadow", s.shadow, 1), ("guard", s.guard, 2)]
+    for key, value, least in whole:
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ConfigError(f"{where}: {key} must be a whole number of candles, at least {least} (got {value!r})")
+    if s.refit not in ("warm", "fresh"):
+        raise ConfigError(f"{where}: refit must be \"warm\" or \"fresh\" (got {s.refit!r})")
+    if s.since is not None:
+        try:
+            pd.Timestamp(s.since)
+        except (ValueError, TypeError):
+            raise ConfigError(f"{where}: since must be a date YYYY-MM-DD (got {s.since!r})") from None
+    if not str(s.data).startswith("store:"):
+        raise ConfigError(f"{where}: data must be a store reference, e.g. store:binance/BTC/USDT/1d (got {s.data!r})")
+    try:
+        exchange, _, timeframe = s.market
+        timeframe_seconds(timeframe)
+        client = make_client(exchange)
+    except CoincastError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    offered = list(getattr(client, "timeframes", None) or {})
+    if timeframe not in offered:
+        raise ConfigError(f"{where}: {exchange} does not offer timeframe '{timeframe}'; use one of {', '.join(offered)}")
+    if not client.has.get("fetchOHLCV"):
+        raise ConfigError(f"{where}: {exchange} serves no candles through ccxt (no fetchOHLCV); choose another exchange")
+
+
+def _check_writable(store: Path) -> None:
+    """The store's folder exists or can be made, and can be written (models go beside the store)."""
+    folder = store.parent
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK) \
+            or (store.exists() and not os.access(store, os.W_OK)):
+        raise ConfigError(f"store {store} cannot be written (no write permission in {existing or folder}); "
+                          "choose a writable path with store = \"...\" in the config or --store")
+

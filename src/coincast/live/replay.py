@@ -1,0 +1,200 @@
+"""The replay exchange: a local Binance-compatible HTTP server over the bundled candles.
+
+It serves `/api/v3/exchangeInfo` and `/api/v3/klines` on 127.0.0.1 in Binance's own JSON
+format, so the real ccxt binance client fetches from it exactly as from Binance. A clock
+decides what exists: a candle is served once it has opened (the still-open one as a partial
+candle, as Binance does), and ccxt's clients made here read the same clock, so a simulated
+clock (`SimClock`, e.g. one day per second) replays history as if it were live.
+
+Faults are injected by klines request number (1-based), for the tests and for demos of
+resilience: "429" (with Retry-After), "500", "timeout" (answers after 2.5 s), "empty" (an
+empty page), "duplicate" (the first candle twice), "shuffled" (candles out of order) and
+"revised" (the first candle's close 1% higher, as if revised after close). `outage` freezes
+the candle feed for a span of clock time.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import ccxt
+import pandas as pd
+
+from coincast.data import load
+from coincast.data.exchange import make_client
+from coincast.data.store import timeframe_seconds
+from coincast.live.clock import SimClock, WallClock
+
+# (Binance symbol id, interval) -> bundled dataset
+MARKETS = {("BTCUSDT", "1d"): "btc-usd", ("ETHUSDT", "1d"): "eth-usd", ("BTCUSDT", "1h"): "btc-usd-1h"}
+TIMEOUT_FAULT_S = 2.5
+
+
+def market(symbol_id: str) -> dict:
+    """One spot market in Binance's exchangeInfo format."""
+    base, quote = symbol_id[:-4], symbol_id[-4:]
+    return {
+        "symbol": symbol_id, "status": "TRADING", "baseAsset": base, "quoteAsset": quote,
+        "baseAssetPrecision": 8, "quotePrecision": 8, "quoteAssetPrecision": 8,
+        "orderTypes": ["LIMIT", "MARKET"], "isSpotTradingAllowed": True, "isMarginTradingAllowed": True,
+        "permissions": ["SPOT"],
+        "filters": [
+            {"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "1000000.00", "tickSize": "0.01"},
+            {"filterType": "LOT_SIZE", "minQty": "0.00001", "maxQty": "9000.0", "stepSize": "0.00001"},
+        ],
+    }
+
+
+class Replay:
+    """What the replay exchange serves and what it saw: candles per market, faults, a request log.
+
+    `clock`: what "now" is (default the wall clock). `days_before_today`: shift every market's
+    candles so that the daily BTC candles end that many days before today (fetch tests against
+    the wall clock); None serves the candles at their real dates (live demos on a SimClock).
+    """
+
+    def __init__(self, clock: WallClock | SimClock | None = None, days_before_today: int | None = 0):
+        self.clock = clock or WallClock()
+        self.shift = pd.Timedelta(0)
+        if days_before_today is not None:
+            today = pd.Timestamp.now(tz="UTC").normalize()
+            self.shift = today - pd.Timedelta(days=days_before_today) - load("btc-usd").index[-1]
+        self._frames: dict[tuple[str, str], pd.DataFrame] = {}
+        self._lock = threading.Lock()
+        self.faults: dict[int, str] = {}
+        # (start, end) of clock time during which the exchange publishes nothing new: it answers
+        # as it did at `start` (an outage of its candle feed; the service must see stale data)
+        self.outage: tuple[pd.Timestamp, pd.Timestamp] | None = None
+        self.klines: list[dict] = []  # query of every klines request, in order
+        self.times: list[float] = []  # monotonic time of every klines request
+
+    def frame(self, symbol_id: str, interval: str) -> pd.DataFrame:
+        """The market's candles at their served dates (loaded once, on first use)."""
+        with self._lock:
+            if (symbol_id, interval) not in self._frames:
+                candles = load(MARKETS[(symbol_id, interval)])
+                self._frames[(symbol_id, interval)] = candles.set_index(candles.index + self.shift)
+            return self._frames[(symbol_id, interval)]
+
+    @property
+    def candles(self) -> pd.DataFrame:
+        """The daily BTC/USDT candles as served."""
+        return self.frame("BTCUSDT", "1d")
+
+    def page(self, query: dict) -> list[list]:
+        """The klines answer: up to `limit` candles from `startTime` that have opened by now."""
+        symbol_id, interval = query.get("symbol", "BTCUSDT"), query.get("interval", "1d")
+        frame = self.frame(symbol_id, interval)
+        bar_ms = timeframe_seconds(interval) * 1000
+        now_ms = self.clock.ms()
+        ms = frame.index.as_unit("ms").asi8
+        published = ms <= now_ms  # every candle that has opened (the newest one still open)
+        if self.outage is not None:
+            stop, end = (int(t.value // 1_000_000) for t in self.outage)
+            if stop <= now_ms < end:
+                published = ms + bar_ms <= stop  # only what had closed when the feed stopped
+        start = int(query.get("startTime", 0))
+        limit = min(int(query.get("limit", 500)), 1000)
+        rows = frame[(ms >= start) & published].iloc[:limit]
+        out = []
+        for t, r in zip(rows.index.as_unit("ms").asi8, rows.itertuples()):
+            o, h, l, c, v = r.open, r.high, r.low, r.close, r.volume
+            if t + bar_ms > now_ms:  # still open: what has traded so far (here: flat at the open)
+                h = l = c = o
+                v = v * (now_ms - t) / bar_ms
+            out.append([int(t), f"{o:.8f}", f"{h:.8f}", f"{l:.8f}", f"{c:.8f}", f"{v:.8f}",
+                        int(t) + bar_ms - 1, "0", 100, "0", "0", "0"])
+        return out
+
+
+def make_handler(replay: Replay):
+    """The request handler class serving `replay`."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def send(self, status: int, body, headers: dict | None = None) -> None:
+            data = json.dumps(body).encode()
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (the timeout case)
+
+        def do_GET(self):
+            url = urlparse(self.path)
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            if url.path.endswith("/exchangeInfo"):
+                spot = url.path.startswith("/api/v3")
+                symbols = sorted({s for s, _ in MARKETS}) if spot else []
+                return self.send(200, {"timezone": "UTC", "serverTime": replay.clock.ms(),
+                                       "rateLimits": [], "symbols": [market(s) for s in symbols]})
+            if url.path != "/api/v3/klines":
+                return self.send(404, {"code": -1, "msg": f"no route {url.path}"})
+            if (query.get("symbol", "BTCUSDT"), query.get("interval", "1d")) not in MARKETS:
+                return self.send(400, {"code": -1121, "msg": "Invalid symbol or interval."})
+            replay.klines.append(query)
+            replay.times.append(time.monotonic())
+            return self.klines(query, replay.faults.get(len(replay.klines)))
+
+        def klines(self, query: dict, fault: str | None):
+            if fault == "429":
+                return self.send(429, {"code": -1003, "msg": "Too many requests; current limit is 6000 weight."},
+                                 {"Retry-After": "1"})
+            if fault == "500":
+                return self.send(500, {"code": -1001, "msg": "Internal error; unable to process your request."})
+            if fault == "timeout":
+                time.sleep(TIMEOUT_FAULT_S)
+            page = [] if fault == "empty" else replay.page(query)
+            if fault == "duplicate" and page:
+                page.insert(1, list(page[0]))
+            if fault == "shuffled":
+                page = page[::-1]
+            if fault == "revised" and page:
+                page[0][4] = f"{float(page[0][4]) * 1.01:.8f}"
+                page[0][2] = f"{max(float(page[0][2]), float(page[0][4])):.8f}"
+            return self.send(200, page)
+
+    return Handler
+
+
+class ReplayExchange:
+    """The replay exchange running on 127.0.0.1 (threads of this process); a context manager."""
+
+    def __init__(self, replay: Replay, port: int = 0):
+        self.replay = replay
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), make_handler(replay))
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def client(self, timeout_ms: int = 2000, rate_limit_ms: int = 1) -> ccxt.Exchange:
+        """The real ccxt binance client, pointed at this server and reading the replay's clock."""
+        client = make_client("binance", timeout=timeout_ms, rateLimit=rate_limit_ms)
+        client.urls["api"] = {k: self.url + urlparse(v).path for k, v in client.urls["api"].items()}
+        client.milliseconds = self.replay.clock.ms  # the exchange's time is the replay's
+        return client
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self) -> ReplayExchange:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,137 @@
+"""The training worker: one long-lived spawned process, at lower priority, that trains models.
+
+The service hands it one job at a time (settings, candles, an optional warm-start model and
+the staging folder to write) and polls for the result, so forecasting never waits for a
+training. A training that raises comes back as a failure with its reason; a worker that dies
+(killed, out of memory) is noticed by `poll`, reported as a failure, and started afresh for the
+next job.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+import traceback
+from pathlib import Path
+
+NICE = 10  # how much lower the worker's priority is than the service's
+
+
+def train_job(job: dict) -> dict:
+    """Train one model and write it to `job['staging']`; returns its figures (runs in the worker)."""
+    import numpy as np
+
+    from coincast.config import Settings
+    from coincast.evaluation import conformal
+    from coincast.models.forecaster import Forecaster
+
+    start = time.perf_counter()
+    frame, settings = job["candles"], Settings.from_dict(job["settings"])
+    init = Forecaster.load(job["init"]) if job.get("init") else None
+    f = Forecaster(settings).fit(frame, init=init)
+    labels = f.calib_index_
+    q = {}
+    if labels is not None and len(labels):
+        val = f.predict(frame, start=labels.min()).loc[labels]
+        scores = conformal.scores(val["actual"], val["predicted"], val["previous"])
+        q = {f"q{round(100 * level)}": conformal.quantile(scores, level) for level in conformal.LEVELS}
+    f.save(Path(job["staging"]))
+    h = f.history_
+    return {
+        "candles": len(frame), "windows": int(f.train_shape_[0]), "warm": init is not None,
+        "epochs_run": len(h.loss), "best_epoch": h.best_epoch,
+        "train_loss": float(h.loss[-1]), "val_loss": float(np.min(h.val_loss)) if len(h.val_loss) else None,
+        "shrink": f.shrink_, "calib_windows": 0 if labels is None else len(labels), **q,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _serve(conn, threads: int | None) -> None:
+    """The worker's loop: receive a job, train, send back {'ok': ..., ...}; None ends it."""
+    # Ctrl-C reaches the whole process group: the service decides when the worker ends.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.nice(NICE)
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    while True:
+        job = conn.recv()
+        if job is None:
+            return
+        try:
+            result = {"ok": True, "id": job["id"], "figures": train_job(job)}
+        except Exception as exc:  # any failure of a training is reported, never fatal to the service
+            last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            result = {"ok": False, "id": job["id"], "reason": last[:300]}
+        conn.send(result)
+
+
+class Worker:
+    """The service's handle on the training process (started on first use)."""
+
+    def __init__(self, threads: int | None = None):
+        self.threads = threads
+        self.proc = None
+        self.conn = None
+        self.job_id: str | None = None  # the job in progress
+
+    @property
+    def busy(self) -> bool:
+        return self.job_id is not None
+
+    def start(self) -> None:
+        """Start the process if it is not running (spawn: a fresh interpreter, nothing inherited)."""
+        if self.proc is None or not self.proc.is_alive():
+            ctx = multiprocessing.get_context("spawn")
+            self.conn, child = ctx.Pipe()
+            self.proc = ctx.Process(target=_serve, args=(child, self.threads), daemon=True, name="coincast-train")
+            self.proc.start()
+            child.close()
+
+    def submit(self, job: dict) -> None:
+        self.start()
+        self.conn.send(job)
+        self.job_id = job["id"]
+
+    def poll(self, timeout: float = 0.0) -> dict | None:
+        """The finished job's result, a failure if the process died, or None while it trains."""
+        if self.job_id is None:
+            return None
+        try:
+            if self.conn.poll(timeout):
+                result = self.conn.recv()
+                self.job_id = None
+                return result
+        except (EOFError, OSError):
+            pass  # the pipe broke: the process died
+        if self.proc.is_alive():
+            return None
+        self.proc.join()
+        code, failed = self.proc.exitcode, self.job_id
+        self.proc, self.job_id = None, None
+        return {"ok": False, "id": failed,
+                "reason": f"the training process died (exit code {code}: killed or out of memory)"}
+
+    def wait(self) -> dict | None:
+        """Block until the job in progress ends (simulated clocks: training takes no simulated time)."""
+        while self.busy:
+            result = self.poll(timeout=0.5)
+            if result is not None:
+                return result
+        return None
+
+    def stop(self) -> None:
+        """End the process; a training in progress is abandoned (its row is discarded at the next start)."""
+        if self.proc is not None and self.proc.is_alive():
+            if self.busy:
+                self.proc.terminate()
+            else:
+                self.conn.send(None)
+            self.proc.join(timeout=5)
+            if self.proc.is_alive():
+                self.proc.kill()
+                self.proc.join()
+        self.proc, self.job_id = None, None
