@@ -2,7 +2,8 @@
 
 Each tick (a candle close plus a grace period) runs every stream's step in turn:
 
-1. fetch the new closed candles into the store (ccxt, retries and backoff as `coincast fetch`);
+1. fetch the new closed candles into the store (ccxt, retries and backoff as `coincast fetch`),
+   re-reading the last two stored ones: a candle the exchange revised after close replaces its row;
 2. score: fill the realised fields of forecasts whose candle closed, update each model's
    rolling live record, apply the guard, and decide a challenger whose shadow period is over;
 3. collect a finished training (registered as shadow, or as champion if the stream had none)
@@ -35,6 +36,8 @@ from coincast.live.config import LiveConfig, Stream
 from coincast.live.registry import Registry, utc
 from coincast.live.worker import Worker
 from coincast.models.forecaster import Forecaster
+
+REREAD = 2  # stored candles fetched again at each tick, so a revision after close is picked up
 
 
 @dataclass
@@ -133,9 +136,11 @@ class Service:
         if exchange not in self.clients:  # one client per exchange: markets load once, rate limits hold
             self.clients[exchange] = self.client_for(exchange)
         client = self.clients[exchange]
-        empty = self.store.last_open_time(exchange, symbol, timeframe) is None
+        newest = self.store.last_open_time(exchange, symbol, timeframe)
+        # Re-read the last REREAD stored candles: one the exchange revised after close replaces its row.
+        since = s.since if newest is None else newest - REREAD * s.bar
         try:
-            got = fetch(client, symbol, timeframe, since=s.since if empty else None, store=self.store.path,
+            got = fetch(client, symbol, timeframe, since=since, store=self.store.path,
                         retries=self.fetch_retries, backoff_s=self.fetch_backoff_s, progress=False)
         except FetchError as exc:
             self.log(st, f"fetch failed: {exc}")
