@@ -190,19 +190,22 @@ class Service:
         both = (f"shadow RMSE {verdict['challenger_rmse']:,.2f} vs champion {verdict['champion_rmse']:,.2f} "
                 f"on the same {verdict['n']} candles (persistence {verdict['persistence_rmse']:,.2f}, DM p {verdict['dm_p']:.3g})")
         if verdict["promote"]:
-            self.reg.set_status(champion, "retired")
-            self.reg.set_status(challenger, "champion")
+            lifted = st.fallback and verdict["challenger_rmse"] < verdict["persistence_rmse"]
+            with self.reg.transaction():  # a kill never leaves a stream with no champion, or two
+                self.reg.set_status(champion, "retired")
+                self.reg.set_status(challenger, "champion")
+                self.reg.decide(s.name, now, "promotion", challenger, champion, figures=verdict, reason=both)
+                if lifted:
+                    self.reg.decide(s.name, now, "fallback_end", challenger, figures=verdict,
+                                    reason="the promoted model's shadow record beats persistence")
             self.loaded.pop(champion, None)
-            self.reg.decide(s.name, now, "promotion", challenger, champion, figures=verdict, reason=both)
+            st.fallback = st.fallback and not lifted
             self.log(st, f"DECISION: promoted {challenger} over {champion}: {both}")
-            if st.fallback and verdict["challenger_rmse"] < verdict["persistence_rmse"]:
-                st.fallback = False
-                self.reg.decide(s.name, now, "fallback_end", challenger, figures=verdict,
-                                reason="the promoted model's shadow record beats persistence")
         else:
-            self.reg.set_status(challenger, "retired")
+            with self.reg.transaction():
+                self.reg.set_status(challenger, "retired")
+                self.reg.decide(s.name, now, "rejection", challenger, champion, figures=verdict, reason=both)
             self.loaded.pop(challenger, None)
-            self.reg.decide(s.name, now, "rejection", challenger, champion, figures=verdict, reason=both)
             self.log(st, f"DECISION: kept {champion}, retired {challenger}: {both}")
 
     # -- 3. training -------------------------------------------------------------------------
@@ -237,15 +240,18 @@ class Service:
         st = self.jobs.pop(result["id"])
         name, now, model_id = st.stream.name, self.clock.now(), result["id"]
         if not result["ok"]:
-            self.reg.set_status(model_id, "failed")
-            self.reg.decide(name, now, "failure", model_id, reason=result["reason"])
+            with self.reg.transaction():
+                self.reg.set_status(model_id, "failed")
+                self.reg.decide(name, now, "failure", model_id, reason=result["reason"])
             self.log(st, f"training {model_id} FAILED: {result['reason']}")
             return
         first = self.reg.with_status(name, "champion") is None
         fig = result["figures"]
-        self.reg.finish_model(model_id, fig, "champion" if first else "shadow")
-        if first:
-            self.reg.decide(name, now, "first", model_id, figures=fig, reason="the stream's first model: nothing to compare with")
+        with self.reg.transaction():  # registered and recorded together (the files move first)
+            self.reg.finish_model(model_id, fig, "champion" if first else "shadow")
+            if first:
+                self.reg.decide(name, now, "first", model_id, figures=fig,
+                                reason="the stream's first model: nothing to compare with")
         role = "champion (first model)" if first else f"shadow for the next {st.stream.shadow} candles"
         self.log(st, f"model {model_id} trained in {fig['seconds']:.1f} s ({fig['epochs_run']} epochs, "
                      f"{fig['windows']} windows): {role}")
