@@ -34,14 +34,20 @@ class SimClock:
 
     simulated = True
 
-    def __init__(self, start: str | pd.Timestamp, speed: float | None = None):
+    def __init__(self, start: str | pd.Timestamp, speed: float | None = None, t0: float | None = None):
         stamp = pd.Timestamp(start)
         self.start = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
         self.speed = speed
         self._lock = threading.Lock()
         self._virtual = self.start  # the virtual clock's reading
-        self._t0 = time.monotonic()
+        # the monotonic time at which it read `start`: another process on this machine given the
+        # same start, speed and t0 reads the same time (a test's service process and its replay)
+        self._t0 = time.monotonic() if t0 is None else t0
         self._frozen: pd.Timestamp | None = None  # the reading while held
+
+    @property
+    def t0(self) -> float:
+        return self._t0
 
     @property
     def virtual(self) -> bool:

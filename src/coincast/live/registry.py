@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,17 @@ class Registry:
             raise StoreError(f"store {store.path} holds no live registry: run `coincast live` on it first")
         self.models_dir = store.path.parent / "models"
 
+    @contextmanager
+    def transaction(self):
+        """Statements that stand or fall together: a kill between them leaves none applied."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
     def _run(self, sql: str, args: list | None = None) -> list:
         """A statement run to completion (DuckDB wants every result read before the next statement)."""
         return self.con.execute(sql, args).fetchall() if args is not None else self.con.execute(sql).fetchall()
@@ -145,8 +157,9 @@ class Registry:
         ids = [i for (i,) in self.con.execute("SELECT id FROM models WHERE status = 'training'").fetchall()]
         for model_id in ids:
             (stream,) = self.con.execute("SELECT stream FROM models WHERE id = ?", [model_id]).fetchone()
-            self._run("UPDATE models SET status = 'discarded' WHERE id = ?", [model_id])
-            self.decide(stream, at, "failure", model_id, reason="the service stopped during this training; it is redone")
+            with self.transaction():
+                self._run("UPDATE models SET status = 'discarded' WHERE id = ?", [model_id])
+                self.decide(stream, at, "failure", model_id, reason="the service stopped during this training; it is redone")
         if self.models_dir.exists():
             known = {i for (i,) in self.con.execute("SELECT id FROM models WHERE status NOT IN ('failed', 'discarded')").fetchall()}
             for path in self.models_dir.iterdir():
@@ -179,10 +192,11 @@ class Registry:
         returns the champion it retired."""
         champion = self.with_status(stream, "champion")
         replaced = None if champion is None else champion["id"]
-        if replaced is not None:
-            self._run("UPDATE models SET status = 'retired' WHERE id = ?", [replaced])
-        self._run("UPDATE models SET status = 'champion' WHERE id = ?", [model_id])
-        self.decide(stream, at, kind, model_id, replaced, figures={"by": by}, reason=f"by {by}: {reason}")
+        with self.transaction():
+            if replaced is not None:
+                self._run("UPDATE models SET status = 'retired' WHERE id = ?", [replaced])
+            self._run("UPDATE models SET status = 'champion' WHERE id = ?", [model_id])
+            self.decide(stream, at, kind, model_id, replaced, figures={"by": by}, reason=f"by {by}: {reason}")
         return replaced
 
     def _model_row(self, model_id: str) -> dict:

@@ -168,6 +168,15 @@ def make_handler(replay: Replay):
     return Handler
 
 
+def replay_client(url: str, clock: WallClock | SimClock, timeout_ms: int = 2000, rate_limit_ms: int = 1) -> ccxt.Exchange:
+    """The real ccxt binance client, pointed at a replay exchange at `url` and reading `clock`
+    (the replay's own, or one that reads the same time in another process)."""
+    client = make_client("binance", timeout=timeout_ms, rateLimit=rate_limit_ms)
+    client.urls["api"] = {k: url + urlparse(v).path for k, v in client.urls["api"].items()}
+    client.milliseconds = clock.ms  # the exchange's time is the replay's
+    return client
+
+
 class ReplayExchange:
     """The replay exchange running on 127.0.0.1 (threads of this process); a context manager."""
 
@@ -184,10 +193,7 @@ class ReplayExchange:
 
     def client(self, timeout_ms: int = 2000, rate_limit_ms: int = 1) -> ccxt.Exchange:
         """The real ccxt binance client, pointed at this server and reading the replay's clock."""
-        client = make_client("binance", timeout=timeout_ms, rateLimit=rate_limit_ms)
-        client.urls["api"] = {k: self.url + urlparse(v).path for k, v in client.urls["api"].items()}
-        client.milliseconds = self.replay.clock.ms  # the exchange's time is the replay's
-        return client
+        return replay_client(self.url, self.replay.clock, timeout_ms, rate_limit_ms)
 
     def close(self) -> None:
         self.httpd.shutdown()

@@ -2,7 +2,8 @@
 
 Each tick (a candle close plus a grace period) runs every stream's step in turn:
 
-1. fetch the new closed candles into the store (ccxt, retries and backoff as `coincast fetch`);
+1. fetch the new closed candles into the store (ccxt, retries and backoff as `coincast fetch`),
+   re-reading the last two stored ones: a candle the exchange revised after close replaces its row;
 2. score: fill the realised fields of forecasts whose candle closed, update each model's
    rolling live record, apply the guard, and decide a challenger whose shadow period is over;
 3. collect a finished training (registered as shadow, or as champion if the stream had none)
@@ -35,6 +36,8 @@ from coincast.live.config import LiveConfig, Stream
 from coincast.live.registry import Registry, utc
 from coincast.live.worker import Worker
 from coincast.models.forecaster import Forecaster
+
+REREAD = 2  # stored candles fetched again at each tick, so a revision after close is picked up
 
 
 @dataclass
@@ -133,9 +136,11 @@ class Service:
         if exchange not in self.clients:  # one client per exchange: markets load once, rate limits hold
             self.clients[exchange] = self.client_for(exchange)
         client = self.clients[exchange]
-        empty = self.store.last_open_time(exchange, symbol, timeframe) is None
+        newest = self.store.last_open_time(exchange, symbol, timeframe)
+        # Re-read the last REREAD stored candles: one the exchange revised after close replaces its row.
+        since = s.since if newest is None else newest - REREAD * s.bar
         try:
-            got = fetch(client, symbol, timeframe, since=s.since if empty else None, store=self.store.path,
+            got = fetch(client, symbol, timeframe, since=since, store=self.store.path,
                         retries=self.fetch_retries, backoff_s=self.fetch_backoff_s, progress=False)
         except FetchError as exc:
             self.log(st, f"fetch failed: {exc}")
@@ -185,19 +190,22 @@ class Service:
         both = (f"shadow RMSE {verdict['challenger_rmse']:,.2f} vs champion {verdict['champion_rmse']:,.2f} "
                 f"on the same {verdict['n']} candles (persistence {verdict['persistence_rmse']:,.2f}, DM p {verdict['dm_p']:.3g})")
         if verdict["promote"]:
-            self.reg.set_status(champion, "retired")
-            self.reg.set_status(challenger, "champion")
+            lifted = st.fallback and verdict["challenger_rmse"] < verdict["persistence_rmse"]
+            with self.reg.transaction():  # a kill never leaves a stream with no champion, or two
+                self.reg.set_status(champion, "retired")
+                self.reg.set_status(challenger, "champion")
+                self.reg.decide(s.name, now, "promotion", challenger, champion, figures=verdict, reason=both)
+                if lifted:
+                    self.reg.decide(s.name, now, "fallback_end", challenger, figures=verdict,
+                                    reason="the promoted model's shadow record beats persistence")
             self.loaded.pop(champion, None)
-            self.reg.decide(s.name, now, "promotion", challenger, champion, figures=verdict, reason=both)
+            st.fallback = st.fallback and not lifted
             self.log(st, f"DECISION: promoted {challenger} over {champion}: {both}")
-            if st.fallback and verdict["challenger_rmse"] < verdict["persistence_rmse"]:
-                st.fallback = False
-                self.reg.decide(s.name, now, "fallback_end", challenger, figures=verdict,
-                                reason="the promoted model's shadow record beats persistence")
         else:
-            self.reg.set_status(challenger, "retired")
+            with self.reg.transaction():
+                self.reg.set_status(challenger, "retired")
+                self.reg.decide(s.name, now, "rejection", challenger, champion, figures=verdict, reason=both)
             self.loaded.pop(challenger, None)
-            self.reg.decide(s.name, now, "rejection", challenger, champion, figures=verdict, reason=both)
             self.log(st, f"DECISION: kept {champion}, retired {challenger}: {both}")
 
     # -- 3. training -------------------------------------------------------------------------
@@ -232,15 +240,18 @@ class Service:
         st = self.jobs.pop(result["id"])
         name, now, model_id = st.stream.name, self.clock.now(), result["id"]
         if not result["ok"]:
-            self.reg.set_status(model_id, "failed")
-            self.reg.decide(name, now, "failure", model_id, reason=result["reason"])
+            with self.reg.transaction():
+                self.reg.set_status(model_id, "failed")
+                self.reg.decide(name, now, "failure", model_id, reason=result["reason"])
             self.log(st, f"training {model_id} FAILED: {result['reason']}")
             return
         first = self.reg.with_status(name, "champion") is None
         fig = result["figures"]
-        self.reg.finish_model(model_id, fig, "champion" if first else "shadow")
-        if first:
-            self.reg.decide(name, now, "first", model_id, figures=fig, reason="the stream's first model: nothing to compare with")
+        with self.reg.transaction():  # registered and recorded together (the files move first)
+            self.reg.finish_model(model_id, fig, "champion" if first else "shadow")
+            if first:
+                self.reg.decide(name, now, "first", model_id, figures=fig,
+                                reason="the stream's first model: nothing to compare with")
         role = "champion (first model)" if first else f"shadow for the next {st.stream.shadow} candles"
         self.log(st, f"model {model_id} trained in {fig['seconds']:.1f} s ({fig['epochs_run']} epochs, "
                      f"{fig['windows']} windows): {role}")

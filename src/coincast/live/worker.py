@@ -4,7 +4,8 @@ The service hands it one job at a time (settings, candles, an optional warm-star
 the staging folder to write) and polls for the result, so forecasting never waits for a
 training. A training that raises comes back as a failure with its reason; a worker that dies
 (killed, out of memory) is noticed by `poll`, reported as a failure, and started afresh for the
-next job.
+next job. A service killed outright (SIGKILL) takes its worker with it (Linux), so no
+orphaned training runs on.
 """
 
 from __future__ import annotations
@@ -48,8 +49,23 @@ def train_job(job: dict) -> dict:
     }
 
 
-def _serve(conn, threads: int | None) -> None:
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this process when the service dies, even by SIGKILL (Linux's
+    PR_SET_PDEATHSIG); elsewhere the broken pipe ends it after the training in progress."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the service died before the request took effect
+        os._exit(1)
+
+
+def _serve(conn, threads: int | None, parent: int | None = None) -> None:
     """The worker's loop: receive a job, train, send back {'ok': ..., ...}; None ends it."""
+    if parent is not None:
+        _die_with(parent)
     # Ctrl-C reaches the whole process group: the service decides when the worker ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.nice(NICE)
@@ -87,7 +103,7 @@ class Worker:
         if self.proc is None or not self.proc.is_alive():
             ctx = multiprocessing.get_context("spawn")
             self.conn, child = ctx.Pipe()
-            self.proc = ctx.Process(target=_serve, args=(child, self.threads), daemon=True, name="coincast-train")
+            self.proc = ctx.Process(target=_serve, args=(child, self.threads, os.getpid()), daemon=True, name="coincast-train")
             self.proc.start()
             child.close()
 
