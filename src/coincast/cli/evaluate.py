@@ -1,11 +1,7 @@
 """Command-line commands `backtest` and `audit` (walk-forward evaluation, look-ahead audit).
 
-Registered by the lead in cli.py, after `app` is defined (this module does not import
-cli.py, so there is no import cycle):
-
-    from coincast.cli.evaluate import audit, backtest
-    app.command("backtest")(backtest)
-    app.command("audit")(audit)
+Registered in cli/main.py, after `app` is defined (this module does not import main.py, so
+there is no import cycle).
 
 User mistakes raise CoincastError, which `cli.main()` prints on one line with exit 2.
 """
