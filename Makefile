@@ -35,7 +35,7 @@ bench: $(VENV)/.installed
 bench-quick: $(VENV)/.installed
 	bash benchmarks/run_bench.sh --quick
 
-# Walk-forward skill of the default, default+ta and tutorial presets on all six bundled daily coins (~3 h).
+# Walk-forward skill of the default, default+ta and tutorial presets on all six bundled daily coins (~1 h on 2 cores).
 skill: $(VENV)/.installed
 	$(PY) benchmarks/skill.py --jobs 2
 
