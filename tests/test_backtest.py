@@ -60,13 +60,14 @@ def test_rolling_window_keeps_train_size(raw):
 def test_warm_refit_continues_for_few_epochs(raw):
     s = tiny(**SMALL)
     s.train.epochs = 3
-    r = walk_forward(fill_zeros(raw), s, BacktestSettings(start=START, refit="warm", warm_epochs=1, warm_span=100), "close")
+    r = walk_forward(fill_zeros(raw), s, BacktestSettings(start=START, refit="warm", warm_epochs=1, warm_span=100), "close",
+                     network=True)
     assert list(r.folds["refit"]) == ["full", "warm", "warm", "warm"]
     assert r.folds["train_rows"].iloc[0] > 300 and (r.folds["train_rows"].iloc[1:] == 100).all()  # recent rows only
     assert r.folds["epochs_run"].iloc[0] == 3 and (r.folds["epochs_run"].iloc[1:] == 1).all()
-    fresh = walk_forward(fill_zeros(raw), s, BacktestSettings(start=START), "close")
-    np.testing.assert_allclose(r.table["model"].iloc[:7], fresh.table["model"].iloc[:7])  # fold 0 is the same fit
-    assert (r.table["model"].iloc[7:] - fresh.table["model"].iloc[7:]).abs().max() > 0  # later folds differ
+    fresh = walk_forward(fill_zeros(raw), s, BacktestSettings(start=START), "close", network=True)
+    np.testing.assert_allclose(r.table["network"].iloc[:7], fresh.table["network"].iloc[:7])  # fold 0 is the same fit
+    assert (r.table["network"].iloc[7:] - fresh.table["network"].iloc[7:]).abs().max() > 0  # later folds differ
     assert "previous fold" in r.backtest.describe() and "last 100 rows" in r.backtest.describe()
 
 
@@ -81,7 +82,7 @@ def test_parallel_folds_match_sequential(raw):
 
 def test_run_backtest_writes_a_complete_run_folder(tmp_path):
     s = tiny(**SMALL)
-    bt = BacktestSettings(start=START, refit="warm", warm_epochs=1)
+    bt = BacktestSettings(start=START, refit="warm", warm_epochs=1, shrink_from="validation")  # 22 days: no record yet
     run = run_backtest("btc-usd", s, bt, TradingSettings(stop_loss_pct=5), runs_dir=tmp_path, n_boot=200)
     files = {p.name for p in run.folder.iterdir()}
     assert {"config.json", "metrics.json", "timing.json", "forecast.csv", "folds.csv", "returns.csv", "report.html",
@@ -138,6 +139,7 @@ def test_library_errors(raw):
     (["--exog", "no_such_series.csv"], "file not found: no_such_series.csv"),
     (["--features", "close,rsi999999"], "feature 'rsi999999' looks back 999,999 rows, more than the 10,000 allowed"),
     (["--seed", "-1"], "seed must be between 0 and 4294967295 (got -1)"),
+    (["--shrink-from", "test"], "shrink-from must be 'record' or 'validation' (got 'test')"),
 ])
 def test_cli_bad_input_is_one_line_exit_2_nothing_written(cli, tmp_path, args, words):
     out = tmp_path / "runs"

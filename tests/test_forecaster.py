@@ -138,7 +138,7 @@ def test_zero_network_output_is_exactly_persistence(btc):
 
 
 def test_shrinkage_is_fitted_on_validation_windows_only(btc):
-    from coincast.models.forecaster import fit_shrinkage
+    from coincast.models.shrinkage import fit_shrinkage
 
     train = btc.iloc[:600]
     m = _fit(train, seed=2, precision="fp32")
@@ -168,7 +168,7 @@ def test_shrinkage_moves_with_validation_rows_never_with_test_rows(btc):
 
     raw = fill_zeros(btc.iloc[-300:])
     s = tiny(window=12, target="close", train={"seed": 1, "precision": "fp32"})
-    bt = BacktestSettings(start="2025-12-24")  # two folds: tests 12-24..30 and 12-31..01-05
+    bt = BacktestSettings(start="2025-12-24", shrink_from="validation")  # two folds: 12-24..30 and 12-31..01-05
 
     def folds(frame):
         return walk_forward(frame, s, bt, "close").folds
@@ -196,7 +196,7 @@ def test_shrinkage_moves_with_validation_rows_never_with_test_rows(btc):
 
 
 def test_fit_shrinkage_by_hand():
-    from coincast.models.forecaster import fit_shrinkage
+    from coincast.models.shrinkage import fit_shrinkage
 
     prev = np.array([100.0, 100.0, 100.0])
     actual = np.array([101.0, 99.0, 102.0])  # moves +1%, -1%, +2%

@@ -68,7 +68,9 @@ def test_first_backtest_fold_sees_the_arrays_run_builds(data, tmp_path, monkeypa
     n_test = len(r.forecast)
 
     calls.clear(), fitted.clear()
-    bt = BacktestSettings(start=str(cut.date()), retrain_every=n_test)  # one fold, cut at run's cut
+    # one fold, cut at run's cut, its shrinkage fitted on validation as run fits it (a backtest's
+    # default fits it on the earlier folds' record, which a first fold does not have)
+    bt = BacktestSettings(start=str(cut.date()), retrain_every=n_test, shrink_from="validation")
     b = run_backtest(str(data), tiny(), bt, TradingSettings(), runs_dir=tmp_path / "bt", n_boot=20)
     assert len(b.result.folds) == 1 and b.result.table.index[0] == cut
     fold, fold_model = calls[0], fitted[0]

@@ -30,6 +30,7 @@ from coincast.errors import ConfigError, DataError
 from coincast.evaluation import conformal
 from coincast.models.baselines import BASELINES
 from coincast.models.forecaster import MIN_TRAIN_WINDOWS, Forecaster
+from coincast.models.shrinkage import MIN_RECORD, record_shrinkage
 from coincast.prep.inputs import Inputs, build_inputs
 from coincast.prep.windows import first_test_row
 
@@ -52,6 +53,10 @@ class BacktestSettings:
     # Conformal scores of a fold: its own calibration windows plus up to this many of the most
     # recent out-of-sample errors of earlier folds (None: all; 0: own windows only).
     calib_pool: int | None = 100
+    # Where the shrinkage factor a comes from (when the model shrinks): "record" fits it on the
+    # out-of-sample forecasts of the earlier folds (persistence until there are enough of
+    # them); "validation" keeps each fold's own fit on its selection windows.
+    shrink_from: str = "record"
 
     def describe(self) -> str:
         """The refit rule in words, for the report (users were burned by this ambiguity)."""
@@ -60,6 +65,15 @@ class BacktestSettings:
             return (f"warm: the first fold trains a new model in full; every later fold continues from the "
                     f"previous fold's weights for {self.warm_epochs} epoch(s) on {span}")
         return "fresh: every fold trains a new model from scratch (random init, same seed) on its own training span"
+
+    def describe_shrink(self, settings: Settings) -> str:
+        """Where the shrinkage factor a comes from, in words, for the report."""
+        if not settings.model.shrink:
+            return "off: the network's forecast as it is"
+        if self.shrink_from == "validation":
+            return "fitted on each fold's own selection windows"
+        return (f"fitted on the earlier folds' out-of-sample forecasts (persistence until {MIN_RECORD} "
+                "are scored, and whenever they show no skill)")
 
 
 @dataclass
@@ -133,6 +147,8 @@ def check(frame: pd.DataFrame, settings: Settings, bt: BacktestSettings) -> int:
         raise ConfigError(f"window must be 'expanding' or 'rolling' (got {bt.window!r})")
     if bt.refit not in ("fresh", "warm"):
         raise ConfigError(f"refit must be 'fresh' or 'warm' (got {bt.refit!r})")
+    if bt.shrink_from not in ("record", "validation"):
+        raise ConfigError(f"shrink-from must be 'record' or 'validation' (got {bt.shrink_from!r}): e.g. --shrink-from record")
     if not isinstance(bt.jobs, int) or bt.jobs < 1:
         raise ConfigError(f"jobs must be at least 1 (got {bt.jobs})")
     if not isinstance(bt.warm_epochs, int) or bt.warm_epochs < 1:
@@ -181,9 +197,10 @@ def calibration_pool(own: np.ndarray, earlier: np.ndarray, size: int | None) -> 
 
 
 def run_fold(
-    inputs: Inputs, settings: Settings, p: Plan, init: Forecaster | None = None, network: bool = False,
+    inputs: Inputs, settings: Settings, p: Plan, init: Forecaster | None = None,
 ) -> tuple[dict, Forecaster]:
-    """Train on rows lo..cut-1, forecast targets cut..end-1, score the validation windows.
+    """Train on rows lo..cut-1, forecast targets cut..end-1 (the network's own forecast beside
+    the shrunk one), and forecast the calibration windows.
 
     `inputs`: built once on the full history; a fold takes rows of them (`Inputs.rows`), never
     rebuilds them, so its columns, values and declared rules are those `run` uses.
@@ -192,13 +209,13 @@ def run_fold(
     frame = inputs.frame
     train = inputs.rows(p.lo, p.cut)
     f = Forecaster(settings).fit(train, init=init)
-    pred = f.predict(inputs.rows(p.cut - L + 1, p.end), start=frame.index[p.cut], network=network)
+    pred = f.predict(inputs.rows(p.cut - L + 1, p.end), start=frame.index[p.cut], network=True)
     # A day whose window spans a time gap (an exchange outage) gets no forecast: it is skipped
     # and counted, as `run` counts the test windows it drops.
     skipped = frame.index[p.cut : p.end].difference(pred.index)
     labels = pd.Index(f.calib_index_)  # calibration windows: nothing was selected on them
-    val = f.predict(train, start=labels.min()).loc[labels] if len(labels) else pd.DataFrame(
-        {"actual": [], "predicted": [], "previous": []})
+    val = f.predict(train, start=labels.min(), network=True).loc[labels] if len(labels) else pd.DataFrame(
+        {"actual": [], "predicted": [], "previous": [], "network": []})
     h = f.history_
     info = {
         "fold": p.k,
@@ -209,19 +226,20 @@ def run_fold(
         "train_seconds": sum(x.seconds for x in getattr(f, "histories_", [h])), "calib_windows": len(val),
         "shrink": getattr(f, "shrink_", None),
     }
-    return {"pred": pred, "skipped": list(skipped), "calib_scores": conformal.scores(val["actual"], val["predicted"], val["previous"]), "info": info}, f
+    calib = val[["actual", "predicted", "previous", "network"]]
+    return {"pred": pred, "skipped": list(skipped), "calib": calib, "info": info}, f
 
 
 _WORKER: dict = {}
 
 
-def _init_worker(inputs: Inputs, settings: Settings, network: bool) -> None:
+def _init_worker(inputs: Inputs, settings: Settings) -> None:
     torch.set_num_threads(1)  # one core per process: the folds are the parallelism
-    _WORKER.update(inputs=inputs, settings=settings, network=network)
+    _WORKER.update(inputs=inputs, settings=settings)
 
 
 def _worker(p: Plan) -> dict:
-    return run_fold(_WORKER["inputs"], _WORKER["settings"], p, network=_WORKER["network"])[0]
+    return run_fold(_WORKER["inputs"], _WORKER["settings"], p)[0]
 
 
 # -- the loop -------------------------------------------------------------------------------
@@ -260,7 +278,7 @@ def walk_forward(
     if bt.refit == "fresh" and bt.jobs > 1 and len(plans) > 1:
         ctx = mp.get_context("spawn")
         workers = min(bt.jobs, len(plans))
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(inputs, settings, network)) as ex:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(inputs, settings)) as ex:
             for r in ex.map(_worker, plans):
                 results.append(r)
                 on_fold(r["info"])
@@ -273,7 +291,7 @@ def walk_forward(
         for p in plans:
             use_warm = bt.refit == "warm" and prev is not None
             fp = Plan(p.k, max(p.lo, p.cut - bt.warm_span), p.cut, p.end) if use_warm and bt.warm_span else p
-            r, f = run_fold(inputs, warm if use_warm else settings, fp, init=prev if use_warm else None, network=network)
+            r, f = run_fold(inputs, warm if use_warm else settings, fp, init=prev if use_warm else None)
             r["info"]["refit"] = "warm" if use_warm else ("full" if bt.refit == "warm" else "fresh")
             prev = f if bt.refit == "warm" else None
             results.append(r)
@@ -281,15 +299,23 @@ def walk_forward(
     seconds = time.perf_counter() - t0
 
     parts, qs, infos, earlier = [], [], [], np.empty(0)
+    from_record = settings.model.shrink and bt.shrink_from == "record"
     for p, r in zip(plans, results):
-        part = r["pred"].rename(columns={"predicted": "model"})
+        part, calib = r["pred"].rename(columns={"predicted": "model"}), r["calib"]
         part.insert(0, "fold", p.k)
+        if from_record:  # a from the earlier folds' out-of-sample forecasts: targets before this fold
+            record = pd.concat(parts) if parts else part.iloc[:0]
+            a = record_shrinkage(record["actual"], record["network"], record["previous"])
+            part["model"] = part["previous"] + a * (part["network"] - part["previous"])
+            calib = calib.assign(predicted=calib["previous"] + a * (calib["network"] - calib["previous"]))
+            r["info"]["shrink"] = a
         train = frame.iloc[p.lo : p.cut]
         window = frame.iloc[p.cut - settings.data.window + 1 : p.end]
         for cls in BASELINES:  # the baselines forecast every window: keep the model's days only
             base = cls(target, settings.data.window).fit(train).predict(window, start=frame.index[p.cut])
             part[cls.name] = base.reindex(part.index)
-        pool = calibration_pool(r["calib_scores"], earlier, bt.calib_pool)
+        own = conformal.scores(calib["actual"], calib["predicted"], calib["previous"])
+        pool = calibration_pool(own, earlier, bt.calib_pool)
         q = {level: conformal.quantile(pool, level) for level in bt.levels}
         qs.append(pd.DataFrame({level: [v] * len(part) for level, v in q.items()}))
         info = {"refit": r["info"].get("refit", "fresh"), **r["info"]}
@@ -299,6 +325,8 @@ def walk_forward(
         # this fold's out-of-sample errors: honest calibration for the folds after it
         earlier = np.concatenate([earlier, conformal.scores(part["actual"], part["model"], part["previous"])])
     table = pd.concat(parts)
+    if not network:
+        table = table.drop(columns="network")
     if table.empty:
         raise DataError(
             "every test day's window spans a time gap: no forecast to score; choose a --start whose test "

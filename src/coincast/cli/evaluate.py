@@ -45,6 +45,8 @@ def backtest(
     warm_epochs: int = typer.Option(5, help="Epochs of each warm refit after the first full fit."),
     warm_span: int = typer.Option(400, help="Warm refits train on the last N rows of their span (0: all of it)."),
     jobs: Optional[int] = typer.Option(None, help="Parallel processes for fresh refits (default: one per usable core)."),
+    shrink_from: str = typer.Option("record", help="Shrinkage towards persistence fitted on the earlier folds' "
+                                    "out-of-sample forecasts (record) or on each fold's validation windows."),
     preset: opt.Preset = "default",
     config: opt.Config = None,
     features: opt.Features = None,
@@ -85,7 +87,7 @@ def backtest(
         model__hidden=opt.hidden(hidden), model__cell=cell, train__precision=precision, model__target=model_target,
     )
     bt = BacktestSettings(start=start, retrain_every=retrain_every, window=window, train_size=train_size,
-                          refit=refit, warm_epochs=warm_epochs, warm_span=warm_span or None,
+                          refit=refit, warm_epochs=warm_epochs, warm_span=warm_span or None, shrink_from=shrink_from,
                           jobs=fold_progress.default_jobs(refit) if jobs is None else jobs)
     bar, task = fold_progress.bar(quiet)
 

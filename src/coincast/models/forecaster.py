@@ -25,6 +25,7 @@ from coincast.config import Settings, validate
 from coincast.data.frame import bar_length
 from coincast.errors import DataError, ModelFileError
 from coincast.models.bilstm import BiLSTM
+from coincast.models.shrinkage import fit_shrinkage
 from coincast.models.training import pick_device, seed_everything, train
 from coincast.prep.inputs import Inputs, build_inputs, uses_extras
 from coincast.prep.windows import (
@@ -39,16 +40,6 @@ from coincast.prep.windows import (
 FORMAT = "coincast-forecaster/1"
 Data = Inputs | pd.DataFrame  # the input contract of fit and predict: prebuilt Inputs or raw candles
 MIN_TRAIN_WINDOWS = 10
-
-
-def fit_shrinkage(actual: np.ndarray, model: np.ndarray, prev: np.ndarray) -> float:
-    """Least-squares a in [0, 1] for prev + a * (model - prev), from validation windows only.
-
-    a = 0 (persistence) when the model's moves do not line up with the real ones at all.
-    """
-    real, pred = actual / prev - 1.0, model / prev - 1.0  # relative moves
-    denom = float(np.dot(pred, pred))
-    return float(np.clip(np.dot(real, pred) / denom, 0.0, 1.0)) if denom > 0 else 0.0
 
 
 def split_calibration(val: np.ndarray, fraction: float, selects: bool = True) -> tuple[np.ndarray, np.ndarray]:

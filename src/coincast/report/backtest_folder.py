@@ -64,7 +64,7 @@ def html_page(data, result: BacktestResult, s: dict, images: dict[str, bytes]) -
         "days skipped: window spans a time gap": s["test"].get("days_skipped_gap", 0),
         "folds": s["test"]["folds"], "retrain every": f"{bt.retrain_every} steps",
         "training window": bt.window + (f" ({bt.train_size} rows)" if bt.train_size else ""),
-        "refit": s["refit_rule"], "model window": st.data.window, "hidden": st.hidden_sizes(),
+        "refit": s["refit_rule"], "shrinkage towards persistence": bt.describe_shrink(st), "model window": st.data.window, "hidden": st.hidden_sizes(),
         "epochs (full fit)": st.train.epochs, "model target": st.model.target,
         "backtest time (s)": f"{result.seconds:.1f}",
     }
