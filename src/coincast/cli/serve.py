@@ -34,10 +34,14 @@ def serve(
         raise ConfigError("--speed must be above 0 (a served demo runs on a clock) and --days at least 1")
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port {port} is not a port: give 0..65535 (0: any free one)")
+    from coincast.api.server import bind
+
     tokens = load_tokens(token_file, read_token_file)
     check_bind(host, tokens)  # before anything is written
     if demo:
-        return _demo(host, port, tokens, speed, start, days, store)
+        first = _demo_start(start)
+        with bind(host, port) as sock:
+            return _demo(sock, tokens, speed, first, days, store)
     from coincast.data.exchange import make_client
     from coincast.live.clock import WallClock
     from coincast.live.config import check, load_config
@@ -47,24 +51,29 @@ def serve(
     if store is not None:
         cfg.store = store
         check(cfg)
-    _serve(Service(cfg, WallClock(), make_client, say), host, port, tokens)
+    with bind(host, port) as sock:
+        _serve(Service(cfg, WallClock(), make_client, say), sock, tokens)
 
 
-def _demo(host: str, port: int, tokens, speed: float, start: Optional[str], days: Optional[int], store: Optional[Path]) -> None:
-    from coincast.live.demo import DAY_S, demo_service, demo_start
+def _demo_start(start: Optional[str]):
+    from coincast.live.demo import demo_start
 
-    first = demo_start(start)
+    return demo_start(start)
+
+
+def _demo(sock, tokens, speed: float, first, days: Optional[int], store: Optional[Path]) -> None:
+    from coincast.live.demo import DAY_S, demo_service
+
     path = store or Path(tempfile.mkdtemp(prefix="coincast-serve-demo-")) / "live.duckdb"
     out.print(f"demo store: {path}")
     with demo_service(path, first, speed * DAY_S, days, say) as (service, until):
-        _serve(service, host, port, tokens, until)
+        _serve(service, sock, tokens, until)
 
 
-def _serve(service, host: str, port: int, tokens, until=None) -> None:
+def _serve(service, sock, tokens, until=None) -> None:
     from coincast.api.app import create_app
-    from coincast.api.server import bind, serve, url
+    from coincast.api.server import serve, url
 
-    sock = bind(host, port)
     app = create_app(service, tokens)
     writes = "writes need the token" if tokens.write else "writes disabled (no token)"
     reads = "reads need the read token" if tokens.read else "reads open"
