@@ -311,3 +311,25 @@ def test_ready_is_503_until_the_service_has_caught_up(tmp_path):
                 thread.join(timeout=60)
             stopped = c.get("/ready")
             assert stopped.status_code == 503 and "stopped" in stopped.json()["reason"]
+
+
+def test_api_sits_above_live_and_below_cli():
+    """No module below api/ imports it, and api/ imports neither cli/ nor flows/."""
+    import ast
+    from pathlib import Path
+
+    import coincast
+
+    root = Path(coincast.__file__).parent
+    for path in root.rglob("*.py"):
+        layer = path.relative_to(root).parts[0]
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+            elif isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+        if layer == "api":
+            assert not {n for n in names if n.startswith(("coincast.cli", "coincast.flows"))}, path
+        elif layer != "cli":
+            assert not {n for n in names if n.startswith("coincast.api")}, path
