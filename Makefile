@@ -1,11 +1,11 @@
-# Two commands do everything on a fresh machine: `make run` and `make test`.
+# Two commands do everything on a fresh machine: `make run` and `make test`; `make serve` shows the live dashboard.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 # torch first, pinned: the CPU wheel served locally, so pip never pulls a CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: run test install dev bench bench-quick skill clean
+.PHONY: run test serve install dev bench bench-quick skill clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.dev
 	$(PY) -m pytest
+
+# The live demo with its API and dashboard at http://127.0.0.1:8000 (Ctrl-C stops).
+serve: $(VENV)/.installed
+	$(VENV)/bin/coincast serve --demo
 
 # Speed benchmark vs the Keras original (installs TensorFlow into benchmarks/.venv-keras).
 bench: $(VENV)/.installed

@@ -6,7 +6,7 @@ next step faults it in again, page by page: about 490,000 minor page faults per 
 the tutorial network (issue 12 measured 10.3 s of system time in 24.6 s of wall time).
 
 What coincast does about it:
-- The `coincast` command, for the commands that train (`run`, `backtest`, `audit`, `live`), starts
+- The `coincast` command, for the commands that train (`run`, `backtest`, `audit`, `live`, `serve`), starts
   itself once more with mimalloc preloaded (`LD_PRELOAD`, the library of the pip package
   `cmeel-mimalloc`, a dependency on Linux) and mimalloc told to keep freed memory
   (`MIMALLOC_PURGE_DELAY=-1`) and to leave transparent huge pages alone
@@ -40,7 +40,7 @@ from coincast.errors import ConfigError
 ENV = "COINCAST_ALLOCATOR"  # mimalloc (the default), system, or the path of a malloc library
 MARK = "COINCAST_ALLOCATOR_PRELOADED"  # set for the re-exec'ed process: the library it asked for
 MIMALLOC_SETTINGS = {"MIMALLOC_PURGE_DELAY": "-1", "MIMALLOC_ALLOW_THP": "0"}
-TRAINING_COMMANDS = ("run", "backtest", "audit", "live")
+TRAINING_COMMANDS = ("run", "backtest", "audit", "live", "serve")
 KNOWN = ("mimalloc", "jemalloc", "tcmalloc")  # libraries recognised in /proc/self/maps
 
 # glibc's mallopt parameters (malloc.h) and the values tune() sets.

@@ -122,6 +122,7 @@ def predict(
 from coincast.cli.data import fetch, sentiment_app, store_app  # noqa: E402
 from coincast.cli.evaluate import audit, backtest  # noqa: E402
 from coincast.cli.live import live, models_app  # noqa: E402
+from coincast.cli.serve import serve  # noqa: E402
 
 app.command("backtest")(backtest)
 app.command("audit")(audit)
@@ -129,6 +130,7 @@ app.add_typer(store_app, name="store")
 app.add_typer(sentiment_app, name="sentiment")
 app.command("fetch")(fetch)
 app.command("live")(live)
+app.command("serve")(serve)
 app.add_typer(models_app, name="models")
 
 

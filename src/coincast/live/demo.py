@@ -8,8 +8,9 @@ day per second the first retrain, its shadow period and the decision come within
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pandas as pd
 
@@ -65,24 +66,34 @@ def demo_start(text: str | None) -> pd.Timestamp:
     return start
 
 
-def run_demo(store: Path, start: pd.Timestamp, speed: float | None, days: int | None, stop: threading.Event,
-             log: Callable[[str], None] = print, settings: Settings | None = None, retrain_every: int = 7,
-             shadow: int = 7, guard: int = 30, threads: int | None = 1) -> None:
-    """Run the demo until `stop` is set, `days` simulated days have passed, or the replay's data ends.
+@contextmanager
+def demo_service(store: Path, start: pd.Timestamp, speed: float | None, days: int | None,
+                 log: Callable[[str], None] = print, settings: Settings | None = None, retrain_every: int = 7,
+                 shadow: int = 7, guard: int = 30, threads: int | None = 1,
+                 clock: SimClock | None = None) -> Iterator[tuple[Service, pd.Timestamp]]:
+    """The demo's service and the simulated time it stops at, while its replay exchange serves.
 
     `speed`: simulated seconds per real second; None: virtual time (each training and step takes
-    no simulated time, so a run is deterministic and as fast as its work).
+    no simulated time, so a run is deterministic and as fast as its work). `clock`: another
+    simulated clock starting at `start` + GRACE (tests step one by hand).
     """
     import torch
 
     torch.set_num_threads(1)  # the service forecasts one window at a time: threads only fight the worker
     config = demo_config(store, start, settings, retrain_every, shadow, guard)
-    clock = SimClock(start + GRACE, speed)
+    clock = clock or SimClock(start + GRACE, speed)
     end = load("btc-usd").index[-1] + pd.Timedelta(days=1) + GRACE  # the last replayed candle closes
     until = min(end, start + pd.Timedelta(days=days) + GRACE) if days else end
     with ReplayExchange(Replay(clock, days_before_today=None)) as exchange:
         log(f"replay exchange on {exchange.url}: bundled BTC/USDT and ETH/USDT daily candles from {start.date()}, "
             + (f"{speed / DAY_S:g} simulated day(s) per second" if speed else "virtual time"))
-        service = Service(config, clock, lambda name: exchange.client(timeout_ms=10_000), log, grace=GRACE,
-                          hold="all" if speed is None else "first", threads=threads, fetch_backoff_s=0.05)
+        yield Service(config, clock, lambda name: exchange.client(timeout_ms=10_000), log, grace=GRACE,
+                      hold="all" if clock.virtual else "first", threads=threads, fetch_backoff_s=0.05), until
+
+
+def run_demo(store: Path, start: pd.Timestamp, speed: float | None, days: int | None, stop: threading.Event,
+             log: Callable[[str], None] = print, settings: Settings | None = None, retrain_every: int = 7,
+             shadow: int = 7, guard: int = 30, threads: int | None = 1) -> None:
+    """Run the demo until `stop` is set, `days` simulated days have passed, or the replay's data ends."""
+    with demo_service(store, start, speed, days, log, settings, retrain_every, shadow, guard, threads) as (service, until):
         service.run(stop, until=until)

@@ -169,7 +169,7 @@ class Registry:
 
     def promotable(self, model_id: str) -> dict:
         """The model's row, if it can be made champion by hand (a shadow or retired model)."""
-        row = self._model_row(model_id)
+        row = self.model_row(model_id)
         if row["status"] not in ("shadow", "retired"):
             raise ModelFileError(f"model {model_id} is {row['status']}: only a shadow or retired model can be promoted")
         return row
@@ -199,7 +199,7 @@ class Registry:
             self.decide(stream, at, kind, model_id, replaced, figures={"by": by}, reason=f"by {by}: {reason}")
         return replaced
 
-    def _model_row(self, model_id: str) -> dict:
+    def model_row(self, model_id: str) -> dict:
         rows = self.con.execute("SELECT * FROM models WHERE id = ?", [model_id]).df()
         if rows.empty:
             known = ", ".join(i for (i,) in self.con.execute("SELECT id FROM models ORDER BY id").fetchall()) or "none yet"

@@ -30,9 +30,10 @@ import pandas as pd
 
 from coincast.data.exchange import FetchError, fetch
 from coincast.data.store import Store
-from coincast.errors import DataError
+from coincast.errors import ConfigError, DataError
 from coincast.live import judge
 from coincast.live.config import LiveConfig, Stream
+from coincast.live.control import Alarm, Control
 from coincast.live.registry import Registry, utc
 from coincast.live.worker import Worker
 from coincast.models.forecaster import Forecaster
@@ -49,6 +50,7 @@ class StreamState:
     fallback: bool = False  # serving persistence: the guard tripped
     stale: bool = False
     waiting_logged: bool = False
+    last_error: str | None = None  # the last fetch or forecast failure, until the next success
 
 
 class Service:
@@ -67,6 +69,13 @@ class Service:
         self.jobs: dict[str, StreamState] = {}  # model id in training -> its stream
         self.loaded: dict[str, Forecaster] = {}
         self.clients: dict[str, object] = {}
+        # What readers in other threads (the HTTP API) see: the store is open, how many passes over
+        # every stream are done (the first catches up after a restart), the loop runs, why it ended.
+        self.opened = threading.Event()
+        self.passes = 0
+        self.running = False
+        self.failure: BaseException | None = None
+        self.control = Control()
 
     def log(self, st: StreamState | None, text: str) -> None:
         who = f"{st.stream.name:<8} " if st else ""
@@ -74,27 +83,51 @@ class Service:
 
     # -- the loop ------------------------------------------------------------------------
     def run(self, stop: threading.Event, until: pd.Timestamp | None = None) -> None:
-        """Run until `stop` is set (SIGINT/SIGTERM) or the clock passes `until`; each step finishes first."""
-        with Store(self.config.store) as store:
-            self.store, self.reg = store, Registry(store)
-            for model_id in self.reg.discard_unfinished(self.clock.now()):
-                self.log(None, f"discarded unfinished training {model_id}; it is redone")
-            for st in self.states:
-                self._resume(st)
-            self.worker.start()  # its start-up (imports) overlaps the first fetch
-            try:
-                while not stop.is_set():
-                    for st in self.states:
-                        if stop.is_set():
-                            break
-                        self.step(st)
-                    self._collect()
-                    due = min(self._next_due(st) for st in self.states)
-                    if until is not None and due > until:
-                        break
-                    self.clock.sleep_until(due, stop)
-            finally:
-                self.worker.stop()
+        """Run until `stop` is set (SIGINT/SIGTERM) or the clock passes `until`; each step finishes first.
+
+        Between ticks it sleeps; a command from another thread (`self.control.call`) wakes it, runs
+        in this thread, and the sleep goes on."""
+        alarm = Alarm(stop, self.control.wake)
+        try:
+            with Store(self.config.store) as store:
+                self.store, self.reg = store, Registry(store)
+                for model_id in self.reg.discard_unfinished(self.clock.now()):
+                    self.log(None, f"discarded unfinished training {model_id}; it is redone")
+                for st in self.states:
+                    self._resume(st)
+                self.opened.set()
+                self.running = self.control.accepting = True
+                self.worker.start()  # its start-up (imports) overlaps the first fetch
+                try:
+                    due = None
+                    while not stop.is_set():
+                        self.control.run_pending()
+                        if due is None or self.clock.now() >= due:
+                            for st in self.states:
+                                if stop.is_set():
+                                    break
+                                self.step(st)
+                            self._collect()
+                            self.passes += 1
+                            due = min(self._next_due(st) for st in self.states)
+                            if until is not None and due > until:
+                                break
+                        self.control.wake.clear()
+                        self.clock.sleep_until(due, alarm)
+                finally:
+                    self.running = False
+                    self.control.close()
+                    self.worker.stop()
+        except BaseException as exc:
+            self.failure = exc
+            raise
+
+    def state(self, name: str) -> StreamState:
+        """The stream called `name` (ConfigError naming the streams there are)."""
+        for st in self.states:
+            if st.stream.name == name:
+                return st
+        raise ConfigError(f"no stream {name!r}; streams: {', '.join(s.stream.name for s in self.states)}")
 
     def _resume(self, st: StreamState) -> None:
         """Pick up where a previous run stopped: fallback state, newest target, champion loads."""
@@ -143,8 +176,10 @@ class Service:
             got = fetch(client, symbol, timeframe, since=since, store=self.store.path,
                         retries=self.fetch_retries, backoff_s=self.fetch_backoff_s, progress=False)
         except FetchError as exc:
-            self.log(st, f"fetch failed: {exc}")
+            st.last_error = f"fetch failed: {exc}"
+            self.log(st, st.last_error)
             return
+        st.last_error = None
         if got.inserted or got.replaced:
             self.log(st, f"fetched {got.inserted} new candle(s){f', {got.replaced} revised' if got.replaced else ''}; "
                          f"newest opens {got.last:%Y-%m-%d %H:%M}")
@@ -210,16 +245,26 @@ class Service:
 
     # -- 3. training -------------------------------------------------------------------------
     def _train_if_due(self, st: StreamState, last: pd.Timestamp) -> None:
+        self.train(st, last)
+
+    def next_retrain(self, name: str) -> pd.Timestamp | None:
+        """Open time of the last candle the stream's next scheduled training will see (None: no model yet)."""
+        models = self.reg.models(name)
+        scheduled = models[models["status"] != "discarded"]
+        if scheduled.empty:
+            return None
+        st = self.state(name)
+        return utc(scheduled["trained_through"].max()) + st.stream.retrain_every * st.stream.bar
+
+    def train(self, st: StreamState, last: pd.Timestamp, force: bool = False) -> str | None:
+        """Start a training if one is due (or `force`d: by hand) and none is running; its model id."""
         s, now = st.stream, self.clock.now()
         if self.worker.busy or any(self.reg.with_status(s.name, k) is not None for k in ("training", "shadow")):
-            return
+            return None
         champion = self.reg.with_status(s.name, "champion")
-        models = self.reg.models(s.name)
-        scheduled = models[models["status"] != "discarded"]
-        if champion is not None and not scheduled.empty:
-            through = utc(scheduled["trained_through"].max())
-            if last - through < s.retrain_every * s.bar:
-                return
+        due = self.next_retrain(s.name)
+        if not force and champion is not None and due is not None and last < due:
+            return None
         candles = self.store.candles(*s.market)
         warm = s.refit == "warm" and champion is not None
         model_id = self.reg.new_model(s.name, now, last, s.settings.to_dict())
@@ -228,10 +273,12 @@ class Service:
                             "init": str(self.reg.folder(champion["id"])) if warm else None,
                             "staging": str(self.reg.staging(model_id))})
         kind = "first model" if champion is None else f"challenger to {champion['id']}, {'warm' if warm else 'fresh'}"
+        kind += ", by hand" if force else ""
         self.log(st, f"training {model_id} on {len(candles)} candles through {last:%Y-%m-%d %H:%M} ({kind})")
         if self.hold == "all" or (self.hold == "first" and champion is None):
             with self.clock.held():
                 self._collect(block=True)
+        return model_id
 
     def _collect(self, block: bool = False) -> None:
         result = self.worker.wait() if block else self.worker.poll()
@@ -291,6 +338,7 @@ class Service:
             try:
                 rows.append(self._row(st, m, candles, target, served=row, role=m["status"]))
             except DataError as exc:
+                st.last_error = f"no forecast from {m['id']}: {exc}"
                 self.reg.decide(name, now, "no_forecast", m["id"], target_time=target, reason=str(exc))
                 self.log(st, f"no forecast from {m['id']}: {exc}")
         if st.fallback:

@@ -1,0 +1,152 @@
+"""The versioned API, /v1: streams, forecasts, candles, decisions and models (reads), and
+retrain, promote and rollback (writes, with the write token).
+
+Reads go through the app's `Reader`; writes are commands run by the service's own thread
+(`Service.control`), so the store keeps its one writer. Unknown names answer 404 with the names
+there are; a page is at most 1,000 rows, and `next_cursor` (null on the last page) fetches the next.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Optional
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from pydantic import BaseModel, Field
+
+from coincast.api import auth
+from coincast.api.guards import ApiError
+from coincast.api.reader import Reader
+from coincast.live import control
+
+router = APIRouter(prefix="/v1")
+START = Query(None, description="ISO time (UTC unless it says otherwise): rows from this time on")
+END = Query(None, description="ISO time: rows before this time")
+CURSOR = Query(None, description="next_cursor of the previous page")
+
+
+def read_access(request: Request, authorization: Optional[str] = Header(None)) -> None:
+    _access(request, authorization, write=False)
+
+
+def write_access(request: Request, authorization: Optional[str] = Header(None)) -> None:
+    _access(request, authorization, write=True)
+
+
+def _access(request: Request, authorization: Optional[str], write: bool) -> None:
+    try:
+        auth.check(request.app.state.tokens, authorization, write)
+    except auth.Denied as exc:
+        raise ApiError(exc.status, exc.detail) from None
+
+
+def reader(request: Request) -> Reader:
+    return request.app.state.reader
+
+
+def known_stream(name: str, r: Reader) -> str:
+    if name not in r.names():
+        raise ApiError(404, f"no stream '{name}'", streams=r.names())
+    return name
+
+
+def known_model(model_id: str, r: Reader) -> str:
+    ids = r.model_ids()
+    if model_id not in ids:
+        raise ApiError(404, f"no model '{model_id}'", models=ids)
+    return model_id
+
+
+class Change(BaseModel):
+    """Why a model is promoted or rolled back by hand (recorded with the decision)."""
+
+    reason: str = Field(min_length=1, max_length=500)
+    by: str = Field("api", min_length=1, max_length=100)
+
+
+# -- reads ----------------------------------------------------------------------------------------
+@router.get("/streams", dependencies=[Depends(read_access)])
+def streams(r: Reader = Depends(reader)) -> dict:
+    """Every stream: market, schedule, data freshness, champion, shadow, fallback, last error."""
+    return {"streams": [r.stream(n) for n in r.names()]}
+
+
+@router.get("/streams/{name}", dependencies=[Depends(read_access)])
+def stream(name: str, r: Reader = Depends(reader)) -> dict:
+    return r.stream(known_stream(name, r))
+
+
+@router.get("/streams/{name}/forecast", dependencies=[Depends(read_access)])
+def forecast(name: str, r: Reader = Depends(reader)) -> dict:
+    """The latest served forecast: target time, point, 80/95% intervals, persistence, model, fallback."""
+    latest = r.latest(known_stream(name, r))
+    if latest is None:
+        raise ApiError(404, f"no forecast for stream '{name}' yet: the first model is still training", streams=r.names())
+    return {"stream": name, **latest}
+
+
+@router.get("/streams/{name}/forecasts", dependencies=[Depends(read_access)])
+def forecasts(name: str, start: Optional[datetime] = START, end: Optional[datetime] = END,
+              limit: int = Query(100, ge=1, le=1000), cursor: Optional[str] = CURSOR,
+              model: Optional[str] = Query(None, description="one model's forecasts (served or shadow)"),
+              r: Reader = Depends(reader)) -> dict:
+    """Served forecasts (or one model's), oldest first, with realised values and errors once known."""
+    known_stream(name, r)
+    if model is not None:
+        known_model(model, r)
+    return r.forecasts(name, start, end, limit, cursor, model)
+
+
+@router.get("/streams/{name}/candles", dependencies=[Depends(read_access)])
+def candles(name: str, start: Optional[datetime] = START, end: Optional[datetime] = END,
+            limit: int = Query(500, ge=1, le=1000), cursor: Optional[str] = CURSOR,
+            r: Reader = Depends(reader)) -> dict:
+    """Stored (closed) candles, oldest first."""
+    return r.candles(known_stream(name, r), start, end, limit, cursor)
+
+
+@router.get("/streams/{name}/decisions", dependencies=[Depends(read_access)])
+def decisions(name: str, limit: int = Query(50, ge=1, le=1000), r: Reader = Depends(reader)) -> dict:
+    """The stream's decisions, newest first: first models, promotions, rejections, fallbacks, failures, missed."""
+    return {"stream": name, "decisions": r.decisions(known_stream(name, r), limit)}
+
+
+@router.get("/models", dependencies=[Depends(read_access)])
+def models(stream: Optional[str] = Query(None, description="only this stream's models"),
+           r: Reader = Depends(reader)) -> dict:
+    """Every model: status, training figures, live record."""
+    if stream is not None:
+        known_stream(stream, r)
+    return {"models": r.models(stream)}
+
+
+@router.get("/models/{model_id}", dependencies=[Depends(read_access)])
+def model(model_id: str, r: Reader = Depends(reader)) -> dict:
+    """One model: settings, training figures, live record, shadow start and the decisions about it."""
+    return r.model(known_model(model_id, r))
+
+
+# -- writes ---------------------------------------------------------------------------------------
+@router.post("/streams/{name}/retrain", status_code=202, dependencies=[Depends(write_access)])
+def retrain(name: str, request: Request, r: Reader = Depends(reader)) -> dict:
+    """Start a training now (a challenger, shadowed as a scheduled one is)."""
+    service = request.app.state.service
+    known_stream(name, r)
+    model_id = service.control.call(lambda: control.retrain(service, name))
+    return {"stream": name, "model": model_id, "status": "training"}
+
+
+@router.post("/models/{model_id}/promote", dependencies=[Depends(write_access)])
+def promote(model_id: str, change: Change, request: Request, r: Reader = Depends(reader)) -> dict:
+    """Make a shadow or retired model its stream's champion; the champion retires."""
+    service = request.app.state.service
+    known_model(model_id, r)
+    return service.control.call(lambda: control.promote(service, model_id, change.by, change.reason))
+
+
+@router.post("/models/{model_id}/rollback", dependencies=[Depends(write_access)])
+def rollback(model_id: str, change: Change, request: Request, r: Reader = Depends(reader)) -> dict:
+    """`model_id` is a champion: its stream's previous champion takes the role back."""
+    service = request.app.state.service
+    known_model(model_id, r)
+    return service.control.call(lambda: control.rollback(service, model_id, change.by, change.reason))
