@@ -146,3 +146,29 @@ def test_mistakes_are_explained(candles):
         walk_forward_risk(candles, start="2030-01-01")
     with pytest.raises(ValueError, match="strictly increasing"):
         walk_forward_risk(candles, start=START, end=END, tau=[0.9, 0.1])
+
+
+def test_benchmark_script_writes_its_section_only(tmp_path, monkeypatch):
+    """benchmarks/risk_baselines.py on one coin's last 20 days: the JSON, and a marked section that a
+    second run replaces while the rest of the document stays as it was."""
+    import importlib.util
+    import json
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "risk_baselines.py"
+    spec = importlib.util.spec_from_file_location("risk_baselines_bench", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    doc, out = tmp_path / "BENCHMARKS.md", tmp_path / "risk.json"
+    doc.write_text("# Benchmarks\n\nother sections\n")
+    argv = ["risk_baselines.py", "--coins", "btc-usd", "--days", "20", "--out", str(out), "--doc", str(doc)]
+    for _ in range(2):
+        monkeypatch.setattr(sys, "argv", argv)
+        bench.main()
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["baseline"] for r in rows] == ["empirical", "ewma_t", "garch_t", "har_t"]
+    assert rows[0]["days"] == 20 and rows[0]["dm_p"] is None and 0 < rows[2]["dm_p"] < 1
+    text = doc.read_text()
+    assert text.startswith("# Benchmarks\n\nother sections\n") and text.count(bench.BEGIN) == 1
+    assert "| btc-usd | garch_t |" in text and "Against the figures issue 16 quotes" in text
