@@ -165,5 +165,7 @@ def test_other_mistakes_are_explained(forecast):
         risk.risk_scores(y, Q[:, grid], LEVELS_99)
     with pytest.raises(ValueError, match="needs the 1% quantile"):
         risk.var_tests(y, Q[:, 1:], LEVELS[1:], 0.01)
+    with pytest.raises(ValueError, match="central intervals are '80', '95'"):
+        risk.interval(y, Q, LEVELS, "90")
     with pytest.raises(ValueError, match="finite"):
         risk.crps(np.r_[np.nan, y[1:]], Q, LEVELS)

@@ -121,6 +121,8 @@ def interval(y, Q, tau, coverage: str) -> dict:
     Interval score of [l, u] at miss rate a: (u - l) + (2/a)(l - y) if y < l, + (2/a)(y - u) if y > u.
     """
     y, Q, t = _check(y, Q, tau)
+    if coverage not in INTERVALS:
+        raise ValueError(f"central intervals are {', '.join(repr(c) for c in INTERVALS)} (percent, as strings); got {coverage!r}")
     lo_level, hi_level = INTERVALS[coverage]
     lo, hi = Q[:, level_index(t, lo_level)], Q[:, level_index(t, hi_level)]  # [N] each
     a = lo_level + (1 - hi_level)

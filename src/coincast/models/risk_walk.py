@@ -57,7 +57,8 @@ def percent_returns(candles: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.I
 def walk_forward_risk(candles: pd.DataFrame, start, retrain_every: int = 7, tau=LEVELS,
                       baselines: list | None = None, end=None) -> RiskWalk:
     """Every baseline's quantiles (at `tau`, default LEVELS) of each day's return from `start`
-    (a date, or a row number of `candles`) through `end` (default: the last candle)."""
+    through `end`, both included (dates, or row numbers of `candles`; `end` defaults to the last
+    candle)."""
     tau = check_levels(tau)
     if retrain_every < 1:
         raise ConfigError(f"retrain_every must be at least 1 day; got {retrain_every}")
