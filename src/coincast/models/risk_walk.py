@@ -1,0 +1,107 @@
+"""Walk-forward of the risk baselines: refit every `retrain_every` days on the past, forecast the week.
+
+Given daily candles (open/high/low/close, index = candle open time), the realised value of day t
+is r[t] = 100 ln(close[t] / close[t-1]), the percent log return of candle t, known when it closes.
+Its forecast is made when candle t-1 closes (= candle t opens), from candles up to t-1.
+
+Folds: the target days from `start` on are cut into blocks of `retrain_every` rows; at each
+block's first day (the cut) every baseline is refitted on the rows before it (returns and
+Garman-Klass variances of candles before the cut), then forecasts the block's days one step
+ahead, each from the data through the day before (models/risk_baselines.py).
+
+This is the baselines' own driver, beside the network's (backtest/engine.py): the distribution
+head will be walked with the same folds when it exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from coincast.errors import ConfigError, DataError
+from coincast.evaluation.risk import LEVELS, check_levels
+from coincast.models.risk_baselines import all_baselines
+from coincast.prep.volatility import PERCENT2, garman_klass
+
+
+@dataclass
+class RiskWalk:
+    """The walk's result: per target day, the realised return and every baseline's quantiles."""
+
+    actual: pd.Series  # [N] realised percent log return of each target day
+    quantiles: pd.DataFrame  # [N, B * K] columns (baseline, level)
+    tau: np.ndarray  # [K]
+    folds: pd.DataFrame  # one row per (fold, baseline): cut, days, the fit's parameters and flags
+    counts: dict = field(default_factory=dict)  # fits and GARCH non-convergence / ignored warm starts
+
+    @property
+    def names(self) -> list[str]:
+        return list(dict.fromkeys(self.quantiles.columns.get_level_values(0)))
+
+    def q(self, name: str) -> np.ndarray:
+        """[N, K] One baseline's quantiles."""
+        return self.quantiles[name].to_numpy(float)
+
+
+def percent_returns(candles: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.Index]:
+    """r [T-1] percent log returns and gk [T-1] Garman-Klass variances (percent^2) of candles 1..T-1,
+    with their index (the candles' open times)."""
+    close = candles["close"].to_numpy(float)  # [T]
+    r = 100 * np.diff(np.log(close))  # [T-1]
+    gk = PERCENT2 * garman_klass(candles).to_numpy()[1:]  # [T-1]
+    return r, gk, candles.index[1:]
+
+
+def walk_forward_risk(candles: pd.DataFrame, start, retrain_every: int = 7, tau=LEVELS,
+                      baselines: list | None = None, end=None) -> RiskWalk:
+    """Every baseline's quantiles (at `tau`, default LEVELS) of each day's return from `start`
+    through `end`, both included (dates, or row numbers of `candles`; `end` defaults to the last
+    candle)."""
+    tau = check_levels(tau)
+    if retrain_every < 1:
+        raise ConfigError(f"retrain_every must be at least 1 day; got {retrain_every}")
+    baselines = all_baselines() if baselines is None else baselines
+    r, gk, index = percent_returns(candles)
+    first = _row(index, start, "start")
+    stop = len(index) if end is None else _row(index, end, "end") + 1
+    need = max(b.min_history for b in baselines)
+    if first < need:
+        raise DataError(f"start {index[min(first, len(index) - 1)].date()} leaves {first} returns before it; the "
+                        f"baselines need {need}: choose a start at least {need} days after the first candle "
+                        f"({index[0].date()})")
+    if stop <= first:
+        raise ConfigError(f"end must be after start ({index[first].date()})")
+
+    parts: dict[str, list[np.ndarray]] = {b.name: [] for b in baselines}
+    rows = []
+    for cut in range(first, stop, retrain_every):
+        fold_end = min(cut + retrain_every, stop)  # the fold forecasts rows cut..fold_end-1
+        for b in baselines:
+            info = b.fit(r[:cut], gk[:cut])  # rows before the cut only
+            # data through the day before the fold's last day: forecasts of rows cut..fold_end-1
+            parts[b.name].append(b.forecast(r[: fold_end - 1], gk[: fold_end - 1], cut, tau))
+            rows.append({"cut": index[cut], "days": fold_end - cut, "baseline": b.name, **info})
+
+    days = index[first:stop]
+    quantiles = pd.concat(
+        {name: pd.DataFrame(np.vstack(p), index=days, columns=tau) for name, p in parts.items()}, axis=1)
+    counts = {"folds": len(range(first, stop, retrain_every)), "days": len(days)}
+    for b in baselines:
+        if hasattr(b, "nonconverged"):
+            counts[b.name] = {"fits": b.fits, "nonconverged": b.nonconverged, "warm_start_ignored": b.warm_ignored}
+    return RiskWalk(actual=pd.Series(r[first:stop], index=days, name="actual"), quantiles=quantiles,
+                    tau=tau, folds=pd.DataFrame(rows), counts=counts)
+
+
+def _row(index: pd.Index, when, what: str) -> int:
+    """The row of `when` (a date: the first row on or after it; or a row number) among the returns."""
+    if isinstance(when, (int, np.integer)):
+        row = int(when) - 1  # a row of the candles; returns start at candle 1
+    else:
+        row = int(index.searchsorted(pd.Timestamp(when, tz="UTC") if pd.Timestamp(when).tzinfo is None
+                                     else pd.Timestamp(when)))
+    if not 0 <= row < len(index):
+        raise ConfigError(f"{what} {when} is outside the data ({index[0].date()} .. {index[-1].date()})")
+    return row
