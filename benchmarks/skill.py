@@ -40,9 +40,9 @@ BEGIN, END = "<!-- skill:begin -->", "<!-- skill:end -->"
 INDICATORS = ALL_FEATURES  # every indicator, default periods: what `coincast audit` checks
 
 
-def one(coin: str, preset: str, days: int, retrain_every: int, epochs: int | None) -> dict:
+def one(coin: str, preset: str, days: int, retrain_every: int, epochs: int | None, target: str | None = None) -> dict:
     s = coincast.preset(preset.removesuffix("+ta"))
-    s.data.target = default_target(coin)
+    s.data.target = default_target(coin) or target
     if epochs:
         s.train.epochs = epochs
     if preset.endswith("+ta"):
@@ -104,6 +104,7 @@ def main() -> None:
     p.add_argument("--retrain-every", type=int, default=7)
     p.add_argument("--epochs", type=int, default=None, help="epochs of each first, full fit (default: the preset's)")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (one torch thread each)")
+    p.add_argument("--target", default=None, help="price column of --coins given as files (e.g. Close)")
     p.add_argument("--out", default="benchmarks/results/skill.json")
     p.add_argument("--doc", default="BENCHMARKS.md")
     p.add_argument("--resume", action="store_true", help="keep the rows already in --out and run only the others")
@@ -112,7 +113,7 @@ def main() -> None:
     rows = json.loads(Path(a.out).read_text())["rows"] if a.resume and Path(a.out).exists() else []
     done = {(r["coin"], r["preset"]) for r in rows}
     # Preset-major: every coin's default first, so a stopped run has the default everywhere.
-    jobs = [(coin, preset, a.days, a.retrain_every, a.epochs)
+    jobs = [(coin, preset, a.days, a.retrain_every, a.epochs, a.target)
             for preset in presets for coin in coins if (coin, preset) not in done]
     order = lambda r: (coins.index(r["coin"]), presets.index(r["preset"]))  # noqa: E731
     with ProcessPoolExecutor(a.jobs, mp_context=mp.get_context("spawn"), initializer=torch.set_num_threads,
