@@ -278,6 +278,16 @@ def test_retrain_promote_and_rollback_by_hand(demo, client):
     assert client.get("/v1/streams/eth-1d/forecast").json()["model"] == champion
 
 
+def test_the_latest_forecast_kept_in_memory_follows_each_pass(demo, client):
+    before = client.get("/v1/streams/btc-1d/forecast").json()
+    assert client.get("/v1/streams/btc-1d/forecast").json() == before  # the second answer comes from memory
+    demo.clock.advance(DAY)  # one pass: a new candle closes, the old forecast is realised, a new one issued
+    after = client.get("/v1/streams/btc-1d/forecast").json()
+    newest = all_pages(client, "/v1/streams/btc-1d/forecasts", "forecasts", limit=1000)[-1]
+    assert after["target_time"] == f"{pd.Timestamp(before['target_time']) + DAY:%Y-%m-%dT%H:%M:%SZ}"
+    assert after == {"stream": "btc-1d", **newest}
+
+
 def test_ready_is_503_until_the_service_has_caught_up(tmp_path):
     """The first pass (here slowed by a replay that answers its first klines requests late) must
     finish before /ready says 200; /health answers all along."""

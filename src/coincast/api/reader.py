@@ -6,6 +6,10 @@ opened its store and reads committed rows beside the service's writes, with one 
 (a DuckDB connection serves one thread at a time). Its connection outlives the service's loop, so
 a demo that reached the end of its data stays readable. Rows come back as plain dicts: times as
 ISO text in UTC ("...Z"), the registry's JSON text parsed.
+
+The latest forecast of each stream is also kept as its JSON answer, until the service's next
+pass (`Service.passes`: forecasts are issued and realised only inside a pass), so the route
+read most often answers from memory, without a query or an encoding.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pandas as pd
+from pydantic_core import to_json
 
 if TYPE_CHECKING:
     from coincast.live.service import Service
@@ -72,6 +77,7 @@ class Reader:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._latest: dict[str, tuple[int, bytes | None]] = {}  # stream -> (passes when read, JSON answer)
 
     # -- connection --------------------------------------------------------------------------
     def _cursor(self) -> duckdb.DuckDBPyConnection:
@@ -135,6 +141,20 @@ class Reader:
                          "ORDER BY target_time DESC LIMIT 1", [name])
         return _forecast(rows[0]) if rows else None
 
+    def latest_cached(self, name: str) -> tuple[bool, bytes | None]:
+        """(True, the latest forecast's JSON answer or None) if read since the service's last pass;
+        (False, None) if `latest_json` must read it again. No query: safe in the event loop."""
+        hit = self._latest.get(name)
+        return (True, hit[1]) if hit is not None and hit[0] == self.service.passes else (False, None)
+
+    def latest_json(self, name: str) -> bytes | None:
+        """The latest served forecast as its JSON answer (None: none yet), read and kept."""
+        passes = self.service.passes  # read first: a pass that ends during the query makes it stale
+        found = self.latest(name)
+        body = None if found is None else json_bytes({"stream": name, **found})
+        self._latest[name] = (passes, body)
+        return body
+
     def forecasts(self, name: str, start: datetime | None, end: datetime | None, limit: int,
                   cursor: str | None, model: str | None) -> dict:
         """One page of the stream's served forecasts (or one model's), oldest first."""
@@ -193,6 +213,11 @@ class Reader:
                           "WHERE model = ? OR other = ? ORDER BY id", [model_id, model_id])
         m["decisions"] = [_decision(r) for r in found]
         return m
+
+
+def json_bytes(value) -> bytes:
+    """JSON as FastAPI would answer it (pydantic's encoder; NaN and infinities as null)."""
+    return to_json(value, inf_nan_mode="null")
 
 
 def _forecast(r: dict) -> dict:
