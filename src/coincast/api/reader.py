@@ -28,8 +28,11 @@ from pydantic_core import to_json
 if TYPE_CHECKING:
     from coincast.live.service import Service
 
-FORECAST_COLUMNS = ("target_time, issued_at, data_through, model, role, served, point, lo80, hi80, lo95, hi95, "
-                    "persistence, actual, error, persistence_error, direction_hit, realised_at")
+ISO = "'%Y-%m-%dT%H:%M:%SZ'"  # as iso() writes a time, but by DuckDB: a 1,000-row page costs no Python per time
+FORECAST_COLUMNS = (f"strftime(target_time, {ISO}) AS target_time, strftime(issued_at, {ISO}) AS issued_at, "
+                    f"strftime(data_through, {ISO}) AS data_through, model, role, served, point, lo80, hi80, lo95, hi95, "
+                    "persistence, actual, error, persistence_error, direction_hit, "
+                    f"strftime(realised_at, {ISO}) AS realised_at, role = 'fallback' AS fallback")
 MODEL_COLUMNS = "id, stream, status, created, trained_through, shadow_from, figures, live"
 
 
@@ -139,7 +142,7 @@ class Reader:
     def latest(self, name: str) -> dict | None:
         rows = self.rows(f"SELECT {FORECAST_COLUMNS} FROM forecasts WHERE stream = ? AND served "
                          "ORDER BY target_time DESC LIMIT 1", [name])
-        return _forecast(rows[0]) if rows else None
+        return rows[0] if rows else None
 
     def latest_cached(self, name: str) -> tuple[bool, bytes | None]:
         """(True, the latest forecast's JSON answer or None) if read since the service's last pass;
@@ -170,8 +173,8 @@ class Reader:
                          f"ORDER BY target_time LIMIT {int(limit) + 1}", args)
         more = len(rows) > limit
         rows = rows[:limit]
-        return {"stream": name, "model": model, "forecasts": [_forecast(r) for r in rows],
-                "next_cursor": encode_cursor(rows[-1]["target_time"]) if more else None}
+        return {"stream": name, "model": model, "forecasts": rows,
+                "next_cursor": encode_cursor(pd.Timestamp(rows[-1]["target_time"]).tz_localize(None)) if more else None}
 
     def candles(self, name: str, start: datetime | None, end: datetime | None, limit: int, cursor: str | None) -> dict:
         s = self.service.state(name).stream
@@ -218,13 +221,6 @@ class Reader:
 def json_bytes(value) -> bytes:
     """JSON as FastAPI would answer it (pydantic's encoder; NaN and infinities as null)."""
     return to_json(value, inf_nan_mode="null")
-
-
-def _forecast(r: dict) -> dict:
-    out = {**r, "fallback": r["role"] == "fallback"}
-    for key in ("target_time", "issued_at", "data_through", "realised_at"):
-        out[key] = iso(r[key])
-    return out
 
 
 def _model(r: dict) -> dict:

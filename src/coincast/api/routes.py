@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from coincast.api import auth
 from coincast.api.guards import ApiError
-from coincast.api.reader import Reader
+from coincast.api.reader import Reader, json_bytes
 from coincast.live import control
 
 router = APIRouter(prefix="/v1")
@@ -94,16 +94,19 @@ async def forecast(name: str, r: Reader = Depends(reader)) -> Response:
     return Response(body, media_type="application/json")
 
 
-@router.get("/streams/{name}/forecasts", dependencies=[Depends(read_access)])
+@router.get("/streams/{name}/forecasts", dependencies=[Depends(read_access)], response_class=Response,
+            responses={200: {"content": {"application/json": {}}, "description": "a page of forecasts"}})
 def forecasts(name: str, start: Optional[datetime] = START, end: Optional[datetime] = END,
               limit: int = Query(100, ge=1, le=1000), cursor: Optional[str] = CURSOR,
               model: Optional[str] = Query(None, description="one model's forecasts (served or shadow)"),
-              r: Reader = Depends(reader)) -> dict:
-    """Served forecasts (or one model's), oldest first, with realised values and errors once known."""
+              r: Reader = Depends(reader)) -> Response:
+    """Served forecasts (or one model's), oldest first, with realised values and errors once known.
+
+    Encoded here, in the thread pool, straight from the rows (up to 1,000 of them)."""
     known_stream(name, r)
     if model is not None:
         known_model(model, r)
-    return r.forecasts(name, start, end, limit, cursor, model)
+    return Response(json_bytes(r.forecasts(name, start, end, limit, cursor, model)), media_type="application/json")
 
 
 @router.get("/streams/{name}/candles", dependencies=[Depends(read_access)])
