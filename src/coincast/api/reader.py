@@ -9,7 +9,8 @@ ISO text in UTC ("...Z"), the registry's JSON text parsed.
 
 The latest forecast of each stream is also kept as its JSON answer, until the service's next
 pass (`Service.passes`: forecasts are issued and realised only inside a pass), so the route
-read most often answers from memory, without a query or an encoding.
+read most often answers from memory, without a query or an encoding; so are the last
+PAGES_KEPT pages of forecast history asked for (a dashboard polls the same page).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ FORECAST_COLUMNS = (f"strftime(target_time, {ISO}) AS target_time, strftime(issu
                     f"strftime(data_through, {ISO}) AS data_through, model, role, served, point, lo80, hi80, lo95, hi95, "
                     "persistence, actual, error, persistence_error, direction_hit, "
                     f"strftime(realised_at, {ISO}) AS realised_at, role = 'fallback' AS fallback")
+PAGES_KEPT = 16  # forecast history pages kept as JSON until the next pass (at most ~0.5 MB each)
 MODEL_COLUMNS = "id, stream, status, created, trained_through, shadow_from, figures, live"
 
 
@@ -81,6 +83,7 @@ class Reader:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._latest: dict[str, tuple[int, bytes | None]] = {}  # stream -> (passes when read, JSON answer)
+        self._pages: dict[tuple, tuple[int, bytes]] = {}  # query -> (passes when read, JSON answer), oldest first
 
     # -- connection --------------------------------------------------------------------------
     def _cursor(self) -> duckdb.DuckDBPyConnection:
@@ -156,6 +159,22 @@ class Reader:
         found = self.latest(name)
         body = None if found is None else json_bytes({"stream": name, **found})
         self._latest[name] = (passes, body)
+        return body
+
+    def forecasts_json(self, name: str, start: datetime | None, end: datetime | None, limit: int,
+                       cursor: str | None, model: str | None) -> bytes:
+        """`forecasts` as its JSON answer, kept until the service's next pass."""
+        key, passes = (name, start, end, limit, cursor, model), self.service.passes
+        with self._lock:
+            hit = self._pages.get(key)
+        if hit is not None and hit[0] == passes:
+            return hit[1]
+        body = json_bytes(self.forecasts(name, start, end, limit, cursor, model))
+        with self._lock:
+            self._pages.pop(key, None)
+            self._pages[key] = (passes, body)
+            while len(self._pages) > PAGES_KEPT:
+                del self._pages[next(iter(self._pages))]
         return body
 
     def forecasts(self, name: str, start: datetime | None, end: datetime | None, limit: int,

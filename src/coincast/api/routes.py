@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from coincast.api import auth
 from coincast.api.guards import ApiError
-from coincast.api.reader import Reader, json_bytes
+from coincast.api.reader import Reader
 from coincast.live import control
 
 router = APIRouter(prefix="/v1")
@@ -102,11 +102,11 @@ def forecasts(name: str, start: Optional[datetime] = START, end: Optional[dateti
               r: Reader = Depends(reader)) -> Response:
     """Served forecasts (or one model's), oldest first, with realised values and errors once known.
 
-    Encoded here, in the thread pool, straight from the rows (up to 1,000 of them)."""
+    Encoded straight from the rows; the page is kept until the service's next pass."""
     known_stream(name, r)
     if model is not None:
         known_model(model, r)
-    return Response(json_bytes(r.forecasts(name, start, end, limit, cursor, model)), media_type="application/json")
+    return Response(r.forecasts_json(name, start, end, limit, cursor, model), media_type="application/json")
 
 
 @router.get("/streams/{name}/candles", dependencies=[Depends(read_access)])
