@@ -23,7 +23,6 @@ benchmarks/results/quick/load.json (shorter runs: checks, not figures).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import itertools
 import json
@@ -42,6 +41,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
+from load_server import OneLineParser
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -261,13 +261,15 @@ def write_section(text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = OneLineParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=30, help="measured seconds per route (30: the figures)")
     ap.add_argument("--connections", type=int, default=16, help="concurrent keep-alive connections")
     ap.add_argument("--folder", type=Path, default=ROOT / "runs" / "load", help="the server's stores")
     args = ap.parse_args(argv)
-    if args.seconds <= 0 or not 1 <= args.connections <= 256:
-        ap.error("--seconds must be above 0 and --connections 1..256")
+    if args.seconds <= 0:
+        ap.error(f"--seconds {args.seconds:g}: give a time above 0 (30: the figures; 3: a quick check)")
+    if not 1 <= args.connections <= 256:
+        ap.error(f"--connections {args.connections}: give 1..256")
     full = args.seconds >= 30
     load_before = [round(x, 2) for x in os.getloadavg()]
     server = Server(args.folder)

@@ -35,6 +35,14 @@ from coincast.live.demo import GRACE, demo_service, demo_settings
 NO_RETRAIN = 100_000  # candles between scheduled trainings: none in the fill
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A bad option is one line, `error: ...`, and exit 2 (as coincast's own commands)."""
+
+    def error(self, message: str):
+        sys.stderr.write(f"error: {message}\n")
+        sys.exit(2)
+
+
 class HeldClock(SimClock):
     """Simulated time standing still at `at`: the service waits (for commands, or a stop) forever.
 
@@ -77,17 +85,19 @@ def fill(folder: Path, days: int, log) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = OneLineParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folder", type=Path, default=Path("runs/load"), help="where the filled store is kept")
-    ap.add_argument("--days", type=int, default=1050, help="simulated days in the store (>= 1000: full history pages)")
+    ap.add_argument("--days", type=int, default=1050, help="simulated days in the store (>= 1050: 53 full 1,000-row history pages)")
     ap.add_argument("--train-epochs", type=int, default=1000, help="epochs of a training asked for by hand")
     ap.add_argument("--port", type=int, default=0)
     args = ap.parse_args(argv)
-    if not 1000 <= args.days <= 1900 or args.train_epochs < 1:
-        ap.error("--days must be 1000..1900 (a full 1,000-row page; 3 years of history before) and --train-epochs >= 1")
+    if not 1050 <= args.days <= 1900:
+        ap.error(f"--days {args.days}: give 1050..1900 (53 full 1,000-row pages; three years of history before the first)")
+    if args.train_epochs < 1:
+        ap.error(f"--train-epochs {args.train_epochs}: give at least 1")
     tokens = load_tokens()
     if tokens.write is None:
-        ap.error("set COINCAST_TOKEN: the benchmark asks for a retrain through the API")
+        ap.error("set COINCAST_TOKEN to the write token: the benchmark asks for a retrain through the API")
     log = lambda line: print(line, flush=True)  # noqa: E731
     filled = fill(args.folder, args.days, log)
 
