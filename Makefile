@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # torch first, pinned: the CPU wheel served locally, so pip never pulls a CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: run test serve install dev bench bench-quick skill clean
+.PHONY: run test serve load install dev bench bench-quick skill clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: $(VENV)/.dev
 # The live demo with its API and dashboard at http://127.0.0.1:8000 (Ctrl-C stops).
 serve: $(VENV)/.installed
 	$(VENV)/bin/coincast serve --demo
+
+# Requests/s and latency of serve's latest-forecast and history routes while a retrain runs
+# (30 s each; the first run fills runs/load with 1,050 simulated days, a few minutes).
+load: $(VENV)/.dev
+	$(PY) benchmarks/load.py --seconds 30
 
 # Speed benchmark vs the Keras original (installs TensorFlow into benchmarks/.venv-keras).
 bench: $(VENV)/.installed

@@ -278,6 +278,19 @@ def test_retrain_promote_and_rollback_by_hand(demo, client):
     assert client.get("/v1/streams/eth-1d/forecast").json()["model"] == champion
 
 
+def test_the_answers_kept_in_memory_follow_each_pass(demo, client):
+    history = "/v1/streams/btc-1d/forecasts"
+    before, page_before = client.get("/v1/streams/btc-1d/forecast").json(), all_pages(client, history, "forecasts", limit=1000)
+    assert client.get("/v1/streams/btc-1d/forecast").json() == before  # the second answers come from memory
+    assert all_pages(client, history, "forecasts", limit=1000) == page_before
+    demo.clock.advance(DAY)  # one pass: a new candle closes, the old forecast is realised, a new one issued
+    after, page_after = client.get("/v1/streams/btc-1d/forecast").json(), all_pages(client, history, "forecasts", limit=1000)
+    assert after["target_time"] == f"{pd.Timestamp(before['target_time']) + DAY:%Y-%m-%dT%H:%M:%SZ}"
+    assert after == {"stream": "btc-1d", **page_after[-1]}
+    assert len(page_after) == len(page_before) + 1
+    assert page_before[-1]["actual"] is None and page_after[-2]["actual"] is not None  # realised in the pass
+
+
 def test_ready_is_503_until_the_service_has_caught_up(tmp_path):
     """The first pass (here slowed by a replay that answers its first klines requests late) must
     finish before /ready says 200; /health answers all along."""

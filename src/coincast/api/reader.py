@@ -6,6 +6,11 @@ opened its store and reads committed rows beside the service's writes, with one 
 (a DuckDB connection serves one thread at a time). Its connection outlives the service's loop, so
 a demo that reached the end of its data stays readable. Rows come back as plain dicts: times as
 ISO text in UTC ("...Z"), the registry's JSON text parsed.
+
+The latest forecast of each stream is also kept as its JSON answer, until the service's next
+pass (`Service.passes`: forecasts are issued and realised only inside a pass), so the route
+read most often answers from memory, without a query or an encoding; so are the last
+PAGES_KEPT pages of forecast history asked for (a dashboard polls the same page).
 """
 
 from __future__ import annotations
@@ -19,12 +24,17 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pandas as pd
+from pydantic_core import to_json
 
 if TYPE_CHECKING:
     from coincast.live.service import Service
 
-FORECAST_COLUMNS = ("target_time, issued_at, data_through, model, role, served, point, lo80, hi80, lo95, hi95, "
-                    "persistence, actual, error, persistence_error, direction_hit, realised_at")
+ISO = "'%Y-%m-%dT%H:%M:%SZ'"  # as iso() writes a time, but by DuckDB: a 1,000-row page costs no Python per time
+FORECAST_COLUMNS = (f"strftime(target_time, {ISO}) AS target_time, strftime(issued_at, {ISO}) AS issued_at, "
+                    f"strftime(data_through, {ISO}) AS data_through, model, role, served, point, lo80, hi80, lo95, hi95, "
+                    "persistence, actual, error, persistence_error, direction_hit, "
+                    f"strftime(realised_at, {ISO}) AS realised_at, role = 'fallback' AS fallback")
+PAGES_KEPT = 16  # forecast history pages kept as JSON until the next pass (at most ~0.5 MB each)
 MODEL_COLUMNS = "id, stream, status, created, trained_through, shadow_from, figures, live"
 
 
@@ -72,6 +82,8 @@ class Reader:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._latest: dict[str, tuple[int, bytes | None]] = {}  # stream -> (passes when read, JSON answer)
+        self._pages: dict[tuple, tuple[int, bytes]] = {}  # query -> (passes when read, JSON answer), oldest first
 
     # -- connection --------------------------------------------------------------------------
     def _cursor(self) -> duckdb.DuckDBPyConnection:
@@ -133,7 +145,37 @@ class Reader:
     def latest(self, name: str) -> dict | None:
         rows = self.rows(f"SELECT {FORECAST_COLUMNS} FROM forecasts WHERE stream = ? AND served "
                          "ORDER BY target_time DESC LIMIT 1", [name])
-        return _forecast(rows[0]) if rows else None
+        return rows[0] if rows else None
+
+    def latest_cached(self, name: str) -> tuple[bool, bytes | None]:
+        """(True, the latest forecast's JSON answer or None) if read since the service's last pass;
+        (False, None) if `latest_json` must read it again. No query: safe in the event loop."""
+        hit = self._latest.get(name)
+        return (True, hit[1]) if hit is not None and hit[0] == self.service.passes else (False, None)
+
+    def latest_json(self, name: str) -> bytes | None:
+        """The latest served forecast as its JSON answer (None: none yet), read and kept."""
+        passes = self.service.passes  # read first: a pass that ends during the query makes it stale
+        found = self.latest(name)
+        body = None if found is None else json_bytes({"stream": name, **found})
+        self._latest[name] = (passes, body)
+        return body
+
+    def forecasts_json(self, name: str, start: datetime | None, end: datetime | None, limit: int,
+                       cursor: str | None, model: str | None) -> bytes:
+        """`forecasts` as its JSON answer, kept until the service's next pass."""
+        key, passes = (name, start, end, limit, cursor, model), self.service.passes
+        with self._lock:
+            hit = self._pages.get(key)
+        if hit is not None and hit[0] == passes:
+            return hit[1]
+        body = json_bytes(self.forecasts(name, start, end, limit, cursor, model))
+        with self._lock:
+            self._pages.pop(key, None)
+            self._pages[key] = (passes, body)
+            while len(self._pages) > PAGES_KEPT:
+                del self._pages[next(iter(self._pages))]
+        return body
 
     def forecasts(self, name: str, start: datetime | None, end: datetime | None, limit: int,
                   cursor: str | None, model: str | None) -> dict:
@@ -150,8 +192,8 @@ class Reader:
                          f"ORDER BY target_time LIMIT {int(limit) + 1}", args)
         more = len(rows) > limit
         rows = rows[:limit]
-        return {"stream": name, "model": model, "forecasts": [_forecast(r) for r in rows],
-                "next_cursor": encode_cursor(rows[-1]["target_time"]) if more else None}
+        return {"stream": name, "model": model, "forecasts": rows,
+                "next_cursor": encode_cursor(pd.Timestamp(rows[-1]["target_time"]).tz_localize(None)) if more else None}
 
     def candles(self, name: str, start: datetime | None, end: datetime | None, limit: int, cursor: str | None) -> dict:
         s = self.service.state(name).stream
@@ -195,11 +237,9 @@ class Reader:
         return m
 
 
-def _forecast(r: dict) -> dict:
-    out = {**r, "fallback": r["role"] == "fallback"}
-    for key in ("target_time", "issued_at", "data_through", "realised_at"):
-        out[key] = iso(r[key])
-    return out
+def json_bytes(value) -> bytes:
+    """JSON as FastAPI would answer it (pydantic's encoder; NaN and infinities as null)."""
+    return to_json(value, inf_nan_mode="null")
 
 
 def _model(r: dict) -> dict:

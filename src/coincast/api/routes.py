@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Optional
 
 from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from coincast.api import auth
@@ -25,11 +27,13 @@ END = Query(None, description="ISO time: rows before this time")
 CURSOR = Query(None, description="next_cursor of the previous page")
 
 
-def read_access(request: Request, authorization: Optional[str] = Header(None)) -> None:
+# The dependencies are async: they only compare tokens or look up the app's reader, so they run
+# in the event loop rather than costing each request a trip through the thread pool.
+async def read_access(request: Request, authorization: Optional[str] = Header(None)) -> None:
     _access(request, authorization, write=False)
 
 
-def write_access(request: Request, authorization: Optional[str] = Header(None)) -> None:
+async def write_access(request: Request, authorization: Optional[str] = Header(None)) -> None:
     _access(request, authorization, write=True)
 
 
@@ -40,7 +44,7 @@ def _access(request: Request, authorization: Optional[str], write: bool) -> None
         raise ApiError(exc.status, exc.detail) from None
 
 
-def reader(request: Request) -> Reader:
+async def reader(request: Request) -> Reader:
     return request.app.state.reader
 
 
@@ -76,25 +80,33 @@ def stream(name: str, r: Reader = Depends(reader)) -> dict:
     return r.stream(known_stream(name, r))
 
 
-@router.get("/streams/{name}/forecast", dependencies=[Depends(read_access)])
-def forecast(name: str, r: Reader = Depends(reader)) -> dict:
-    """The latest served forecast: target time, point, 80/95% intervals, persistence, model, fallback."""
-    latest = r.latest(known_stream(name, r))
-    if latest is None:
+@router.get("/streams/{name}/forecast", dependencies=[Depends(read_access)], response_class=Response,
+            responses={200: {"content": {"application/json": {}}, "description": "the latest forecast"}})
+async def forecast(name: str, r: Reader = Depends(reader)) -> Response:
+    """The latest served forecast: target time, point, 80/95% intervals, persistence, model, fallback.
+
+    Answered from memory until the service's next pass (the store is read once per pass)."""
+    known, body = r.latest_cached(known_stream(name, r))
+    if not known:
+        body = await run_in_threadpool(r.latest_json, name)  # a query: kept out of the event loop
+    if body is None:
         raise ApiError(404, f"no forecast for stream '{name}' yet: the first model is still training", streams=r.names())
-    return {"stream": name, **latest}
+    return Response(body, media_type="application/json")
 
 
-@router.get("/streams/{name}/forecasts", dependencies=[Depends(read_access)])
+@router.get("/streams/{name}/forecasts", dependencies=[Depends(read_access)], response_class=Response,
+            responses={200: {"content": {"application/json": {}}, "description": "a page of forecasts"}})
 def forecasts(name: str, start: Optional[datetime] = START, end: Optional[datetime] = END,
               limit: int = Query(100, ge=1, le=1000), cursor: Optional[str] = CURSOR,
               model: Optional[str] = Query(None, description="one model's forecasts (served or shadow)"),
-              r: Reader = Depends(reader)) -> dict:
-    """Served forecasts (or one model's), oldest first, with realised values and errors once known."""
+              r: Reader = Depends(reader)) -> Response:
+    """Served forecasts (or one model's), oldest first, with realised values and errors once known.
+
+    Encoded straight from the rows; the page is kept until the service's next pass."""
     known_stream(name, r)
     if model is not None:
         known_model(model, r)
-    return r.forecasts(name, start, end, limit, cursor, model)
+    return Response(r.forecasts_json(name, start, end, limit, cursor, model), media_type="application/json")
 
 
 @router.get("/streams/{name}/candles", dependencies=[Depends(read_access)])
