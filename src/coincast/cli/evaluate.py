@@ -47,6 +47,9 @@ def backtest(
     jobs: Optional[int] = typer.Option(None, help="Parallel processes for fresh refits (default: one per usable core)."),
     shrink_from: str = typer.Option("record", help="Shrinkage towards persistence fitted on the earlier folds' "
                                     "out-of-sample forecasts (record) or on each fold's validation windows."),
+    executor: opt.ExecutorKind = "local",
+    ray_address: opt.RayAddress = None,
+    threads_per_task: opt.ThreadsPerTask = 1,
     preset: opt.Preset = "default",
     config: opt.Config = None,
     features: opt.Features = None,
@@ -88,12 +91,13 @@ def backtest(
     )
     bt = BacktestSettings(start=start, retrain_every=retrain_every, window=window, train_size=train_size,
                           refit=refit, warm_epochs=warm_epochs, warm_span=warm_span or None, shrink_from=shrink_from,
-                          jobs=fold_progress.default_jobs(refit) if jobs is None else jobs)
+                          jobs=fold_progress.default_jobs(refit) if jobs is None else jobs,
+                          executor=executor, ray_address=ray_address, threads_per_task=threads_per_task)
     bar, task = fold_progress.bar(quiet)
 
     def on_start(n_folds: int, processes: int) -> None:
         bar.update(task, total=n_folds)
-        out.print(fold_progress.start_line(n_folds, processes, refit, jobs is not None))
+        out.print(fold_progress.start_line(n_folds, processes, refit, jobs is not None, executor, ray_address))
 
     with bar:
         run = run_backtest(data, s, bt, t, runs_dir=out_dir, log=out.print, on_start=on_start,
