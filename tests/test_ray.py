@@ -23,6 +23,7 @@ from coincast.backtest import executors  # noqa: E402
 from coincast.backtest.engine import BacktestSettings, check, fold_result, plan, walk_forward  # noqa: E402
 from coincast.data import load  # noqa: E402
 from coincast.errors import DataError  # noqa: E402
+from coincast.flows.evaluate import evaluate_one, plan_jobs, run_evaluation  # noqa: E402
 from coincast.prep.inputs import build_inputs  # noqa: E402
 from coincast.prep.windows import fill_zeros  # noqa: E402
 from tests import ray_helpers  # noqa: E402
@@ -124,6 +125,18 @@ def test_a_run_of_its_own_starts_ray_on_loopback_and_matches_local(frame, local,
                        timeout=300, env={k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"})
     assert p.returncode == 0, p.stderr[-3000:]
     pd.testing.assert_frame_equal(pd.read_pickle(tmp_path / "table.pkl"), local.table, rtol=1e-6, check_freq=False)
+
+
+def test_evaluate_on_the_cluster_matches_the_grid_run_here(cluster, tmp_path):
+    overrides = {"data": {"window": 12}, "train": {"epochs": 1}, "model": {"hidden": [4, 4]}}
+    run = run_evaluation(["btc-usd", "eth-usd"], ["default"], 8, ex=executors.Executor("ray", address=cluster.address),
+                         runs_dir=tmp_path, overrides=overrides)
+    here = [evaluate_one(job) for job in plan_jobs(["btc-usd", "eth-usd"], ["default"], 8, 7, overrides)]
+    assert [(r["coin"], r["preset"]) for r in run.rows] == [("btc-usd", "default"), ("eth-usd", "default")]
+    for got, want in zip(run.rows, here):
+        for key in ("rmse_ratio", "mae_ratio", "dm_p", "accuracy", "mean_shrink"):
+            assert got[key] == pytest.approx(want[key], rel=1e-6), key
+        assert got["node"] in {n["NodeID"] for n in ray.nodes()}
 
 
 # -- bad input: one line, exit 2, nothing written ----------------------------------------------
