@@ -14,7 +14,8 @@ the item ran on; None in the local pool). The backtest maps its fresh folds thro
   Without an address, a Ray instance is started for the run: bound to 127.0.0.1, `jobs` x
   `threads` CPUs, object store capped at `OBJECT_STORE_BYTES`, no dashboard, shut down at the
   end. With one (`auto` or HOST:PORT), the run joins that cluster and leaves it running; its
-  CPUs decide how many tasks run at once.
+  CPUs decide how many tasks run at once. A process already connected to Ray (a user's own
+  `ray.init`) runs the tasks there and leaves the connection as it was.
 
 Ray is an optional extra (`pip install coincast[ray]`): it is imported only when asked for.
 """
@@ -156,4 +157,5 @@ def _start(ray, ex: Executor) -> None:
             ray.init(address=ex.address, log_to_driver=False, logging_level="ERROR")
     except ConnectionError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"cannot join the Ray cluster at {ex.address}: {first}") from None
+        raise ConfigError(f"cannot join the Ray cluster at {ex.address}: {first} (start one with `ray start --head`, "
+                          "or leave out --ray-address to start one for this run)") from None
