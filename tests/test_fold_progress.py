@@ -31,6 +31,9 @@ def test_start_line_says_how_many_processes_and_why():
     assert start_line(44, cores, "fresh", jobs_given=False) == (
         f"44 folds, fresh refits in {cores} process{'es' if cores > 1 else ''} (one per core; --jobs to change)")
     assert start_line(44, 1, "warm", jobs_given=False).startswith("44 folds, warm refits one after the other")
+    assert start_line(44, 2, "fresh", True, "ray") == "44 folds, fresh refits as Ray tasks on a Ray instance on 127.0.0.1 (2 at a time)"
+    assert start_line(44, 2, "fresh", False, "ray", "10.0.0.5:6379") == (
+        "44 folds, fresh refits as Ray tasks on the Ray cluster at 10.0.0.5:6379")
 
 
 def test_bar_shows_done_of_total_after_each_fold():

@@ -7,23 +7,22 @@ before. Everything fitted (column rules, scales, early stopping, the AR baseline
 conformal quantiles) sees only that fold's training rows.
 
 Refits: "fresh" trains a new model from scratch for every fold (independent: run in
-parallel processes with `jobs`); "warm" trains the first fold in full and then continues
-from the previous fold's weights for `warm_epochs` epochs (sequential by nature).
+parallel, in `jobs` local processes or as Ray tasks: backtest/executors.py); "warm" trains
+the first fold in full and then continues from the previous fold's weights for `warm_epochs`
+epochs (sequential by nature).
 """
 
 from __future__ import annotations
 
 import copy
-import multiprocessing as mp
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
 import pandas as pd
-import torch
 
+from coincast.backtest import executors
 from coincast.config import Settings, validate
 from coincast.data.frame import bar_length
 from coincast.errors import ConfigError, DataError
@@ -57,6 +56,14 @@ class BacktestSettings:
     # out-of-sample forecasts of the earlier folds (persistence until there are enough of
     # them); "validation" keeps each fold's own fit on its selection windows.
     shrink_from: str = "record"
+    # Where fresh folds run (backtest/executors.py): "local" (a process pool of `jobs`) or "ray"
+    # (tasks; a Ray instance started for the run, or the cluster at `ray_address`).
+    executor: str = "local"
+    ray_address: str | None = None
+    threads_per_task: int = 1  # torch threads per fold (and Ray CPUs per task)
+
+    def executor_of(self) -> executors.Executor:
+        return executors.Executor(self.executor, self.jobs, self.ray_address, self.threads_per_task)
 
     def describe(self) -> str:
         """The refit rule in words, for the report (users were burned by this ambiguity)."""
@@ -151,6 +158,10 @@ def check(frame: pd.DataFrame, settings: Settings, bt: BacktestSettings) -> int:
         raise ConfigError(f"shrink-from must be 'record' or 'validation' (got {bt.shrink_from!r}): e.g. --shrink-from record")
     if not isinstance(bt.jobs, int) or bt.jobs < 1:
         raise ConfigError(f"jobs must be at least 1 (got {bt.jobs})")
+    executors.check(bt.executor_of())
+    if bt.refit == "warm" and bt.executor != "local":
+        raise ConfigError("warm refits run one after the other (each continues from the previous fold): "
+                          "use --refit fresh with --executor ray, or --executor local")
     if not isinstance(bt.warm_epochs, int) or bt.warm_epochs < 1:
         raise ConfigError(f"warm epochs must be at least 1 (got {bt.warm_epochs})")
     need = min_train_rows(settings)
@@ -230,16 +241,9 @@ def run_fold(
     return {"pred": pred, "skipped": list(skipped), "calib": calib, "info": info}, f
 
 
-_WORKER: dict = {}
-
-
-def _init_worker(inputs: Inputs, settings: Settings) -> None:
-    torch.set_num_threads(1)  # one core per process: the folds are the parallelism
-    _WORKER.update(inputs=inputs, settings=settings)
-
-
-def _worker(p: Plan) -> dict:
-    return run_fold(_WORKER["inputs"], _WORKER["settings"], p)[0]
+def fold_result(inputs: Inputs, settings: Settings, p: Plan) -> dict:
+    """A fresh fold's results without its model: what an executor sends back (backtest/executors.py)."""
+    return run_fold(inputs, settings, p)[0]
 
 
 # -- the loop -------------------------------------------------------------------------------
@@ -275,13 +279,12 @@ def walk_forward(
     on_start(len(plans), min(bt.jobs, len(plans)) if bt.refit == "fresh" else 1)
     t0 = time.perf_counter()
     results: list[dict] = []
-    if bt.refit == "fresh" and bt.jobs > 1 and len(plans) > 1:
-        ctx = mp.get_context("spawn")
-        workers = min(bt.jobs, len(plans))
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(inputs, settings)) as ex:
-            for r in ex.map(_worker, plans):
-                results.append(r)
-                on_fold(r["info"])
+    if bt.refit == "fresh" and (bt.executor == "ray" or bt.jobs > 1 and len(plans) > 1):
+        for r, node in executors.run_in_order(fold_result, (inputs, settings), plans, bt.executor_of()):
+            if node is not None:
+                r["info"]["node"] = node  # the Ray node the fold ran on
+            results.append(r)
+            on_fold(r["info"])
     else:
         if bt.refit == "warm" and bt.jobs > 1:
             log("warm refits depend on the previous fold: running them in sequence (--jobs ignored)")

@@ -1,4 +1,5 @@
-"""Command-line commands `backtest` and `audit` (walk-forward evaluation, look-ahead audit).
+"""Command-line commands `backtest`, `evaluate` and `audit` (walk-forward backtest, the skill grid
+over coins and presets, look-ahead audit).
 
 Registered in cli/main.py, after `app` is defined (this module does not import main.py, so
 there is no import cycle).
@@ -47,6 +48,9 @@ def backtest(
     jobs: Optional[int] = typer.Option(None, help="Parallel processes for fresh refits (default: one per usable core)."),
     shrink_from: str = typer.Option("record", help="Shrinkage towards persistence fitted on the earlier folds' "
                                     "out-of-sample forecasts (record) or on each fold's validation windows."),
+    executor: opt.ExecutorKind = "local",
+    ray_address: opt.RayAddress = None,
+    threads_per_task: opt.ThreadsPerTask = 1,
     preset: opt.Preset = "default",
     config: opt.Config = None,
     features: opt.Features = None,
@@ -88,12 +92,13 @@ def backtest(
     )
     bt = BacktestSettings(start=start, retrain_every=retrain_every, window=window, train_size=train_size,
                           refit=refit, warm_epochs=warm_epochs, warm_span=warm_span or None, shrink_from=shrink_from,
-                          jobs=fold_progress.default_jobs(refit) if jobs is None else jobs)
+                          jobs=fold_progress.default_jobs(refit) if jobs is None else jobs,
+                          executor=executor, ray_address=ray_address, threads_per_task=threads_per_task)
     bar, task = fold_progress.bar(quiet)
 
     def on_start(n_folds: int, processes: int) -> None:
         bar.update(task, total=n_folds)
-        out.print(fold_progress.start_line(n_folds, processes, refit, jobs is not None))
+        out.print(fold_progress.start_line(n_folds, processes, refit, jobs is not None, executor, ray_address))
 
     with bar:
         run = run_backtest(data, s, bt, t, runs_dir=out_dir, log=out.print, on_start=on_start,
@@ -112,6 +117,41 @@ def backtest(
     out.print(cov)
     for line in run.verdict:
         out.print(line)
+    out.print(f"run folder: {run.folder}")
+
+
+SKILL_COINS = "btc-usd,eth-usd,ltc-usd,xrp-usd,ada-usd,bnb-usd"  # the bundled daily coins, as `make skill`
+
+
+def evaluate(
+    data: str = typer.Option(SKILL_COINS, help="Coins, comma-separated: bundled names or CSV/Parquet paths."),
+    presets: str = typer.Option("default,tutorial,default+ta", help="Presets, comma-separated; NAME+ta adds every "
+                                "indicator and the Fear & Greed index as inputs."),
+    days: int = typer.Option(730, help="Walk forward over the last N days of each coin."),
+    retrain_every: int = typer.Option(7, help="Retrain every N steps (warm refits)."),
+    window_size: Optional[int] = typer.Option(None, help="Rows per model window (every preset; default: each preset's)."),
+    epochs: opt.Epochs = None,
+    hidden: opt.Hidden = None,
+    executor: opt.ExecutorKind = "local",
+    ray_address: opt.RayAddress = None,
+    threads_per_task: opt.ThreadsPerTask = 1,
+    jobs: int = typer.Option(1, help="(coin, preset) runs at once: local processes, or the CPUs of the run's own Ray instance."),
+    out_dir: opt.OutDir = Path("runs"),
+):
+    """Walk-forward skill of presets on coins (the grid `make skill` runs): one report and JSON."""
+    from coincast.backtest.executors import Executor
+    from coincast.flows.evaluate import run_evaluation
+
+    overrides = {"data": {"window": window_size}, "train": {"epochs": epochs}, "model": {"hidden": opt.hidden(hidden)}}
+    overrides = {k: {n: v for n, v in d.items() if v is not None} for k, d in overrides.items()}
+
+    def say(r: dict) -> None:
+        out.print(f"{r['coin']} {r['preset']}: RMSE/pers {r['rmse_ratio']:.3f}, DM p {r['dm_p']:.3g}, "
+                  f"acc {r['accuracy']:.3f} (always-up {r['always_up_rate']:.3f}), {r['seconds']:.0f} s", soft_wrap=True)
+
+    run = run_evaluation(opt.csv(data) or [], opt.csv(presets) or [], days, retrain_every,
+                         Executor(executor, jobs, ray_address, threads_per_task), out_dir,
+                         {k: d for k, d in overrides.items() if d}, on_row=say)
     out.print(f"run folder: {run.folder}")
 
 

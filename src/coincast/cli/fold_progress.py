@@ -32,10 +32,14 @@ def default_jobs(refit: str) -> int:
     return usable_cores() if refit == "fresh" else 1
 
 
-def start_line(n_folds: int, processes: int, refit: str, jobs_given: bool) -> str:
+def start_line(n_folds: int, processes: int, refit: str, jobs_given: bool, executor: str = "local",
+               ray_address: str | None = None) -> str:
     """The plan in one line, saying where the process count came from."""
     if refit == "warm":
         return f"{n_folds} folds, warm refits one after the other (each continues from the previous fold's weights)"
+    if executor == "ray":
+        where = f"the Ray cluster at {ray_address}" if ray_address else f"a Ray instance on 127.0.0.1 ({processes} at a time)"
+        return f"{n_folds} folds, fresh refits as Ray tasks on {where}"
     unit = "process" if processes == 1 else "processes"
     why = f"--jobs {processes}" if jobs_given else "one per core; --jobs to change"
     if not jobs_given and processes < usable_cores():

@@ -120,11 +120,12 @@ def predict(
 
 
 from coincast.cli.data import fetch, sentiment_app, store_app  # noqa: E402
-from coincast.cli.evaluate import audit, backtest  # noqa: E402
+from coincast.cli.evaluate import audit, backtest, evaluate  # noqa: E402
 from coincast.cli.live import live, models_app  # noqa: E402
 from coincast.cli.serve import serve  # noqa: E402
 
 app.command("backtest")(backtest)
+app.command("evaluate")(evaluate)
 app.command("audit")(audit)
 app.add_typer(store_app, name="store")
 app.add_typer(sentiment_app, name="sentiment")

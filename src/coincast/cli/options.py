@@ -36,6 +36,11 @@ TestStart = Annotated[Optional[str], typer.Option(
 Timestamps = Annotated[Optional[str], typer.Option(
     help="What a file's timestamps mark: open (default: each candle's open time) or close (its close time; "
          "converted to open = close - bar length).")]
+ExecutorKind = Annotated[str, typer.Option(
+    "--executor", help="Where independent jobs run: local (processes on this machine) or ray (Ray tasks; needs coincast\\[ray]).")]
+RayAddress = Annotated[Optional[str], typer.Option(
+    help="With --executor ray: a running cluster, auto or HOST:PORT (default: a Ray instance started for this run on 127.0.0.1).")]
+ThreadsPerTask = Annotated[int, typer.Option(help="Torch threads per job (and Ray CPUs per task).")]
 OutDir = Annotated[Path, typer.Option("--out", help="Folder that receives the run folder.")]
 Quiet = Annotated[bool, typer.Option(help="No progress bar.")]
 
