@@ -28,6 +28,7 @@ import pandas as pd  # noqa: E402
 import ray  # noqa: E402
 import torch  # noqa: E402
 
+from doc_section import replace_section  # benchmarks/: run as scripts
 import coincast  # noqa: E402
 from coincast.backtest import executors  # noqa: E402
 from coincast.backtest.engine import BacktestSettings, walk_forward  # noqa: E402
@@ -113,12 +114,7 @@ def main() -> None:
             "ray": ray.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": load_before}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    doc = Path(a.doc)
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    if BEGIN not in text:
-        text += f"\n{BEGIN}\n{END}\n"
-    head, rest = text.split(BEGIN, 1)
-    doc.write_text(head + section(rows, meta) + rest.split(END, 1)[1])
+    replace_section(a.doc, BEGIN, END, section(rows, meta))
 
 
 if __name__ == "__main__":

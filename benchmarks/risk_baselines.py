@@ -21,6 +21,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from doc_section import replace_section  # benchmarks/: run as scripts
 import coincast
 from coincast.evaluation import risk
 from coincast.models.risk_walk import walk_forward_risk
@@ -144,12 +145,7 @@ def main() -> None:
             "garch_warm_ignored": sum(x["warm_start_ignored"] for x in g), "seconds": time.perf_counter() - t0}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    doc = Path(a.doc)
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    if BEGIN not in text:
-        text = text.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n"
-    head, rest = text.split(BEGIN, 1)
-    doc.write_text(head + section(rows, meta) + rest.split(END, 1)[1])
+    replace_section(a.doc, BEGIN, END, section(rows, meta))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from doc_section import replace_section  # benchmarks/: run as scripts
 import coincast
 from coincast.backtest.engine import BacktestSettings, walk_forward
 from coincast.data.datasets import default_target
@@ -128,12 +129,7 @@ def _write(rows: list[dict], a) -> None:
             "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    doc = Path(a.doc)
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    if BEGIN not in text:
-        text += f"\n{BEGIN}\n{END}\n"
-    head, rest = text.split(BEGIN, 1)
-    doc.write_text(head + section(rows, meta) + rest.split(END, 1)[1])
+    replace_section(a.doc, BEGIN, END, section(rows, meta))
 
 
 if __name__ == "__main__":
