@@ -17,6 +17,7 @@ from coincast.backtest import trading
 from coincast.evaluation.metrics import verdict
 from coincast.evaluation.stats import direction_verdict
 from coincast.flows.backtest import run_backtest
+from coincast.models.forecaster import Forecaster
 from coincast.prep.windows import fill_zeros
 from tests.conftest import assert_user_error, dm_p_by_hand, one_torch_thread, tiny, tiny_flags
 
@@ -105,6 +106,18 @@ def test_run_backtest_writes_a_complete_run_folder(tmp_path):
     assert str(html_escape(m["verdict"][0])) in html and "data:image/png;base64" in html
     table = pd.read_csv(run.folder / "forecast.csv", index_col=0)
     assert len(table) == 22 and "lo95" in table.columns
+    # the last fold's model is in the folder: it forecasts the day after the data, as `predict` shows
+    assert Forecaster.load(run.folder).forecast_next(load("btc-usd"))["date"].startswith("2026-01-06")
+
+
+def test_fresh_folds_come_back_as_safetensors_bytes_and_the_last_model_is_kept(raw):
+    frame = fill_zeros(raw.iloc[:-8])  # two folds, in two processes: each model travels as bytes
+    bt = BacktestSettings(start=START, retrain_every=7, jobs=2, shrink_from="validation")
+    r = walk_forward(frame, tiny(**SMALL), bt, "close")
+    seq = walk_forward(frame, tiny(**SMALL), BacktestSettings(start=START, retrain_every=7, shrink_from="validation"), "close")
+    window = frame.iloc[-2 * tiny(**SMALL).data.window :]
+    got, want = r.model.predict(window, network=True), seq.model.predict(window, network=True)
+    pd.testing.assert_frame_equal(got, want, rtol=1e-5)
 
 
 def test_backtest_builds_indicators_and_exogenous_inputs_as_run_does(tmp_path):

@@ -59,6 +59,17 @@ def test_save_load_round_trip(tmp_path, btc):
     assert fc["date"].startswith("2026-01-06") and fc["last_price"] == btc["close"].iloc[-1]
 
 
+def test_bytes_round_trip_is_one_safetensors_blob(tmp_path, btc):
+    from safetensors.torch import load as load_safetensors
+
+    m = _fit(btc.iloc[:600])
+    blob = m.to_bytes()
+    assert set(load_safetensors(blob)) == {f"0.{k}" for k in m.modules_[0].state_dict()}  # a plain safetensors file
+    back = Forecaster.from_bytes(blob)
+    assert back.forecast_next(btc) == m.forecast_next(btc)
+    assert back.columns_ == m.columns_ and back.shrink_ == m.shrink_
+
+
 def test_early_stopping_restores_the_best_epoch(btc):
     train = btc.iloc[:600]
     m = _fit(train, epochs=8, patience=2, lr=0.05, precision="fp32")

@@ -103,6 +103,7 @@ class BacktestResult:
     # Test days with no forecast because their window spans a time gap (an exchange outage):
     # max_gap_steps, step, days_skipped, dates (those days).
     gaps: dict = field(default_factory=dict)
+    model: Forecaster | None = None  # the last fold's model: what would forecast the next day
 
 
 def min_train_rows(settings: Settings) -> int:
@@ -241,9 +242,18 @@ def run_fold(
     return {"pred": pred, "skipped": list(skipped), "calib": calib, "info": info}, f
 
 
+def warm_refit(settings: Settings, bt: BacktestSettings, p: Plan) -> tuple[Settings, Plan]:
+    """A warm refit's settings and rows: `warm_epochs` epochs on the last `warm_span` rows of its span."""
+    warm = copy.deepcopy(settings)
+    warm.train.epochs = bt.warm_epochs
+    return warm, Plan(p.k, max(p.lo, p.cut - bt.warm_span), p.cut, p.end) if bt.warm_span else p
+
+
 def fold_result(inputs: Inputs, settings: Settings, p: Plan) -> dict:
-    """A fresh fold's results without its model: what an executor sends back (backtest/executors.py)."""
-    return run_fold(inputs, settings, p)[0]
+    """A fresh fold's results, its model as safetensors bytes (`Forecaster.to_bytes`): what an
+    executor sends back (backtest/executors.py)."""
+    r, f = run_fold(inputs, settings, p)
+    return {**r, "model": f.to_bytes()}
 
 
 # -- the loop -------------------------------------------------------------------------------
@@ -283,20 +293,21 @@ def walk_forward(
         for r, node in executors.run_in_order(fold_result, (inputs, settings), plans, bt.executor_of()):
             if node is not None:
                 r["info"]["node"] = node  # the Ray node the fold ran on
+            last = r.pop("model")  # only the last fold's model is kept
             results.append(r)
             on_fold(r["info"])
+        last = Forecaster.from_bytes(last)
     else:
         if bt.refit == "warm" and bt.jobs > 1:
             log("warm refits depend on the previous fold: running them in sequence (--jobs ignored)")
-        warm = copy.deepcopy(settings)
-        warm.train.epochs = bt.warm_epochs
         prev = None
         for p in plans:
             use_warm = bt.refit == "warm" and prev is not None
-            fp = Plan(p.k, max(p.lo, p.cut - bt.warm_span), p.cut, p.end) if use_warm and bt.warm_span else p
-            r, f = run_fold(inputs, warm if use_warm else settings, fp, init=prev if use_warm else None)
+            fs, fp = warm_refit(settings, bt, p) if use_warm else (settings, p)
+            r, f = run_fold(inputs, fs, fp, init=prev if use_warm else None)
             r["info"]["refit"] = "warm" if use_warm else ("full" if bt.refit == "warm" else "fresh")
             prev = f if bt.refit == "warm" else None
+            last = f
             results.append(r)
             on_fold(r["info"])
     seconds = time.perf_counter() - t0
@@ -328,6 +339,8 @@ def walk_forward(
         # this fold's out-of-sample errors: honest calibration for the folds after it
         earlier = np.concatenate([earlier, conformal.scores(part["actual"], part["model"], part["previous"])])
     table = pd.concat(parts)
+    if from_record:  # the last model serves the next day with the a of the whole record
+        last.shrink_ = record_shrinkage(table["actual"], table["network"], table["previous"])
     if not network:
         table = table.drop(columns="network")
     if table.empty:
@@ -350,7 +363,7 @@ def walk_forward(
             "days_skipped": len(skipped), "dates": [str(d) for d in skipped]}
     if skipped:
         log(f"{len(skipped)} test day(s) skipped: their window spans a time gap over {settings.data.max_gap} steps")
-    return BacktestResult(table, pd.DataFrame(infos), models, target, settings, bt, seconds, gaps)
+    return BacktestResult(table, pd.DataFrame(infos), models, target, settings, bt, seconds, gaps, last)
 
 
 def settings_dict(bt: BacktestSettings) -> dict:

@@ -1,10 +1,13 @@
-"""Where independent jobs run: a local process pool, or Ray tasks on one machine or a cluster.
+"""Where independent jobs run: in this process, a local process pool, or Ray tasks on one machine or a cluster.
 
-`run_in_order(fn, shared, items, ex)` calls `fn(*shared, item)` for every item and yields
-`(result, node)` in the items' order, whatever order they finish in (`node`: the Ray node id
-the item ran on; None in the local pool). The backtest maps its fresh folds through it, and
-`coincast evaluate` its (coin, preset) runs.
+`pool(fn, shared, ex)` is a place to submit jobs `fn(*shared, item)` to, one item at a time:
+`submit(item)` starts the job and returns `wait()`, which gives `(result, node)` (`node`: the
+Ray node id the job ran on; None locally). `coincast tune` submits each trial's folds as the
+trial goes. `run_in_order(fn, shared, items, ex)` submits them all and yields the results in
+the items' order, whatever order they finish in: the backtest maps its fresh folds through it,
+and `coincast evaluate` its (coin, preset) runs.
 
+- local, one job at a time: in this process, each job when its `wait()` is called.
 - local: a spawn process pool of `jobs` processes, `threads` torch threads each; `shared` is
   sent once per process (the pool's initializer).
 - ray: one Ray task per item, `threads` CPUs and torch threads each; `shared` is put in the
@@ -26,6 +29,7 @@ import multiprocessing as mp
 import os
 import socket
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
@@ -80,16 +84,27 @@ def _check_reachable(address: str) -> None:
                           f"`ray start --head --port {port}`, or leave out --ray-address to start one for this run") from None
 
 
+@contextmanager
+def pool(fn: Callable, shared: tuple, ex: Executor, size: int | None = None) -> Iterator[Callable[[Any], Callable[[], tuple]]]:
+    """`submit(item) -> wait()` for jobs `fn(*shared, item)`; `size`: at most this many processes."""
+    if ex.kind == "ray":
+        with _ray_pool(fn, shared, ex) as submit:
+            yield submit
+    elif min(ex.jobs, size or ex.jobs) == 1:
+        yield lambda item: lambda: (fn(*shared, item), None)
+    else:
+        with ProcessPoolExecutor(min(ex.jobs, size or ex.jobs), mp_context=mp.get_context("spawn"),
+                                 initializer=_init_local, initargs=(fn, shared, ex.threads)) as p:
+            yield lambda item: (lambda future=p.submit(_local, item): (future.result(), None))
+
+
 def run_in_order(fn: Callable, shared: tuple, items: Iterable, ex: Executor) -> Iterator[tuple[Any, str | None]]:
     """`fn(*shared, item)` for every item, as (result, node) in the items' order."""
     items = list(items)
-    if ex.kind == "ray":
-        yield from _ray(fn, shared, items, ex)
-        return
-    with ProcessPoolExecutor(min(ex.jobs, len(items)), mp_context=mp.get_context("spawn"),
-                             initializer=_init_local, initargs=(fn, shared, ex.threads)) as pool:
-        for r in pool.map(_local, items):
-            yield r, None
+    with pool(fn, shared, ex, size=len(items)) as submit:
+        waits = [submit(item) for item in items]
+        for wait in waits:
+            yield wait()
 
 
 # -- local: a spawn process pool ------------------------------------------------------------
@@ -117,29 +132,38 @@ def _task(fn: Callable, threads: int, item, *shared):
     return fn(*shared, item), ray.get_runtime_context().get_node_id()
 
 
-def _ray(fn: Callable, shared: tuple, items: list, ex: Executor) -> Iterator[tuple[Any, str | None]]:
+@contextmanager
+def _ray_pool(fn: Callable, shared: tuple, ex: Executor):
     ray = _import_ray(ex)
     owned = not ray.is_initialized()
     if owned:
         _start(ray, ex)
-    pending: list = []
+    pending: set = set()
     try:
         refs = [ray.put(x) for x in shared]  # once: every task reads the same objects
         task = ray.remote(num_cpus=ex.threads, max_retries=RETRIES, retry_exceptions=False)(_task)
-        pending = [task.remote(fn, ex.threads, item, *refs) for item in items]
-        while pending:
-            try:
-                yield ray.get(pending[0])
-            except ray.exceptions.RayTaskError as exc:
-                if isinstance(exc.cause, CoincastError):  # the user's reason, in its own words
-                    raise type(exc.cause)(str(exc.cause)) from None
-                raise
-            pending.pop(0)
+
+        def submit(item):
+            ref = task.remote(fn, ex.threads, item, *refs)
+            pending.add(ref)
+
+            def wait():
+                try:
+                    return ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:
+                    if isinstance(exc.cause, CoincastError):  # the user's reason, in its own words
+                        raise type(exc.cause)(str(exc.cause)) from None
+                    raise
+                finally:
+                    pending.discard(ref)
+            return wait
+
+        yield submit
     finally:
         if owned:
             ray.shutdown()
         else:  # a cluster that outlives the run: stop what the run left unfinished
-            for ref in pending:
+            for ref in list(pending):
                 ray.cancel(ref)
 
 

@@ -93,6 +93,11 @@ def plan_jobs(coins: list[str], presets: list[str], days: int, retrain_every: in
 
 def evaluate_one(job: Job) -> dict:
     """One pair's walk-forward and its scores (the row benchmarks/skill.py writes)."""
+    return scored_walk(job)[0]
+
+
+def scored_walk(job: Job) -> tuple[dict, pd.DataFrame]:
+    """One pair's walk-forward: its row of scores, and its forecasts (actual, previous, model, persistence)."""
     d = job.settings.data
     inputs = build_inputs(job.raw, d.target, d.features, d.exog, d.exog_max_age)
     t0 = time.perf_counter()
@@ -112,7 +117,7 @@ def evaluate_one(job: Job) -> dict:
         "p_vs_50": direction["p_vs_50"], "p_vs_always_up": direction["p_vs_always_up"],
         "mean_shrink": float(result.folds["shrink"].mean()) if "shrink" in result.folds else None,
         "seconds": time.perf_counter() - t0,
-    }
+    }, table[["actual", "previous", "model", "persistence"]]
 
 
 def run_evaluation(
@@ -132,11 +137,7 @@ def run_evaluation(
     staging = staging_folder(runs_dir)
     try:
         rows = []
-        if ex.kind == "local" and min(ex.jobs, len(jobs)) == 1:  # no process to start for one at a time
-            results = ((evaluate_one(job), None) for job in jobs)
-        else:
-            results = executors.run_in_order(evaluate_one, (), jobs, ex)
-        for row, node in results:
+        for row, node in executors.run_in_order(evaluate_one, (), jobs, ex):
             if node is not None:
                 row["node"] = node
             rows.append(row)

@@ -258,17 +258,9 @@ class Forecaster:
         }
 
     # -- persistence -------------------------------------------------------------------
-    def save(self, folder: str | Path) -> None:
-        """Write model.safetensors and model.json (everything needed to rebuild), atomically."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        weights = {
-            f"{k}.{name}": v.detach().cpu().contiguous()
-            for k, module in enumerate(self.modules_)
-            for name, v in module.state_dict().items()
-        }
-        io.write_bytes(folder / "model.safetensors", save_safetensors(weights))
-        io.write_json(folder / "model.json", {
+    def _meta(self) -> dict:
+        """model.json: everything besides the weights needed to rebuild the forecaster."""
+        return {
             "format": FORMAT,
             "settings": self.settings.to_dict(),
             "target": self.target_,
@@ -277,7 +269,33 @@ class Forecaster:
             "shrink": self.shrink_,
             "networks": len(self.modules_),
             "step": str(self.step_) if self.step_ is not None else None,
-        })
+        }
+
+    def _weights(self) -> dict[str, torch.Tensor]:
+        return {
+            f"{k}.{name}": v.detach().cpu().contiguous()
+            for k, module in enumerate(self.modules_)
+            for name, v in module.state_dict().items()
+        }
+
+    def save(self, folder: str | Path) -> None:
+        """Write model.safetensors and model.json (everything needed to rebuild), atomically."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        io.write_bytes(folder / "model.safetensors", save_safetensors(self._weights()))
+        io.write_json(folder / "model.json", self._meta())
+
+    def to_bytes(self) -> bytes:
+        """The whole model as one safetensors blob (model.json's contents in its metadata): how
+        a fold's model travels back from a worker process or a Ray task."""
+        return save_safetensors(self._weights(), metadata={"model.json": json.dumps(self._meta())})
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> "Forecaster":
+        """The model `to_bytes` wrote."""
+        n = int.from_bytes(blob[:8], "little")  # safetensors: u64 header length, then a JSON header
+        meta = json.loads(json.loads(blob[8 : 8 + n])["__metadata__"]["model.json"])
+        return cls._from_meta(meta)._with_weights(load_safetensors(blob))
 
     @classmethod
     def load(cls, folder: str | Path) -> "Forecaster":
@@ -289,27 +307,33 @@ class Forecaster:
                 "`coincast run` into its run folder"
             )
         try:
-            meta = json.loads(meta_path.read_text())
-            if meta.get("format") != FORMAT:
-                raise ValueError(f"format {meta.get('format')!r}")
-            self = cls(Settings.from_dict(meta["settings"]))
-            self.target_, self.columns_ = meta["target"], meta["columns"]
-            n = meta["normaliser"]
-            self.normaliser_ = Normaliser(n["columns"], n["rules"], n["scales"], n.get("centers"))
-            self.shrink_, n_networks = float(meta["shrink"]), int(meta["networks"])
-            self.step_ = pd.Timedelta(meta["step"]) if meta.get("step") else None
+            self = cls._from_meta(json.loads(meta_path.read_text()))
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelFileError(f"{meta_path} is corrupt ({exc}); retrain with `coincast run`") from None
-        self.device_ = pick_device(self.settings.train.device)
         try:
-            state = load_safetensors(weights_path.read_bytes())
-            self.modules_ = []
-            for k in range(n_networks):
-                module = self._build()
-                module.load_state_dict({name[len(f"{k}.") :]: v for name, v in state.items() if name.startswith(f"{k}.")})
-                self.modules_.append(module.to(self.device_))
+            return self._with_weights(load_safetensors(weights_path.read_bytes()))
         except (SafetensorError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0][:160]
             raise ModelFileError(f"{weights_path} is corrupt or truncated ({first}); retrain with `coincast run`") from None
+
+    @classmethod
+    def _from_meta(cls, meta: dict) -> "Forecaster":
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"format {meta.get('format')!r}")
+        self = cls(Settings.from_dict(meta["settings"]))
+        self.target_, self.columns_ = meta["target"], meta["columns"]
+        n = meta["normaliser"]
+        self.normaliser_ = Normaliser(n["columns"], n["rules"], n["scales"], n.get("centers"))
+        self.shrink_, self.networks_ = float(meta["shrink"]), int(meta["networks"])
+        self.step_ = pd.Timedelta(meta["step"]) if meta.get("step") else None
+        self.device_ = pick_device(self.settings.train.device)
+        return self
+
+    def _with_weights(self, state: dict[str, torch.Tensor]) -> "Forecaster":
+        self.modules_ = []
+        for k in range(self.networks_):
+            module = self._build()
+            module.load_state_dict({name[len(f"{k}.") :]: v for name, v in state.items() if name.startswith(f"{k}.")})
+            self.modules_.append(module.to(self.device_))
         return self
 

@@ -20,15 +20,18 @@ from coincast.report.backtest_plots import (
     per_year_plot,
 )
 from coincast.report.html import render
+from coincast.report.run_folder import dataset_spec
 
 
 def write_backtest(folder: Path, data, result: BacktestResult, t, summary: dict, sims: dict) -> None:
     table, folds = result.table, result.folds
     io.write_json(folder / "config.json", {
-        "data": str(data), "features": summary["features"], **result.settings.to_dict(),
+        "data": str(data), "dataset": dataset_spec(data), "features": summary["features"], **result.settings.to_dict(),
         "backtest": settings_dict(result.backtest), "trading": t.to_dict(),
     })
     io.write_json(folder / "metrics.json", summary)
+    if result.model is not None:  # `coincast predict --model FOLDER`: the next day's forecast
+        result.model.save(folder)
     io.write_json(folder / "timing.json", {
         "backtest_seconds": result.seconds,
         "train_seconds_total": float(folds["train_seconds"].sum()),
