@@ -39,7 +39,7 @@ def tiny(name: str = "default", *, model: dict | None = None, train: dict | None
 
 
 def tiny_flags(command: str = "run", window: int = 20) -> list[str]:
-    """The command-line spelling of `tiny(window=window)` for `coincast run|backtest|evaluate|audit`.
+    """The command-line spelling of `tiny(window=window)` for `coincast run|backtest|evaluate|tune|audit`.
 
     `backtest`, `evaluate` and `audit` take the window as --window-size and have no --batch-size flag;
     `audit` has no --quiet (it shows no progress bar).
@@ -49,7 +49,7 @@ def tiny_flags(command: str = "run", window: int = 20) -> list[str]:
         return ["--window", str(window), *model, "--batch-size", str(TINY_BATCH), "--quiet"]
     if command == "backtest":
         return ["--window-size", str(window), *model, "--quiet"]
-    if command == "evaluate":  # no --batch-size, no progress bar
+    if command in ("evaluate", "tune"):  # no --batch-size, no progress bar
         return ["--window-size", str(window), *model]
     if command == "audit":
         return ["--window-size", str(window), *model]

@@ -123,10 +123,12 @@ from coincast.cli.data import fetch, sentiment_app, store_app  # noqa: E402
 from coincast.cli.evaluate import audit, backtest, evaluate  # noqa: E402
 from coincast.cli.live import live, models_app  # noqa: E402
 from coincast.cli.serve import serve  # noqa: E402
+from coincast.cli.tune import tune  # noqa: E402
 
 app.command("backtest")(backtest)
 app.command("evaluate")(evaluate)
 app.command("audit")(audit)
+app.command("tune")(tune)
 app.add_typer(store_app, name="store")
 app.add_typer(sentiment_app, name="sentiment")
 app.command("fetch")(fetch)
