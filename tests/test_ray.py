@@ -3,7 +3,8 @@
 The cluster (`ray.cluster_utils.Cluster`: a head and a second node, one CPU each) is started
 once for the module, on loopback only: RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 has to be in the
 environment before Ray is imported, and every node address is checked to be 127.0.0.1.
-Tiny model, four folds of 22 test days: the module stays well under a minute on 2 cores.
+Tiny model, four folds of 22 test days, and a 4-trial tune of two folds a trial: the module
+stays around a minute on 2 cores.
 """
 
 import functools
@@ -24,10 +25,11 @@ from coincast.backtest.engine import BacktestSettings, check, fold_result, plan,
 from coincast.data import load  # noqa: E402
 from coincast.errors import DataError  # noqa: E402
 from coincast.flows.evaluate import evaluate_one, plan_jobs, run_evaluation  # noqa: E402
+from coincast.flows.tune import TuneSettings, run_tune  # noqa: E402
 from coincast.prep.inputs import build_inputs  # noqa: E402
 from coincast.prep.windows import fill_zeros  # noqa: E402
 from tests import ray_helpers  # noqa: E402
-from tests.conftest import assert_user_error, one_torch_thread, tiny, tiny_flags  # noqa: E402
+from tests.conftest import TINY_EPOCHS, TINY_HIDDEN, assert_user_error, one_torch_thread, tiny, tiny_flags  # noqa: E402
 
 one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
@@ -137,6 +139,23 @@ def test_evaluate_on_the_cluster_matches_the_grid_run_here(cluster, tmp_path):
         for key in ("rmse_ratio", "mae_ratio", "dm_p", "accuracy", "mean_shrink"):
             assert got[key] == pytest.approx(want[key], rel=1e-6), key
         assert got["node"] in {n["NodeID"] for n in ray.nodes()}
+
+
+def test_a_tune_on_the_cluster_runs_trials_on_both_nodes_and_matches_one_here(cluster, tmp_path):
+    """Four trials, two at a time, their folds as Ray tasks: the same study as the one run in
+    this process, trial after trial (TPE's first trials are the seed's random draws)."""
+    ts = TuneSettings("2025-12-22", trials=4, days=14, jobs=2,
+                      overrides={"train": {"epochs": TINY_EPOCHS}, "model": {"hidden": list(TINY_HIDDEN)}})
+    there = run_tune("btc-usd", ts, executors.Executor("ray", address=cluster.address), runs_dir=tmp_path / "ray")
+    here = run_tune("btc-usd", TuneSettings(**{**ts.__dict__, "jobs": 1}), runs_dir=tmp_path / "here")
+    alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    assert set().union(*(t.user_attrs["nodes"] for t in there.study.trials)) == alive
+    assert len(there.study.trials) == len(here.study.trials) == 4
+    for a, b in zip(there.study.trials, here.study.trials):
+        assert a.params == b.params
+        assert a.value == pytest.approx(b.value, rel=1e-6)
+    for got, want in zip(there.holdout, here.holdout):
+        assert got["rmse_ratio"] == pytest.approx(want["rmse_ratio"], rel=1e-6)
 
 
 # -- bad input: one line, exit 2, nothing written ----------------------------------------------
