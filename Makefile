@@ -46,7 +46,8 @@ bench-quick: $(VENV)/.installed
 
 # Walk-forward skill of the default, default+ta and tutorial presets on all six bundled daily coins (~1 h on 2 cores).
 skill: $(VENV)/.installed
-	$(PY) benchmarks/skill.py --jobs 2
+	$(VENV)/bin/coincast evaluate --jobs 2 --out runs/skill
+	$(PY) benchmarks/skill.py runs/skill
 
 clean:
 	rm -rf $(VENV) runs

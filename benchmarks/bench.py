@@ -41,6 +41,7 @@ import coincast  # noqa: E402
 from coincast.data.datasets import default_target  # noqa: E402
 from coincast.data.frame import select_columns  # noqa: E402
 from coincast.evaluation.metrics import direction_metrics  # noqa: E402
+from coincast.machine import cpu_model  # noqa: E402
 from coincast.models.bilstm import BiLSTM  # noqa: E402
 from coincast.models.step import autocast_dtype  # noqa: E402
 from coincast.models.training import seed_everything, train  # noqa: E402
@@ -168,7 +169,7 @@ def main() -> None:
     result["threads"] = {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads(),
                          "mkldnn": torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled,
                          "shards": model.settings.train.shards}
-    result["cpu"] = {"cpu_count": os.cpu_count(), "machine": platform.machine(), "model": _cpu_model(),
+    result["cpu"] = {"cpu_count": os.cpu_count(), "machine": platform.machine(), "model": cpu_model(),
                      "simd": _simd(), "peak": peak_gflops()}
     result["allocator"] = allocator.describe()
     result["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")
@@ -199,16 +200,6 @@ def _commit() -> str | None:
     except OSError:
         return None
     return (head + ("+changes" if dirty else "")) or None
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

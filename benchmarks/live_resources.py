@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import threading
 import time
@@ -30,6 +29,7 @@ from coincast.live.config import LiveConfig, Stream, check
 from coincast.live.demo import demo_settings
 from coincast.live.replay import Replay, ReplayExchange
 from coincast.live.service import Service
+from coincast.machine import cpu_model
 
 START = pd.Timestamp("2025-06-01", tz="UTC")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -46,13 +46,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def streams(names: dict[str, tuple[str, str]], since: str) -> list[Stream]:

@@ -179,7 +179,7 @@ class Server:
 
     def wait_ready(self, timeout: float = 1800) -> httpx.Client:
         if not self.listening.wait(timeout) or self.url is None:
-            raise SystemExit(f"the load server did not start:\n" + "\n".join(self.lines[-20:]))
+            raise SystemExit("the load server did not start:\n" + "\n".join(self.lines[-20:]))
         http = httpx.Client(base_url=self.url, timeout=60)
         deadline = time.monotonic() + 300
         while http.get("/ready").status_code != 200:

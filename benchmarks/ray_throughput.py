@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -33,16 +31,9 @@ import coincast  # noqa: E402
 from coincast.backtest import executors  # noqa: E402
 from coincast.backtest.engine import BacktestSettings, walk_forward  # noqa: E402
 from coincast.flows.backtest import load_inputs  # noqa: E402
+from coincast.machine import cpu_model  # noqa: E402
 
 BEGIN, END = "<!-- ray:begin -->", "<!-- ray:end -->"
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def one(name: str, inputs, s, bt: BacktestSettings, workers: int) -> tuple[dict, pd.DataFrame]:
@@ -111,7 +102,7 @@ def main() -> None:
         tables.append(table)
     for t in tables[1:]:
         pd.testing.assert_frame_equal(t, tables[0], rtol=1e-6)
-    meta = {"folds": a.folds, "epochs": a.epochs, "cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
+    meta = {"folds": a.folds, "epochs": a.epochs, "cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
             "ray": ray.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": load_before}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")

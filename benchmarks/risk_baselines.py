@@ -17,13 +17,13 @@ import importlib.metadata as md
 import json
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 
 from doc_section import replace_section  # benchmarks/: run as scripts
 import coincast
 from coincast.evaluation import risk
+from coincast.machine import cpu_model
 from coincast.models.risk_walk import walk_forward_risk
 
 COINS = ("btc-usd", "eth-usd", "ltc-usd", "xrp-usd", "ada-usd", "bnb-usd")
@@ -113,15 +113,6 @@ def section(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines)
 
 
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or platform.machine()
-    names = [l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name:")]
-    return names[0] if names else platform.machine()
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--coins", default=",".join(COINS))
@@ -139,7 +130,7 @@ def main() -> None:
     g = [r["fits"] for r in rows if r["baseline"] == "garch_t"]
     meta = {"date": time.strftime("%Y-%m-%d"), "days": a.days, "retrain_every": a.retrain_every,
             "first": min(r["first"] for r in rows), "last": max(r["last"] for r in rows),
-            "cpu": cpu_name(), "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+            "cpu": cpu_model(), "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
             "versions": {k: md.version(k) for k in ("numpy", "scipy", "pandas", "arch")},
             "garch_fits": sum(x["fits"] for x in g), "garch_nonconverged": sum(x["nonconverged"] for x in g),
             "garch_warm_ignored": sum(x["warm_start_ignored"] for x in g), "seconds": time.perf_counter() - t0}

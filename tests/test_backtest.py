@@ -1,12 +1,10 @@
 """Walk-forward backtest on real bundled BTC with a tiny model: folds, refits, report, errors."""
 
 import json
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
-import typer
 from markupsafe import escape as html_escape
 
 from coincast.backtest.engine import BacktestSettings, check, walk_forward

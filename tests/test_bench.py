@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from coincast.machine import cpu_model
 from coincast.models.step import autocast_dtype
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,12 +80,17 @@ def test_quick_benchmark_writes_results_and_summary(tmp_path):
     assert "| the other CPU's table |" in text and text.endswith("hand-written\n")
 
 
-def test_skill_benchmark_runs_and_writes_its_section(tmp_path):
+def test_skill_benchmark_writes_its_section_from_a_coincast_evaluate_run(cli, tmp_path):
+    """`make skill`'s two steps, small: `coincast evaluate`, then benchmarks/skill.py on its folder."""
     out, doc = tmp_path / "skill.json", tmp_path / "BENCHMARKS.md"
     doc.write_text("# Benchmarks\n\nhand-written text stays\n")
-    subprocess.run([sys.executable, str(ROOT / "benchmarks/skill.py"), "--coins", "ltc-usd", "--presets", "default",
-                    "--days", "14", "--epochs", "1", "--out", str(out), "--doc", str(doc)],
-                   check=True, capture_output=True, timeout=600)
+    p = cli("evaluate", "--data", "ltc-usd", "--presets", "default", "--days", "14", "--epochs", "1",
+            "--out", str(tmp_path / "skill"), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    subprocess.run([sys.executable, str(ROOT / "benchmarks/skill.py"), str(tmp_path / "skill"), "--out", str(out),
+                    "--doc", str(doc)], check=True, capture_output=True, timeout=120)
+    run, = (tmp_path / "skill").iterdir()
+    assert json.loads(out.read_text()) == json.loads((run / "evaluation.json").read_text())
     row = json.loads(out.read_text())["rows"][0]
     assert row["days"] == 14 and row["folds"] == 2 and row["last"] == "2026-01-05"
     text = doc.read_text()
@@ -93,7 +99,7 @@ def test_skill_benchmark_runs_and_writes_its_section(tmp_path):
     assert (f"| ltc-usd | default | 14 | {row['rmse_ratio']:.3f} | {row['mae_ratio']:.3f} | {row['dm_p']:.3g} | "
             f"{row['accuracy']:.3f} |") in text
     assert f"| {row['mean_shrink']:.3f} | {row['seconds']:.0f} |" in text
-    # --resume keeps finished rows and runs only the missing ones (none here)
-    subprocess.run([sys.executable, str(ROOT / "benchmarks/skill.py"), "--coins", "ltc-usd", "--presets", "default",
-                    "--resume", "--out", str(out), "--doc", str(doc)], check=True, capture_output=True, timeout=600)
-    assert json.loads(out.read_text())["rows"] == [row]
+    assert cpu_model() in text  # the machine, named beside the figures
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks/skill.py"), str(tmp_path / "nothing")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "no evaluation.json in" in bad.stderr

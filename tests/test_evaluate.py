@@ -1,4 +1,4 @@
-"""`coincast evaluate`: the walk-forward skill grid (benchmarks/skill.py's protocol) as a command,
+"""`coincast evaluate`: the walk-forward skill grid (the protocol `make skill` runs) as a command,
 with a tiny model on two coins and the last 8 days (two warm folds each)."""
 
 import json
@@ -31,7 +31,7 @@ def test_cli_evaluate_writes_one_folder_with_the_grid(cli, tmp_path):
                                                         ("eth-usd", "default"), ("eth-usd", "tutorial")]
     assert all(r["days"] == DAYS and r["folds"] == 2 for r in rows)
     assert doc["meta"]["days"] == DAYS and doc["meta"]["refit"] == "warm"
-    # btc-usd default's row is the warm walk-forward over the last 8 days, scored as skill.py scores it
+    # btc-usd default's row is the warm walk-forward `coincast backtest --refit warm` runs over the last 8 days
     s = tiny("default", window=12, target="close")
     s.train.batch_size = preset("default").train.batch_size  # the command has no --batch-size: the preset's
     inputs, _ = load_inputs("btc-usd", s)

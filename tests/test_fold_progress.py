@@ -6,8 +6,6 @@ import json
 import os
 import sys
 
-from rich.progress import Progress
-
 from coincast import cli
 from coincast.cli import fold_progress
 from coincast.cli.fold_progress import FoldColumn, advance, start_line, status

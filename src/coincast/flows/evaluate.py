@@ -15,8 +15,6 @@ are independent: they run in order in this process, in local processes, or as Ra
 from __future__ import annotations
 
 import copy
-import os
-import platform
 import shutil
 import time
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from coincast.data.datasets import default_target, load
 from coincast.errors import ConfigError
 from coincast.evaluation import stats
 from coincast.evaluation.metrics import score
+from coincast.machine import describe
 from coincast.prep.features import ALL_FEATURES
 from coincast.prep.inputs import build_inputs, validated
 from coincast.report.evaluate_folder import write_evaluation
@@ -144,7 +143,7 @@ def run_evaluation(
             on_row(row)
         meta = {"coins": coins, "presets": presets, "days": days, "retrain_every": retrain_every,
                 "refit": "warm", "overrides": copy.deepcopy(overrides or {}), "executor": ex.kind,
-                "torch": torch.__version__, "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+                "torch": torch.__version__, "machine": describe()}
         write_evaluation(staging, rows, meta)
         folder = final_name(runs_dir, "-".join(coins) if len(coins) <= 3 else f"{len(coins)}-coins", "evaluate")
         staging.rename(folder)

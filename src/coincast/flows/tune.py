@@ -23,8 +23,6 @@ it after an interruption; trials left running are marked failed and asked again.
 from __future__ import annotations
 
 import copy
-import os
-import platform
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,6 +43,7 @@ from coincast.errors import ConfigError, DataError
 from coincast.evaluation.metrics import diebold_mariano
 from coincast.flows.evaluate import Job, preset_settings, scored_walk
 from coincast.flows.tune_space import suggest
+from coincast.machine import describe
 from coincast.models.forecaster import Forecaster
 from coincast.models.shrinkage import record_shrinkage
 from coincast.prep.inputs import build_inputs, validated
@@ -232,6 +231,6 @@ def run_tune(
                               (tables[1].loc[days, "model"].to_numpy() - actual) ** 2)
     meta = {"data": data, **asdict(ts), "tune_end": str(end.date()), "first_tuning_day": str(seen.index[-ts.days].date()),
             "holdout_first": rows[0]["first"], "holdout_last": rows[0]["last"],
-            "executor": ex.kind, "torch": torch.__version__, "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+            "executor": ex.kind, "torch": torch.__version__, "machine": describe()}
     write_tune(folder, study, best, rows, float(dm_p), meta)
     return TuneRun(folder, study, best, rows, float(dm_p))

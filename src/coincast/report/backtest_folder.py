@@ -13,6 +13,7 @@ import torch
 
 from coincast import allocator, io
 from coincast.backtest.engine import BacktestResult, settings_dict
+from coincast.machine import describe
 from coincast.report.backtest_plots import (
     drawdown_plot,
     equity_plot,
@@ -37,7 +38,7 @@ def write_backtest(folder: Path, data, result: BacktestResult, t, summary: dict,
         "train_seconds_total": float(folds["train_seconds"].sum()),
         "folds": len(folds), "jobs": result.backtest.jobs, "refit": result.backtest.refit,
         "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-        "python": platform.python_version(), "machine": platform.processor() or platform.machine(),
+        "python": platform.python_version(), "machine": describe(),
         "allocator": allocator.describe(),
     })
     io.write_text(folder / "forecast.csv", table.to_csv(float_format="%.6f"))

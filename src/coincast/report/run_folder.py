@@ -17,6 +17,7 @@ from coincast.config import Settings
 from coincast.data.datasets import split_spec
 from coincast.errors import OutputError
 from coincast.evaluation.compare import PRICE_ONLY
+from coincast.machine import describe
 from coincast.report import plots
 from coincast.report.html import render
 
@@ -90,7 +91,7 @@ def write_run(folder: Path, data, settings: Settings, r) -> None:
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "machine": platform.processor() or platform.machine(),
+        "machine": describe(),
         "allocator": allocator.describe(),
     })
     out = table.copy()
