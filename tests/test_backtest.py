@@ -142,6 +142,7 @@ def test_library_errors(raw):
 
 @pytest.mark.parametrize("args, words", [
     (["--start", "2031-05-01"], "outside the data"),
+    (["--start", "someday"], "start 'someday' is not a date: use --start YYYY-MM-DD"),
     (["--start", "2026-01-03"], "shorter than one retrain interval"),
     (["--window", "rolling", "--train-size", "10"], "smaller than the window"),
     (["--fee-bps", "-3"], "fees cannot be negative"),

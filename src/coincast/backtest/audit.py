@@ -24,7 +24,8 @@ from coincast.backtest import trading
 from coincast.backtest.engine import BacktestSettings, check, walk_forward
 from coincast.config import Settings
 from coincast.data.exogenous import read_series
-from coincast.errors import ConfigError, DataError
+from coincast.data.frame import day_on
+from coincast.errors import DataError
 from coincast.prep.inputs import Inputs, build_inputs
 from coincast.prep.windows import fill_zeros
 
@@ -130,12 +131,7 @@ def audit_features(raw: pd.DataFrame, transform: Transform, cutoff, seed: int = 
 def _cut_position(raw: pd.DataFrame, cutoff) -> int:
     if isinstance(cutoff, (int, np.integer)):
         return int(cutoff)
-    try:
-        when = pd.Timestamp(cutoff)
-    except (ValueError, TypeError):
-        raise ConfigError(f"cut-off {cutoff!r} is not a date: use --cutoff YYYY-MM-DD") from None
-    if when.tzinfo is None and getattr(raw.index, "tz", None) is not None:
-        when = when.tz_localize(raw.index.tz)
+    when = day_on(raw.index, cutoff, "cut-off", "--cutoff")
     if not raw.index[0] < when <= raw.index[-1]:
         raise DataError(f"cut-off {when.date()} is outside the data ({raw.index[0].date()} to "
                         f"{raw.index[-1].date()}): choose a --cutoff between those dates")

@@ -24,7 +24,7 @@ import pandas as pd
 
 from coincast.backtest import executors
 from coincast.config import Settings, validate
-from coincast.data.frame import bar_length
+from coincast.data.frame import bar_length, day_on
 from coincast.errors import ConfigError, DataError
 from coincast.evaluation import conformal
 from coincast.models.baselines import BASELINES
@@ -116,12 +116,7 @@ def start_position(frame: pd.DataFrame, settings: Settings, bt: BacktestSettings
     if bt.start is None:
         pos = first_test_row(n, L, settings.data.test_fraction)
     elif isinstance(frame.index, pd.DatetimeIndex):
-        try:
-            when = pd.Timestamp(bt.start)
-        except (ValueError, TypeError):
-            raise ConfigError(f"start {bt.start!r} is not a date: use --start YYYY-MM-DD") from None
-        if when.tzinfo is None and frame.index.tz is not None:
-            when = when.tz_localize(frame.index.tz)
+        when = day_on(frame.index, bt.start, "start", "--start")
         first, last = frame.index[0], frame.index[-1]
         if not first <= when <= last:
             raise DataError(

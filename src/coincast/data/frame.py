@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from coincast.errors import DataError
+from coincast.errors import ConfigError, DataError
 
 # Column names that hold the time of a row, in order of preference.
 DATE_COLUMNS = ("timestamp", "date", "datetime", "time", "open_time")
@@ -61,6 +61,17 @@ def to_frame(raw: pd.DataFrame, source: str, timestamps: str = "open") -> pd.Dat
         )
     frame = raw[numeric]
     return open_times(validate_frame(frame, source), source, timestamps)
+
+
+def day_on(index: pd.Index, value, what: str, flag: str) -> pd.Timestamp:
+    """`value` (a date the user gave as `flag`) as a timestamp in the time zone of `index`."""
+    try:
+        when = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{what} {value!r} is not a date: use {flag} YYYY-MM-DD") from None
+    if when.tzinfo is None and getattr(index, "tz", None) is not None:
+        when = when.tz_localize(index.tz)
+    return when
 
 
 def bar_length(index: pd.Index) -> pd.Timedelta | None:

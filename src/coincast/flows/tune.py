@@ -39,6 +39,7 @@ from coincast.backtest import executors
 from coincast.backtest.engine import BacktestSettings, Plan, check, plan, run_fold, warm_refit
 from coincast.config import Settings, apply_overrides
 from coincast.data.datasets import load
+from coincast.data.frame import day_on
 from coincast.errors import ConfigError, DataError
 from coincast.evaluation.metrics import diebold_mariano
 from coincast.flows.evaluate import Job, preset_settings, scored_walk
@@ -178,12 +179,7 @@ def check_tune(raw: pd.DataFrame, ts: TuneSettings) -> tuple[pd.DataFrame, pd.Ti
                           ("jobs", ts.jobs, "--jobs 2"), ("warm-up folds", ts.warmup_folds, "8")):
         if not isinstance(v, int) or v < 1:
             raise ConfigError(f"{name} must be at least 1 (got {v}): e.g. {flag}")
-    try:
-        end = pd.Timestamp(ts.tune_end)
-    except (ValueError, TypeError):
-        raise ConfigError(f"tune end {ts.tune_end!r} is not a date: use --tune-end YYYY-MM-DD") from None
-    if end.tzinfo is None and raw.index.tz is not None:
-        end = end.tz_localize(raw.index.tz)
+    end = day_on(raw.index, ts.tune_end, "tune end", "--tune-end")
     seen = raw.loc[:end]
     after = len(raw) - len(seen)
     if after < ts.retrain_every:
