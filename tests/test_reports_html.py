@@ -1,4 +1,4 @@
-"""The HTML reports of a real tiny run and backtest: escaped values, expected sections, every
+"""The HTML reports of a real tiny run, backtest and tune: escaped values, expected sections, every
 table in its own scrolling box, and no page-level horizontal scroll in a real headless browser.
 """
 
@@ -16,8 +16,9 @@ from coincast.backtest.engine import BacktestSettings
 from coincast.backtest.trading import TradingSettings
 from coincast.config import Settings
 from coincast.flows.backtest import run_backtest
+from coincast.flows.tune import TuneSettings, run_tune
 from coincast.report.html import render
-from tests.conftest import one_torch_thread, tiny
+from tests.conftest import TINY_EPOCHS, TINY_HIDDEN, one_torch_thread, tiny
 
 one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
@@ -44,6 +45,13 @@ def backtest_html(data_path, tmp_path_factory):
     bt = BacktestSettings(start="2025-12-16", refit="warm", warm_epochs=1)
     r = run_backtest(data_path, s, bt, TradingSettings(stop_loss_pct=5), runs_dir=tmp_path_factory.mktemp("bt"), n_boot=50)
     return r.folder / "report.html"
+
+
+@pytest.fixture(scope="module")
+def tune_html(data_path, tmp_path_factory):
+    ts = TuneSettings("2025-12-22", trials=2, days=14,
+                      overrides={"train": {"epochs": TINY_EPOCHS}, "model": {"hidden": list(TINY_HIDDEN)}})
+    return run_tune(str(data_path), ts, runs_dir=tmp_path_factory.mktemp("tune")).folder / "report.html"
 
 
 class Outline(HTMLParser):
@@ -80,8 +88,8 @@ class Outline(HTMLParser):
             self._h2.append(data)
 
 
-def test_special_characters_are_escaped_in_both_reports(run_html, backtest_html):
-    for path in (run_html, backtest_html):
+def test_special_characters_are_escaped_in_every_report(run_html, backtest_html, tune_html):
+    for path in (run_html, backtest_html, tune_html):
         text = path.read_text()
         assert "<script>" not in text and '&"co' not in text, path.parent.name
         assert text.count(str(markupsafe.escape(NASTY))) >= 3  # the title, the heading and the run table
@@ -163,7 +171,15 @@ def _layout(report, tmp_path, width: int = 1280, height: int = 800) -> dict:
     return json.loads(dom[start:dom.index("</pre>", start)])
 
 
-@pytest.mark.parametrize("which", ["backtest_html", "run_html"])
+def test_tune_report_sections_and_wrapped_tables(tune_html):
+    text = tune_html.read_text()
+    page = Outline(text)
+    assert page.headings == ["After 2025-12-22: the honest test", "Best settings", "Run"]
+    assert len(page.tables_wrapped) == 3 and all(page.tables_wrapped)
+    assert text.count("data:image/png;base64,") == 2 and '<p class="verdict">' in text
+
+
+@pytest.mark.parametrize("which", ["backtest_html", "run_html", "tune_html"])
 def test_reports_do_not_scroll_sideways_at_1280_pixels(which, request, tmp_path):
     size = _layout(request.getfixturevalue(which), tmp_path)
     assert size["innerWidth"] == 1280
