@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from coincast.data.store import Store
 from coincast.live.demo import run_demo
 from coincast.models.forecaster import Forecaster
 from tests.conftest import dm_p_by_hand, tiny
@@ -153,6 +154,19 @@ def test_forecasts_never_change_after_issue_except_realised_fields(live):
     assert (both.loc[was, "actual_1"] == both.loc[was, "actual_2"]).all()  # realised once, then kept
     assert both["actual_2"].notna().all()  # the restart realised what the first run left open
     assert not after.duplicated(key).any()
+
+
+def test_with_shrinkage_off_a_model_serves_its_network_forecast(live):
+    f = live.end.forecasts
+    model, fallback = f[f["model"] != "persistence"], f[f["model"] == "persistence"]
+    assert (model["shrink"] == 1.0).all() and (model["point"] == model["network"]).all()
+    assert fallback["network"].isna().all() and fallback["shrink"].isna().all()
+    row = served(live.end, "btc-1d").query("model != 'persistence'").iloc[-1]  # the model's own forecast_next
+    with Store(live.store, read_only=True) as store:
+        candles = store.candles("binance", "BTC/USDT", "1d").loc[: pd.Timestamp(row["data_through"], tz="UTC")]
+    fc = Forecaster.load(live.store.parent / "models" / row["model"]).forecast_next(candles)
+    assert fc["date"] == row["target_time"].isoformat() and row["point"] == fc["predicted_price"]
+    assert not any("shrunk a" in line for line in live.lines)
 
 
 def test_guard_serves_persistence_only_after_significantly_worse_live_records(live):

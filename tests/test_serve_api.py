@@ -82,11 +82,12 @@ def test_streams_and_the_latest_forecast_match_the_store(demo, client):
         [("btc-1d", "BTC/USDT", "1d", 7), ("eth-1d", "ETH/USDT", "1d", 7)]
     for s in streams:
         latest = client.get(f"/v1/streams/{s['name']}/forecast").json()
-        ((target, model, point, lo95, fallback),) = table(demo, "SELECT target_time, model, point, lo95, role = 'fallback' "
-                                                                f"FROM forecasts WHERE stream = '{s['name']}' AND served "
-                                                                "ORDER BY target_time DESC LIMIT 1")
+        ((target, model, point, lo95, fallback, network, shrink),) = table(
+            demo, "SELECT target_time, model, point, lo95, role = 'fallback', network, shrink "
+                  f"FROM forecasts WHERE stream = '{s['name']}' AND served ORDER BY target_time DESC LIMIT 1")
         assert latest["target_time"] == f"{target:%Y-%m-%dT%H:%M:%S}Z" == "2025-06-13T00:00:00Z"
         assert (latest["model"], latest["point"], latest["lo95"], latest["fallback"]) == (model, point, lo95, fallback)
+        assert (latest["network"], latest["shrink"]) == (network, shrink)  # the a the point was shrunk with
         assert latest["data_through"] == "2025-06-12T00:00:00Z" and latest["actual"] is None
         assert s["champion"] and s["next_retrain_after"] and not s["stale"]
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 ISO = "'%Y-%m-%dT%H:%M:%SZ'"  # as iso() writes a time, but by DuckDB: a 1,000-row page costs no Python per time
 FORECAST_COLUMNS = (f"strftime(target_time, {ISO}) AS target_time, strftime(issued_at, {ISO}) AS issued_at, "
                     f"strftime(data_through, {ISO}) AS data_through, model, role, served, point, lo80, hi80, lo95, hi95, "
-                    "persistence, actual, error, persistence_error, direction_hit, "
+                    "persistence, network, shrink, actual, error, persistence_error, direction_hit, "
                     f"strftime(realised_at, {ISO}) AS realised_at, role = 'fallback' AS fallback")
 PAGES_KEPT = 16  # forecast history pages kept as JSON until the next pass (at most ~0.5 MB each)
 MODEL_COLUMNS = "id, stream, status, created, trained_through, shadow_from, figures, live"

@@ -83,7 +83,8 @@ def stream(name: str, r: Reader = Depends(reader)) -> dict:
 @router.get("/streams/{name}/forecast", dependencies=[Depends(read_access)], response_class=Response,
             responses={200: {"content": {"application/json": {}}, "description": "the latest forecast"}})
 async def forecast(name: str, r: Reader = Depends(reader)) -> Response:
-    """The latest served forecast: target time, point, 80/95% intervals, persistence, model, fallback.
+    """The latest served forecast: target time, point, 80/95% intervals, persistence, the network's
+    price and the shrinkage a used, model, fallback.
 
     Answered from memory until the service's next pass (the store is read once per pass)."""
     known, body = r.latest_cached(known_stream(name, r))

@@ -11,7 +11,9 @@ Tables (in the candle store's DuckDB file; the live service is its one writer):
 * `forecasts`: append-only, keyed (stream, model, target_time); target_time is the open time
   of the forecast candle (it closes one bar later). Once issued a row never changes, except
   that its realised fields (actual, error, persistence_error, direction_hit, realised_at)
-  are filled in once, when that candle closes.
+  are filled in once, when that candle closes. `network` is the network's own forecast before
+  shrinkage and `shrink` the a the point was shrunk with (`live/skill.py`); both NULL on
+  persistence's fallback rows and on rows issued before the columns existed.
 * `decisions`: promotions, rejections, fallbacks, failures, stale and missed candles, and
   promotions and rollbacks by hand (`coincast models promote|rollback`: who and why), each
   with its figures (JSON text) and a reason.
@@ -47,8 +49,12 @@ CREATE TABLE IF NOT EXISTS forecasts (
     served BOOLEAN NOT NULL, point DOUBLE NOT NULL, lo80 DOUBLE, hi80 DOUBLE, lo95 DOUBLE, hi95 DOUBLE,
     persistence DOUBLE NOT NULL,
     actual DOUBLE, error DOUBLE, persistence_error DOUBLE, direction_hit BOOLEAN, realised_at TIMESTAMP,
+    network DOUBLE, shrink DOUBLE,
     PRIMARY KEY (stream, model, target_time)
 );
+-- stores made before the columns existed gain them (their rows keep NULL)
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS network DOUBLE;
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS shrink DOUBLE;
 CREATE SEQUENCE IF NOT EXISTS decision_id;
 CREATE TABLE IF NOT EXISTS decisions (
     id BIGINT PRIMARY KEY DEFAULT nextval('decision_id'), stream VARCHAR NOT NULL, decided_at TIMESTAMP NOT NULL,
@@ -57,7 +63,7 @@ CREATE TABLE IF NOT EXISTS decisions (
 """
 
 ISSUED = ["stream", "model", "target_time", "issued_at", "data_through", "role", "served",
-          "point", "lo80", "hi80", "lo95", "hi95", "persistence"]
+          "point", "lo80", "hi80", "lo95", "hi95", "persistence", "network", "shrink"]
 REALISED = ["actual", "error", "persistence_error", "direction_hit", "realised_at"]
 
 
@@ -251,6 +257,17 @@ class Registry:
             f"SELECT * FROM (SELECT target_time, point, persistence, actual, error, persistence_error, direction_hit "
             f"FROM forecasts WHERE stream = ? AND model = ? AND actual IS NOT NULL ORDER BY target_time DESC {limit}) "
             "ORDER BY target_time", [stream, model]).df()
+        rows["target_time"] = pd.to_datetime(rows["target_time"]).dt.tz_localize("UTC")
+        return rows
+
+    def served_record(self, stream: str, before: pd.Timestamp) -> pd.DataFrame:
+        """The stream's scored network forecasts by its champion of the day (role 'champion': served,
+        or unserved while the guard serves persistence) whose target opens before `before`, oldest
+        first: target_time, actual, network, persistence. What `live.skill` fits a on."""
+        rows = self.con.execute(
+            "SELECT target_time, actual, network, persistence FROM forecasts WHERE stream = ? AND role = 'champion' "
+            "AND network IS NOT NULL AND actual IS NOT NULL AND target_time < ? ORDER BY target_time",
+            [stream, naive(before)]).df()
         rows["target_time"] = pd.to_datetime(rows["target_time"]).dt.tz_localize("UTC")
         return rows
 

@@ -10,9 +10,10 @@ Each tick (a candle close plus a grace period) runs every stream's step in turn:
    and start one when `retrain_every` candles have closed since the last (warm or fresh, in the
    worker process, so forecasting never waits);
 4. forecast the candle now open with the champion (or persistence while the guard holds),
-   and with the challenger in shadow; a stream whose newest candle is older than two bars is
-   stale and gets no forecast; candles that closed while the service was down are recorded
-   as missed, never forecast after the fact.
+   and with the challenger in shadow, both shrunk towards persistence with the a of the
+   stream's live record when `model.shrink` is on (`live/skill.py`); a stream whose newest
+   candle is older than two bars is stale and gets no forecast; candles that closed while the
+   service was down are recorded as missed, never forecast after the fact.
 
 `log` receives one progress line per event. `hold`: simulated clocks only; "all": a training
 takes no simulated time (the clock is held while it runs), which makes a replay deterministic;
@@ -31,7 +32,7 @@ import pandas as pd
 from coincast.data.exchange import FetchError, fetch
 from coincast.data.store import Store
 from coincast.errors import ConfigError, DataError
-from coincast.live import judge
+from coincast.live import judge, skill
 from coincast.live.config import LiveConfig, Stream
 from coincast.live.control import Alarm, Control
 from coincast.live.registry import Registry, utc
@@ -332,11 +333,12 @@ class Service:
             return
         candles = self.store.candles(*s.market)
         rows, shadow = [], self.reg.with_status(name, "shadow")
+        record = skill.record_a(self.reg, name, target)  # (a, forecasts it is fitted on): targets before this one
         for row, m in ((not st.fallback, champion), (False, shadow)):
             if m is None:
                 continue
             try:
-                rows.append(self._row(st, m, candles, target, served=row, role=m["status"]))
+                rows.append(self._row(st, m, candles, target, record, served=row, role=m["status"]))
             except DataError as exc:
                 st.last_error = f"no forecast from {m['id']}: {exc}"
                 self.reg.decide(name, now, "no_forecast", m["id"], target_time=target, reason=str(exc))
@@ -344,7 +346,8 @@ class Service:
         if st.fallback:
             close = float(candles["close"].iloc[-1])
             rows.append({"model": "persistence", "role": "fallback", "served": True, "point": close,
-                         **{k: None for k in ("lo80", "hi80", "lo95", "hi95")}, **self._common(st, target, last, close)})
+                         **{k: None for k in ("lo80", "hi80", "lo95", "hi95", "network", "shrink")},
+                         **self._common(st, target, last, close)})
         if shadow is not None and pd.isna(shadow["shadow_from"]):
             self.reg.set_status(shadow["id"], "shadow", shadow_from=target)
         self.reg.issue(rows)
@@ -352,19 +355,26 @@ class Service:
         for r in rows:
             what = "serves" if r["served"] else "shadow"
             band = f" (80% {r['lo80']:,.2f}..{r['hi80']:,.2f})" if r["lo80"] is not None else ""
+            a = f"; shrunk a {r['shrink']:.3f} (live record of {r['record_n']})" if r.get("record_n") is not None else ""
             self.log(st, f"forecast for the {target:%Y-%m-%d %H:%M} candle's close: {r['point']:,.2f}{band} by {r['model']} [{what}]; "
-                         f"persistence {r['persistence']:,.2f}")
+                         f"persistence {r['persistence']:,.2f}{a}")
 
     def _common(self, st, target, last, close) -> dict:
         return {"stream": st.stream.name, "target_time": target, "issued_at": self.clock.now(),
                 "data_through": last, "persistence": close}
 
-    def _row(self, st: StreamState, m: dict, candles: pd.DataFrame, target, served: bool, role: str) -> dict:
+    def _row(self, st: StreamState, m: dict, candles: pd.DataFrame, target, record: tuple[float, int],
+             served: bool, role: str) -> dict:
+        """The model's forecast row: its network's price shrunk with the record's a (`model.shrink`
+        on) or as it is (a = 1), the conformal band around that point."""
         f = self.model(m["id"])
-        fc = f.forecast_next(candles)
+        fc = f.forecast_next(candles, network=True)
         if pd.Timestamp(fc["date"]) != target:
             raise DataError(f"the model forecasts {fc['date']}, not the open candle {target}")
-        point, close = fc["predicted_price"], fc["last_price"]
+        network, close = fc["network_price"], fc["last_price"]
+        shrinks = f.settings.model.shrink
+        a = record[0] if shrinks else 1.0
+        point = skill.shrunk(network, close, a)
         fig = json.loads(m["figures"] or "{}")
         band = {}
         for level in (80, 95):
@@ -372,8 +382,8 @@ class Service:
             half = None if q is None else q * close
             band[f"lo{level}"] = None if half is None else point - half
             band[f"hi{level}"] = None if half is None else point + half
-        return {"model": m["id"], "role": role, "served": served, "point": point, **band,
-                **self._common(st, target, candles.index[-1], close)}
+        return {"model": m["id"], "role": role, "served": served, "point": point, **band, "network": network,
+                "shrink": a, "record_n": record[1] if shrinks else None, **self._common(st, target, candles.index[-1], close)}
 
     def _record_missed(self, st: StreamState, target: pd.Timestamp) -> None:
         """Candles between the newest forecast target and this one closed unforecast: missed."""

@@ -44,7 +44,9 @@ def train_job(job: dict) -> dict:
         "candles": len(frame), "windows": int(f.train_shape_[0]), "warm": init is not None,
         "epochs_run": len(h.loss), "best_epoch": h.best_epoch,
         "train_loss": float(h.loss[-1]), "val_loss": float(np.min(h.val_loss)) if len(h.val_loss) else None,
-        "shrink": f.shrink_, "calib_windows": 0 if labels is None else len(labels), **q,
+        # the a of its own validation windows (what `coincast run` would use); the service serves
+        # the a of the stream's live record instead (live/skill.py)
+        "validation_shrink": f.shrink_, "calib_windows": 0 if labels is None else len(labels), **q,
         "seconds": time.perf_counter() - start,
     }
 

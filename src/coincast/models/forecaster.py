@@ -198,10 +198,6 @@ class Forecaster:
                 total[i : i + 4096] += module(Xt[i : i + 4096]).double().cpu().numpy()  # [b]
         return total / len(self.modules_)
 
-    def _to_price(self, w: Windows) -> np.ndarray:
-        price = w.to_price(self._predict_norm(w.X))
-        return w.prev + self.shrink_ * (price - w.prev)
-
     def predict(self, frame: Data, start=None, network: bool = False) -> pd.DataFrame:
         """Predicted price for each window in `frame` whose target label is >= `start`.
 
@@ -226,8 +222,11 @@ class Forecaster:
         out.attrs["gap_dropped"] = int((wanted & ~keep).sum())  # windows skipped: they span a gap
         return out
 
-    def forecast_next(self, frame: pd.DataFrame) -> dict:
-        """Forecast the step after the last row of `frame` from its last window-1 rows."""
+    def forecast_next(self, frame: pd.DataFrame, network: bool = False) -> dict:
+        """Forecast the step after the last row of `frame` from its last window-1 rows.
+
+        `network=True` adds `network_price`: the network's own forecast before shrinkage (what
+        the live service shrinks with the a of its live record)."""
         L = self.settings.data.window
         data = self._prepare(frame)
         if len(data) < L - 1:
@@ -247,15 +246,20 @@ class Forecaster:
         values = tail.to_numpy()  # [L-1, F]
         padded = pd.DataFrame(np.vstack([values, values[-1:]]), columns=tail.columns)  # [L, F]
         w = make_windows(padded, self.target_, L, self.normaliser_, self.settings.model.target, self.settings.model.scaling)
-        price, last = float(self._to_price(w)[0]), float(w.prev[0])
+        raw = w.to_price(self._predict_norm(w.X))  # [1] before shrinkage
+        last = float(w.prev[0])
+        price = float((w.prev + self.shrink_ * (raw - w.prev))[0])
         when = frame.index[-1] + self.step_ if isinstance(frame.index, pd.DatetimeIndex) else len(frame)
-        return {
+        out = {
             "date": when.isoformat() if hasattr(when, "isoformat") else int(when),
             "last_price": last,
             "predicted_price": price,
             "change_pct": 100.0 * (price - last) / last,
             "direction": "up" if price > last else "down",
         }
+        if network:
+            out["network_price"] = float(raw[0])
+        return out
 
     # -- persistence -------------------------------------------------------------------
     def _meta(self) -> dict:
