@@ -52,7 +52,7 @@ def test_warm_refits_pass(raw):
 def test_every_feature_is_causal(raw):
     res = audit_features(load("btc-usd"), lambda f: add_features(f, ALL_FEATURES), "2025-06-01")
     assert res.passed, res.summary()
-    assert len(res.compared) == 14
+    assert len(res.compared) == 17
 
 
 def test_planted_one_day_peek_is_flagged(raw):

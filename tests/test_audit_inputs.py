@@ -14,7 +14,7 @@ from tests.conftest import one_torch_thread
 
 one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
-ALL = ["close", "volume", "rsi14", "macd", "bb20", "atr14", "obv", "ema20", "sma50", "logret1", "vol20"]
+ALL = ["close", "volume", "rsi14", "macd", "bb20", "atr14", "obv", "ema20", "sma50", "logret1", "vol20", "gk"]
 BT = BacktestSettings(start="2025-12-01")
 
 

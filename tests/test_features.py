@@ -13,9 +13,9 @@ from coincast.prep.features import (
     parse_spec,
 )
 
-ALL = "close,volume,rsi14,macd,bb20,atr14,obv,ema20,sma50,logret1,vol20"
+ALL = "close,volume,rsi14,macd,bb20,atr14,obv,ema20,sma50,logret1,vol20,gk"
 COLUMNS = ["close", "volume", "rsi14", "macd", "macd_signal", "macd_hist", "bb20_pctb", "bb20_width",
-           "atr14", "obv", "ema20", "sma50", "logret1", "vol20"]
+           "atr14", "obv", "ema20", "sma50", "logret1", "vol20", "gk1", "gk7", "gk30"]
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +33,11 @@ def test_every_indicator_with_warm_up_dropped(btc):
     np.testing.assert_allclose(feats["logret1"], np.log(btc["close"] / btc["close"].shift(1)).iloc[49:])
     np.testing.assert_allclose(feats["macd_hist"], feats["macd"] - feats["macd_signal"], atol=1e-12)
     assert feats["bb20_width"].gt(0).all() and feats["atr14"].gt(0).all()
+    # gk: the square root of the mean Garman-Klass variance over the last 1, 7 and 30 candles
+    o, h, lo, c = (np.log(btc[k]) for k in ("open", "high", "low", "close"))
+    gk = 0.5 * (h - lo) ** 2 - (2 * np.log(2) - 1) * (c - o) ** 2
+    for n in (1, 7, 30):
+        np.testing.assert_allclose(feats[f"gk{n}"], np.sqrt(gk.rolling(n).mean()).iloc[49:], rtol=1e-12)
 
 
 def test_indicators_read_the_covid_crash(btc):
@@ -44,9 +49,10 @@ def test_indicators_read_the_covid_crash(btc):
     assert crash["bb20_pctb"] < 0  # closed below the lower Bollinger band
     assert feats.loc[pd.Timestamp("2020-03-13", tz="UTC"), "vol20"] > 2 * calm["vol20"].median()
     assert crash["ema20"] < 0.8
+    assert crash["gk1"] > 4 * calm["gk1"].median() and crash["gk7"] > crash["gk30"]  # the day's range, then the week's
 
 
-@pytest.mark.parametrize("token", ["rsi14", "macd", "bb20", "atr14", "obv", "ema20", "sma50", "logret1", "vol20", "rsi3", "macd5_10_4"])
+@pytest.mark.parametrize("token", ["rsi14", "macd", "bb20", "atr14", "obv", "ema20", "sma50", "logret1", "vol20", "gk", "rsi3", "macd5_10_4", "gk2_5_10"])
 def test_every_indicator_is_causal(btc, token):
     """Change every candle after a cut: every value before the cut stays bit-for-bit the same."""
     cut = 1500

@@ -79,4 +79,4 @@ def test_the_audit_default_is_every_indicator():
     names = ALL_FEATURES.split(",")
     assert names == ["close", "volume", *INDICATORS]
     frame = add_features(load("btc-usd").iloc[-400:], ALL_FEATURES)
-    assert len(frame.columns) == 14  # macd and bb give 3 and 2 columns
+    assert len(frame.columns) == 17  # macd, bb and gk give 3, 2 and 3 columns

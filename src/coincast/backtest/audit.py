@@ -88,11 +88,17 @@ class AuditResult:
 
 
 def perturb(frame: pd.DataFrame, cut: int, scale: float = 0.2, seed: int = 0) -> pd.DataFrame:
-    """Rows cut.. multiplied cell by cell by exp(N(0, scale)): signs kept, every value moved."""
+    """Rows cut.. multiplied cell by cell by exp(N(0, scale)): signs kept, every value moved.
+    Candles stay candles: each moved high is the largest of its row's four prices, each low the
+    smallest (range-based inputs refuse a high below the close)."""
     out = frame.copy()
     rng = np.random.default_rng(seed)
     noise = np.exp(rng.normal(0.0, scale, size=(len(frame) - cut, frame.shape[1])))
     out.iloc[cut:] = frame.iloc[cut:].to_numpy() * noise
+    if {"open", "high", "low", "close"} <= set(out.columns):
+        prices = out.iloc[cut:][["open", "high", "low", "close"]]
+        out.iloc[cut:, out.columns.get_loc("high")] = prices.max(axis=1).to_numpy()
+        out.iloc[cut:, out.columns.get_loc("low")] = prices.min(axis=1).to_numpy()
     return out
 
 

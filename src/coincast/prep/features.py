@@ -23,6 +23,7 @@ import pandas as pd
 import talib
 
 from coincast.errors import ConfigError, DataError
+from coincast.prep.volatility import garman_klass
 
 PRICES = ("open", "high", "low", "close")
 
@@ -69,6 +70,13 @@ def _vol(f: pd.DataFrame, n: int) -> dict:
     return {f"vol{n}": np.log(f["close"] / f["close"].shift(1)).rolling(n).std()}
 
 
+def _gk(f: pd.DataFrame, *windows: int) -> dict:
+    """Garman-Klass volatility (prep/volatility.py) averaged HAR-style: for each window n, the
+    square root of the mean Garman-Klass variance of the last n candles (a log-return scale)."""
+    variance = garman_klass(f)
+    return {f"gk{n}": np.sqrt(variance.rolling(n, min_periods=n).mean()) for n in windows}
+
+
 # name -> (function, default periods, columns it needs, normalisation of each output)
 INDICATORS: dict[str, tuple[Callable, tuple[int, ...], tuple[str, ...], str]] = {
     "rsi": (_rsi, (14,), ("close",), "standard"),
@@ -80,6 +88,7 @@ INDICATORS: dict[str, tuple[Callable, tuple[int, ...], tuple[str, ...], str]] = 
     "sma": (_sma, (50,), ("close",), "standard"),
     "logret": (_logret, (1,), ("close",), "none"),
     "vol": (_vol, (20,), ("close",), "standard"),
+    "gk": (_gk, (1, 7, 30), PRICES, "standard"),
 }
 # Every indicator at its default periods, with close and volume: what `coincast audit` checks.
 ALL_FEATURES = ",".join(["close", "volume", *INDICATORS])
@@ -92,6 +101,7 @@ FEATURE_NORMALISATION: dict[str, str] = {
     "rsi14": "standard", "macd": "standard", "macd_signal": "standard", "macd_hist": "standard",
     "bb20_pctb": "standard", "bb20_width": "standard", "atr14": "standard", "obv": "standard",
     "ema20": "standard", "sma50": "standard", "logret1": "none", "vol20": "standard",
+    "gk1": "standard", "gk7": "standard", "gk30": "standard",
 }
 
 TOKEN = re.compile(r"([a-z]+)(\d+(?:_\d+)*)?")
@@ -111,7 +121,7 @@ def add_features(frame: pd.DataFrame, spec: str | list[str]) -> pd.DataFrame:
 
     A token is either a column of `frame` (kept as it is: `close`, `volume`, an exogenous
     column) or an indicator with optional periods: rsi14, macd or macd12_26_9, bb20,
-    atr14, obv, ema20, sma50, logret1, vol20. `attrs["normalisation"]` maps each column
+    atr14, obv, ema20, sma50, logret1, vol20, gk or gk1_7_30. `attrs["normalisation"]` maps each column
     to "ratio", "standard" or "none".
     """
     lower = {str(c).lower(): c for c in frame.columns}
