@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from arch import arch_model
+from scipy import stats
 
 from coincast import Forecaster, load
 from tests.conftest import TINY_FLAGS, assert_user_error
@@ -136,6 +139,18 @@ def test_run_predict_and_bad_models(cli, files, tmp_path):
     assert fc["date"].startswith("2018-06-13") and fc["predicted_price"] != fc["last_price"]
     assert (f"next step {fc['date']}: {fc['predicted_price']:,.2f} ({fc['change_pct']:+.2f}% from "
             f"{fc['last_price']:,.2f}, {fc['direction']})") in p.stdout, p.stdout
+    # and the next move's range: GARCH(1,1)-t on the data's 299 returns, as arch itself forecasts it
+    r = 100 * np.diff(np.log(load(str(files / "ok.csv"))["close"].to_numpy()))
+    res = arch_model(r, mean="Constant", vol="GARCH", p=1, q=1, dist="t", rescale=False).fit(disp="off")
+    nu, sd = res.params["nu"], np.sqrt(res.forecast(horizon=1, reindex=False).variance.to_numpy()[-1, 0])
+    q = res.params["mu"] + sd * np.sqrt((nu - 2) / nu) * stats.t.ppf([0.025, 0.1, 0.5, 0.9, 0.975], nu)
+    price = fc["last_price"] * np.exp(q / 100)
+    assert (f"risk (GARCH(1,1)-t on 299 returns): median {price[2]:,.2f} ({q[2]:+.2f}%), 80% range {price[1]:,.2f} .. "
+            f"{price[3]:,.2f} ({q[1]:+.2f}% .. {q[3]:+.2f}%), 95% range {price[0]:,.2f} .. {price[4]:,.2f}") in p.stdout
+    lines = (files / "ok.csv").read_text().splitlines(keepends=True)
+    (files / "ok200.csv").write_text("".join(lines[:201]))  # the header and 200 candles: 199 returns
+    p = cli("predict", "--model", str(folder), "--data", "ok200.csv", cwd=files)
+    assert p.returncode == 0 and "risk: no range (the risk forecast needs 250 returns; the data has 199)" in p.stdout
 
     btc = load("btc-usd").drop(columns="volume")
     btc.iloc[:100].to_csv(files / "novolume.csv")

@@ -68,4 +68,5 @@ def test_several_assets_then_predict_each(cli, tmp_path):
     folder = next((tmp_path / "runs").iterdir())
     p = cli("predict", "--model", str(folder), cwd=tmp_path)
     lines = p.stdout.strip().splitlines()
-    assert p.returncode == 0 and [l.split(":")[0] for l in lines] == ["ltc-usd", "ada-usd"]
+    assert p.returncode == 0 and [l.split(":")[0] for l in lines if not l.startswith(" ")] == ["ltc-usd", "ada-usd"]
+    assert sum(l.startswith("  risk (GARCH(1,1)-t on ") for l in lines) == 2  # each asset's own next-move range

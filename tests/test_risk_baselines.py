@@ -157,6 +157,7 @@ def test_benchmark_script_writes_its_section_only(tmp_path, monkeypatch):
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "risk_baselines.py"
+    monkeypatch.syspath_prepend(str(script.parent))  # its sibling doc_section, as when run as a script
     spec = importlib.util.spec_from_file_location("risk_baselines_bench", script)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

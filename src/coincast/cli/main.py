@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from coincast.cli import options as opt
-from coincast.errors import CoincastError
+from coincast.errors import CoincastError, DataError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Honest next-step crypto forecasts with a bidirectional LSTM.")
 out = Console()
@@ -111,12 +111,30 @@ def predict(
         if data is None:
             raise CoincastError("no data recorded with this model: pass --data NAME|PATH")
     for asset in split_spec(data):  # a model trained on several assets forecasts each
-        fc = f.forecast_next(load(asset, timestamps=timestamps or f.settings.data.timestamps))
+        candles = load(asset, timestamps=timestamps or f.settings.data.timestamps)
+        fc = f.forecast_next(candles)
         out.print(
             f"{asset}: next step {fc['date']}: {_price(fc['predicted_price'])} "
             f"({fc['change_pct']:+.2f}% from {_price(fc['last_price'])}, {fc['direction']})",
             soft_wrap=True,
         )
+        out.print(f"  {_risk(candles, fc['last_price'])}", soft_wrap=True)
+
+
+def _risk(candles, last: float) -> str:
+    """The next move's median and 80%/95% ranges, from GARCH(1,1)-t (models/risk_walk.next_move)."""
+    import numpy as np
+
+    from coincast.models.risk_walk import next_move
+
+    try:
+        q, n = next_move(candles, (0.025, 0.1, 0.5, 0.9, 0.975))  # percent log returns
+    except DataError as exc:
+        return f"risk: no range ({exc})"
+    price = last * np.exp(q / 100)
+    return (f"risk (GARCH(1,1)-t on {n:,} returns): median {_price(price[2])} ({q[2]:+.2f}%), "
+            f"80% range {_price(price[1])} .. {_price(price[3])} ({q[1]:+.2f}% .. {q[3]:+.2f}%), "
+            f"95% range {_price(price[0])} .. {_price(price[4])} ({q[0]:+.2f}% .. {q[4]:+.2f}%)")
 
 
 from coincast.cli.data import fetch, sentiment_app, store_app  # noqa: E402

@@ -255,7 +255,7 @@ class Forecaster:
             "last_price": last,
             "predicted_price": price,
             "change_pct": 100.0 * (price - last) / last,
-            "direction": "up" if price > last else "down",
+            "direction": "up" if price > last else "down" if price < last else "flat",
         }
         if network:
             out["network_price"] = float(raw[0])
