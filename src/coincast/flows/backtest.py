@@ -26,6 +26,7 @@ from coincast.config import Settings
 from coincast.data.datasets import default_target, load
 from coincast.evaluation import conformal, stats
 from coincast.evaluation.metrics import score, verdict
+from coincast.flows.backtest_risk import risk_part
 from coincast.prep.inputs import Inputs, build_inputs, validated
 from coincast.report.backtest_folder import write_backtest
 from coincast.report.run_folder import final_name, staging_folder
@@ -118,8 +119,10 @@ def run_backtest(
     try:
         result = walk_forward(inputs, settings, bt, extra=raw, log=log, on_fold=on_fold, on_start=on_start or say_plan)
         summary, sims, lines = evaluate(result, t, n_boot)
-        summary = {"data": str(data), "features": ",".join(inputs.frame.columns), **summary}
-        write_backtest(staging, data, result, t, summary, sims)
+        # the risk baselines over the same test days, from the raw candles (skipped, with the reason, where they do not apply)
+        risk = risk_part(raw, result.table.index, bt.retrain_every)
+        summary = {"data": str(data), "features": ",".join(inputs.frame.columns), **summary, "risk": risk.summary}
+        write_backtest(staging, data, result, t, summary, sims, risk.table, risk.seconds)
         folder = final_name(runs_dir, data, f"backtest-{bt.refit}")
         staging.rename(folder)
     except BaseException:

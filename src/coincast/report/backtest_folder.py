@@ -1,6 +1,6 @@
 """A finished backtest's run folder: config.json, forecast.csv (every test day), folds.csv,
-returns.csv (daily net returns per strategy), metrics.json, timing.json, PNG plots and a
-self-contained report.html.
+returns.csv (daily net returns per strategy), risk.csv (the risk baselines' quantiles, daily
+candles only), metrics.json, timing.json, PNG plots and a self-contained report.html.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from coincast.machine import describe
 from coincast.report.backtest_plots import (
     drawdown_plot,
     equity_plot,
+    fan_plot,
     interval_plot,
     per_year_plot,
 )
@@ -24,7 +25,9 @@ from coincast.report.html import render
 from coincast.report.run_folder import dataset_spec
 
 
-def write_backtest(folder: Path, data, result: BacktestResult, t, summary: dict, sims: dict) -> None:
+def write_backtest(folder: Path, data, result: BacktestResult, t, summary: dict, sims: dict,
+                   risk: pd.DataFrame | None = None, risk_seconds: float = 0.0) -> None:
+    """`risk`: risk.csv's table (flows/backtest_risk.py), None where `summary["risk"]` says why it was skipped."""
     table, folds = result.table, result.folds
     io.write_json(folder / "config.json", {
         "data": str(data), "dataset": dataset_spec(data), "features": summary["features"], **result.settings.to_dict(),
@@ -36,7 +39,7 @@ def write_backtest(folder: Path, data, result: BacktestResult, t, summary: dict,
     io.write_json(folder / "timing.json", {
         "backtest_seconds": result.seconds,
         "train_seconds_total": float(folds["train_seconds"].sum()),
-        "folds": len(folds), "jobs": result.backtest.jobs, "refit": result.backtest.refit,
+        "risk_seconds": risk_seconds, "folds": len(folds), "jobs": result.backtest.jobs, "refit": result.backtest.refit,
         "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
         "python": platform.python_version(), "machine": describe(),
         "allocator": allocator.describe(),
@@ -46,6 +49,11 @@ def write_backtest(folder: Path, data, result: BacktestResult, t, summary: dict,
     returns = pd.DataFrame({k: v["net"] for k, v in sims.items()})
     returns.index.name = "date"
     io.write_text(folder / "returns.csv", returns.to_csv(float_format="%.8f"))
+    fan = {}
+    if risk is not None:
+        io.write_text(folder / "risk.csv", risk.to_csv(float_format="%.6f"))
+        r = summary["risk"]
+        fan = {"risk_fan.png": fan_plot(risk, r["best"], r["best_label"], str(data))}
     images = {
         "forecast_intervals.png": interval_plot(table, str(data)),
         **({"forecast_intervals_last90.png": interval_plot(table.iloc[-90:], f"{data}, last 90 steps")}
@@ -54,12 +62,12 @@ def write_backtest(folder: Path, data, result: BacktestResult, t, summary: dict,
         "drawdown.png": drawdown_plot(sims),
         "per_year.png": per_year_plot(pd.DataFrame(summary["per_year"]).set_index("year"), result.models),
     }
-    for name, png in images.items():
+    for name, png in {**images, **fan}.items():
         io.write_bytes(folder / name, png)
-    io.write_text(folder / "report.html", html_page(data, result, summary, images))
+    io.write_text(folder / "report.html", html_page(data, result, summary, images, fan))
 
 
-def html_page(data, result: BacktestResult, s: dict, images: dict[str, bytes]) -> str:
+def html_page(data, result: BacktestResult, s: dict, images: dict[str, bytes], fan: dict[str, bytes]) -> str:
     """The backtest's report.html: templates/backtest_report.html filled in."""
     bt, st = result.backtest, result.settings
     run = {
@@ -73,7 +81,8 @@ def html_page(data, result: BacktestResult, s: dict, images: dict[str, bytes]) -
         "backtest time (s)": f"{result.seconds:.1f}",
     }
     return render(
-        "backtest_report.html", title=f"coincast walk-forward backtest: {data}", s=s, run=run, images=images,
+        "backtest_report.html", title=f"coincast walk-forward backtest: {data}", s=s, run=run,
+        images=images, fan=fan,
         years=pd.DataFrame(s["per_year"]).set_index("year"),
         folds=result.folds.drop(columns=["train_first"], errors="ignore"),
     )

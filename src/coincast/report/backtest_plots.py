@@ -1,5 +1,5 @@
-"""The four PNG plots of a walk-forward backtest: forecasts with their conformal intervals,
-equity, drawdown and the per-year RMSE ratios (matplotlib, no screen needed).
+"""The PNG plots of a walk-forward backtest: forecasts with their conformal intervals, equity,
+drawdown, the per-year RMSE ratios, and the risk baselines' fan chart (matplotlib, no screen needed).
 """
 
 from __future__ import annotations
@@ -66,4 +66,22 @@ def per_year_plot(years: pd.DataFrame, models: list[str]) -> bytes:
     ax.set_ylabel("RMSE / persistence")
     ax.set_title("per calendar year (below 1 beats persistence)")
     ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def fan_plot(risk: pd.DataFrame, name: str, label: str, title: str) -> bytes:
+    """The price with one risk baseline's 80% and 95% bands: its quantiles of each day's percent log
+    return (risk.csv's `<name>_q<level>` columns) as prices, previous close * exp(q / 100); actual closes on top."""
+    x = risk.index
+    prev = risk["previous_close"].to_numpy(float)  # [N]
+    price = lambda level: prev * np.exp(risk[f"{name}_q{level}"].to_numpy(float) / 100)  # noqa: E731  [N]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for lo, hi, pct, alpha in (("2.5", "97.5", "95", 0.15), ("10", "90", "80", 0.3)):
+        ax.fill_between(x, price(lo), price(hi), color="tab:green", alpha=alpha, lw=0, step="mid",
+                        label=f"{pct}% range")
+    ax.step(x, price("50"), where="mid", color="tab:green", lw=0.8, label="median")
+    ax.plot(x, risk["close"], color="black", lw=1.2, marker="." if len(x) <= 120 else None, label="actual close")
+    ax.set_title(f"{title}: {label}'s ranges for each day, from the close before")
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
     return _png(fig)

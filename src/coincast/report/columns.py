@@ -50,6 +50,19 @@ COMPARISON = [  # extra inputs vs the price-only model
     ("f1", "F1", "{:.3f}"),
 ]
 
+RISK = [  # the risk baselines of a backtest: scores of their quantiles of each day's percent log return
+    ("crps", "CRPS", "{:.4f}"),
+    ("crps_ratio", "CRPS / empirical", "{:.3f}"),
+    ("dm_p", "DM p", "{:.3g}"),
+    ("coverage_80", "cov. 80%", "{:.1%}"),
+    ("width_80", "width 80%", "{:.2f}"),
+    ("coverage_95", "cov. 95%", "{:.1%}"),
+    ("width_95", "width 95%", "{:.2f}"),
+    ("var5_breaches", "5% VaR breaches", "{:d}"),
+    ("var5_kupiec_p", "5% VaR Kupiec p", "{:.3g}"),
+    ("var5_christoffersen_p", "5% VaR Christoffersen p", "{:.3g}"),
+]
+
 TRADING_KEYS = ["total_return", "cagr", "ann_vol", "sharpe", "sortino", "max_drawdown", "calmar",
                 "hit_rate", "turnover", "exposure", "n_trades", "stops_hit"]
 

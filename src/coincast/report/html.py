@@ -37,7 +37,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters.update(fmt=columns.fmt, cell=columns.cell, b64=_b64, breakable=_breakable)
     env.globals.update(
-        COLUMNS=columns.COLUMNS, ASSETS=columns.ASSETS, COMPARISON=columns.COMPARISON,
+        COLUMNS=columns.COLUMNS, ASSETS=columns.ASSETS, COMPARISON=columns.COMPARISON, RISK=columns.RISK,
         TRADING_KEYS=columns.TRADING_KEYS, asset_rows=columns.asset_rows,
     )
     return env

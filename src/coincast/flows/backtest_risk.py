@@ -1,0 +1,133 @@
+"""The risk baselines over a backtest's test days: quantiles, scores and a one-sentence verdict.
+
+`coincast backtest` on daily candles walks the four risk baselines (models/risk_baselines.py:
+empirical 365 days, EWMA-t, GARCH(1,1)-t, HAR-t) over the backtest's own test days with its
+retrain interval (models/risk_walk.py: each fold refitted on the rows before its first day, each
+day forecast from the candles through the day before), and scores them with evaluation/risk.py:
+CRPS of the percent log return from the 99 quantiles 1..99%, its ratio to the empirical random
+walk with the one-sided Diebold-Mariano p, 80%/95% coverage and width, and the 5% VaR's Kupiec and
+Christoffersen p-values. Where it does not apply (no open/high/low/close, not daily, too little
+history before the first test day) `risk_part` says why in one line and the backtest goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+
+from coincast.data.frame import bar_length
+from coincast.errors import CoincastError
+from coincast.evaluation import risk
+from coincast.models.risk_baselines import all_baselines
+from coincast.models.risk_walk import RiskWalk, walk_forward_risk
+
+REFERENCE = "empirical"  # the random walk every baseline's CRPS is divided by
+LABELS = {"empirical": "the empirical random walk", "ewma_t": "EWMA-t", "garch_t": "GARCH(1,1)-t", "har_t": "HAR-t"}
+CSV_LEVELS = (0.025, 0.10, 0.50, 0.90, 0.975)  # risk.csv's quantiles of each baseline
+CANDLE = ("open", "high", "low", "close")
+ALPHA = 0.05  # the DM p below which "beat the empirical random walk" is called significant
+
+
+@dataclass
+class RiskPart:
+    summary: dict  # metrics.json's "risk": `skipped` (None, or the one-line reason) and the scores
+    table: pd.DataFrame | None  # risk.csv: per day the previous and actual close, the return, quantiles
+    seconds: float = 0.0
+
+
+def skip_reason(candles: pd.DataFrame, days: pd.DatetimeIndex) -> str | None:
+    """Why the risk baselines cannot run on these candles over these test days (None: they can)."""
+    missing = [c for c in CANDLE if c not in candles.columns]
+    if missing:
+        return f"the risk baselines need daily open/high/low/close candles; the data have no {'/'.join(missing)}"
+    bar = bar_length(candles.index)
+    if bar != pd.Timedelta(days=1):
+        what = "undated rows" if bar is None else f"{bar} bars"
+        return f"the risk baselines need daily candles; these are {what}"
+    if len(days) < 2:
+        return "the risk scores need at least two test days"
+    need = max(b.min_history for b in all_baselines())
+    before = int(candles.index.searchsorted(days[0])) - 1  # returns before the first test day
+    if before < need:
+        return (f"the risk baselines need {need} daily returns before the first test day "
+                f"({days[0].date()}); the data have {before}")
+    return None
+
+
+def risk_part(candles: pd.DataFrame, days: pd.DatetimeIndex, retrain_every: int) -> RiskPart:
+    """The risk baselines walked over `days` (the backtest's test days) and scored, or skipped with the reason."""
+    reason = skip_reason(candles, days)
+    if reason is not None:
+        return RiskPart({"skipped": reason}, None)
+    t0 = time.perf_counter()
+    try:
+        walk = walk_forward_risk(candles, start=days[0], retrain_every=retrain_every, end=days[-1])
+    except CoincastError as e:  # candles the range variance refuses (a high below the close, a zero price)
+        return RiskPart({"skipped": f"the risk baselines could not run: {e}"}, None)
+    keep = walk.actual.index.isin(days)  # [N] the days the backtest scored (a gap day has no forecast)
+    walk = RiskWalk(walk.actual[keep], walk.quantiles[keep], walk.tau, walk.folds, walk.counts)
+    seconds = time.perf_counter() - t0
+    return RiskPart(summarise(walk, retrain_every), table(candles, walk), seconds)
+
+
+def scores(walk: RiskWalk) -> dict[str, dict]:
+    """{baseline: flat scores}: CRPS, its ratio to the reference with the DM p, 80/95% coverage and
+    width, the 5% VaR's breaches and its Kupiec and Christoffersen p-values."""
+    y, tau, ref = walk.actual.to_numpy(float), walk.tau, walk.q(REFERENCE)  # y [N], ref [N, K]
+    out = {}
+    for name in walk.names:
+        q = walk.q(name)  # [N, K]
+        s, dm = risk.risk_scores(y, q, tau), risk.crps_dm(y, q, ref, tau)
+        i80, i95, v5 = s["intervals"]["80"], s["intervals"]["95"], s["var"]["0.05"]
+        out[name] = {
+            "crps": s["crps"], "crps_ratio": dm["ratio"], "dm_p": None if name == REFERENCE else dm["dm_p"],
+            "coverage_80": i80["coverage"], "width_80": i80["width"],
+            "coverage_95": i95["coverage"], "width_95": i95["width"],
+            "var5_breaches": v5["breaches"], "var5_kupiec_p": v5["kupiec_p"], "var5_christoffersen_p": v5["christoffersen_p"],
+        }
+    return out
+
+
+def verdict(rows: dict[str, dict], days: int) -> str:
+    """One sentence: the best baseline by CRPS, whether it beat the empirical random walk
+    significantly (one-sided DM p < ALPHA), and how often its 80%/95% ranges held the return."""
+    best = min(rows, key=lambda n: rows[n]["crps"])
+    r = rows[best]
+    cover = (f"its 80%/95% ranges covered {100 * r['coverage_80']:.0f}%/{100 * r['coverage_95']:.0f}% "
+             f"of {days:,} days")
+    if best == REFERENCE:
+        return f"No risk model beat {LABELS[REFERENCE]} (CRPS {r['crps']:.4f}, the best); {cover}."
+    sig = "significantly" if r["dm_p"] is not None and r["dm_p"] < ALPHA else "NOT significantly"
+    return (f"{LABELS.get(best, best)} gave the best risk forecast: CRPS {r['crps_ratio']:.3f}x "
+            f"{LABELS[REFERENCE]}'s, {sig} better (Diebold-Mariano one-sided p = {r['dm_p']:.3g}); {cover}.")
+
+
+def summarise(walk: RiskWalk, retrain_every: int) -> dict:
+    """metrics.json's "risk": the protocol, every baseline's scores, the best one and the verdict."""
+    rows = scores(walk)
+    best = min(rows, key=lambda n: rows[n]["crps"])
+    return {
+        "skipped": None, "first": str(walk.actual.index[0]), "last": str(walk.actual.index[-1]),
+        "days": len(walk.actual), "folds": walk.counts["folds"], "retrain_every": retrain_every,
+        "reference": REFERENCE, "best": best, "best_label": LABELS.get(best, best), "verdict": verdict(rows, len(walk.actual)),
+        "baselines": rows, "fits": {k: v for k, v in walk.counts.items() if isinstance(v, dict)},
+    }
+
+
+def table(candles: pd.DataFrame, walk: RiskWalk) -> pd.DataFrame:
+    """risk.csv: per test day the previous and actual close, the realised percent log return and
+    each baseline's CSV_LEVELS quantiles of it (columns `<baseline>_q<level in percent>`)."""
+    close = candles["close"].astype(float)
+    days = walk.actual.index
+    out = pd.DataFrame({"previous_close": close.shift(1).loc[days], "close": close.loc[days],
+                        "actual": walk.actual}, index=days)
+    cols = [risk.level_index(walk.tau, lv) for lv in CSV_LEVELS]  # [5] columns of the 101 levels
+    for name in walk.names:
+        q = walk.q(name)[:, cols]  # [N, 5]
+        for j, lv in enumerate(CSV_LEVELS):
+            out[f"{name}_q{100 * lv:g}"] = q[:, j]
+    out.index.name = "date"
+    return out
+
