@@ -58,6 +58,9 @@ def test_days_whose_window_spans_the_outage_are_skipped_and_counted(hourly, tmp_
     assert m["gaps"]["days_skipped"] == WINDOW - 1 and m["gaps"]["dates"] == [str(d) for d in skipped]
     assert m["gaps"]["max_gap_steps"] == 1.5
     assert run.result.folds["gap_skipped"].sum() == WINDOW - 1
+    # the risk baselines are daily: skipped with the reason, the backtest done all the same
+    assert m["risk"] == {"skipped": "the risk baselines need daily candles; these are 1-hour bars"}
+    assert not (run.folder / "risk.csv").exists()
     forecast = pd.read_csv(run.folder / "forecast.csv", index_col=0)
     assert len(forecast) == len(expected)
     assert "days skipped: window spans a time gap" in (run.folder / "report.html").read_text()

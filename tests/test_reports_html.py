@@ -125,14 +125,14 @@ def test_run_report_sections_and_wrapped_tables(run_html):
 def test_backtest_report_sections_and_wrapped_tables(backtest_html):
     text = backtest_html.read_text()
     page = Outline(text)
-    starts = ["Forecasts vs baselines", "Direction: binomial tests", "Moving-block bootstrap",
-              "Prediction intervals", "Trading simulation (after", "Per calendar year", "Run", "Plots", "Folds"]
+    starts = ["Forecasts vs baselines", "Direction: binomial tests", "Moving-block bootstrap", "Prediction intervals",
+              "Risk baselines: ranges", "Trading simulation (after", "Per calendar year", "Run", "Plots", "Folds"]
     assert len(page.headings) == len(starts)
     assert all(h.startswith(s) for h, s in zip(page.headings, starts)), page.headings
-    assert len(page.tables_wrapped) == 8 and all(page.tables_wrapped)
-    assert text.count("data:image/png;base64,") == 4
+    assert len(page.tables_wrapped) == 9 and all(page.tables_wrapped)
+    assert text.count("data:image/png;base64,") == 5  # the four plots and the risk fan chart
     m = json.loads((backtest_html.parent / "metrics.json").read_text())
-    assert str(markupsafe.escape(m["verdict"][0])) in text
+    assert str(markupsafe.escape(m["verdict"][0])) in text and str(markupsafe.escape(m["risk"]["verdict"])) in text
     plain = text.replace("<wbr>", "")  # long column names may wrap after an underscore
     assert "<th>rmse_ratio_moving_average</th>" in plain and "<th>train_seconds</th>" in plain
 

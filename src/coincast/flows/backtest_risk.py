@@ -44,7 +44,8 @@ def skip_reason(candles: pd.DataFrame, days: pd.DatetimeIndex) -> str | None:
         return f"the risk baselines need daily open/high/low/close candles; the data have no {'/'.join(missing)}"
     bar = bar_length(candles.index)
     if bar != pd.Timedelta(days=1):
-        what = "undated rows" if bar is None else f"{bar} bars"
+        hours = None if bar is None else bar / pd.Timedelta(hours=1)
+        what = "undated rows" if hours is None else f"{hours:g}-hour bars" if hours < 24 else f"{hours / 24:g}-day bars"
         return f"the risk baselines need daily candles; these are {what}"
     if len(days) < 2:
         return "the risk scores need at least two test days"

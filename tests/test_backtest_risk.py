@@ -1,0 +1,127 @@
+"""The risk baselines inside `coincast backtest` (flows/backtest_risk.py) on real bundled BTC with a
+tiny model: the scores equal those of walk_forward_risk + evaluation.risk on the same days, the
+report shows them, nothing after a day moves its quantiles, and data they do not fit are skipped
+with the reason while the backtest still succeeds."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coincast.backtest.audit import perturb
+from coincast.backtest.engine import BacktestSettings
+from coincast.backtest.trading import TradingSettings
+from coincast.data import load
+from coincast.evaluation import risk
+from coincast.flows.backtest import run_backtest
+from coincast.models.risk_walk import walk_forward_risk
+from tests.conftest import one_torch_thread, tiny
+
+one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
+
+START = "2025-12-15"  # 22 test days to 2026-01-05: folds of 7, 7, 7, 1
+BASELINES = ["empirical", "ewma_t", "garch_t", "har_t"]
+QUANTILES = {"q2.5": 0.025, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q97.5": 0.975}
+
+
+def backtest(data, runs_dir):
+    bt = BacktestSettings(start=START, refit="warm", warm_epochs=1)
+    return run_backtest(data, tiny(window=12, target="close"), bt, TradingSettings(), runs_dir=runs_dir, n_boot=20)
+
+
+@pytest.fixture(scope="module")
+def btc():
+    return load("btc-usd")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return backtest("btc-usd", tmp_path_factory.mktemp("risk"))
+
+
+def test_scores_equal_walk_forward_risk_and_evaluation_risk_on_the_same_days(run, btc):
+    m = json.loads((run.folder / "metrics.json").read_text())["risk"]
+    days = run.result.table.index
+    assert m["skipped"] is None and m["days"] == len(days) == 22 and m["folds"] == 4 and m["retrain_every"] == 7
+    assert (m["first"], m["last"]) == (str(days[0]), str(days[-1]))
+
+    walk = walk_forward_risk(btc, start=days[0], retrain_every=7, end=days[-1])  # the same days, by hand
+    y = walk.actual.to_numpy()
+    np.testing.assert_allclose(y, 100 * np.log(btc["close"] / btc["close"].shift(1)).loc[days])
+    assert list(m["baselines"]) == BASELINES
+    for name in BASELINES:
+        got, q, ref = m["baselines"][name], walk.q(name), walk.q("empirical")
+        assert got["crps"] == pytest.approx(risk.crps(y, q, walk.tau).mean(), rel=1e-12)
+        assert got["crps_ratio"] == pytest.approx(risk.crps(y, q, walk.tau).mean() / risk.crps(y, ref, walk.tau).mean())
+        if name == "empirical":
+            assert got["dm_p"] is None
+        else:
+            assert got["dm_p"] == pytest.approx(risk.crps_dm(y, q, ref, walk.tau)["dm_p"], rel=1e-12)
+        for c in ("80", "95"):
+            want = risk.interval(y, q, walk.tau, c)
+            assert (got[f"coverage_{c}"], got[f"width_{c}"]) == pytest.approx((want["coverage"], want["width"]))
+        v5 = risk.var_tests(y, q, walk.tau, 0.05)
+        assert got["var5_breaches"] == v5["breaches"] == int(np.sum(y < q[:, risk.level_index(walk.tau, 0.05)]))
+        assert (got["var5_kupiec_p"], got["var5_christoffersen_p"]) == pytest.approx((v5["kupiec_p"], v5["christoffersen_p"]))
+
+    best = min(BASELINES, key=lambda n: m["baselines"][n]["crps"])
+    assert m["best"] == best
+    assert m["verdict"].startswith(f"{m['best_label']} gave the best risk forecast" if best != "empirical" else "No risk model")
+    assert f"{m['baselines'][best]['crps_ratio']:.3f}x" in m["verdict"] or best == "empirical"
+
+    table = pd.read_csv(run.folder / "risk.csv", index_col=0, parse_dates=True)
+    assert table.index.equals(days) and len(table) == 22
+    np.testing.assert_allclose(table["actual"], y, atol=1e-6)
+    np.testing.assert_allclose(table["previous_close"], btc["close"].shift(1).loc[days], atol=1e-6)
+    np.testing.assert_allclose(table["close"], btc["close"].loc[days], atol=1e-6)
+    for name in BASELINES:
+        for col, level in QUANTILES.items():
+            np.testing.assert_allclose(table[f"{name}_{col}"], walk.q(name)[:, risk.level_index(walk.tau, level)], atol=1e-6)
+
+
+def test_the_report_shows_the_verdict_the_score_table_and_the_fan_chart(run):
+    m = json.loads((run.folder / "metrics.json").read_text())["risk"]
+    html = (run.folder / "report.html").read_text()
+    assert "<h2>Risk baselines: ranges of the next day's return</h2>" in html
+    assert m["verdict"].replace("'", "&#39;") in html
+    assert "<th>CRPS / empirical</th>" in html and "<th>5% VaR Christoffersen p</th>" in html
+    for name in BASELINES:
+        assert f"<th>{name}</th>" in html
+    assert f'<tr class="model"><th>{m["best"]}</th><td>{m["baselines"][m["best"]]["crps"]:.4f}</td>' in html
+    assert 'alt="risk_fan.png"' in html and (run.folder / "risk_fan.png").stat().st_size > 10_000
+    assert json.loads((run.folder / "timing.json").read_text())["risk_seconds"] > 0
+
+
+def test_candles_after_a_day_do_not_move_that_days_risk_quantiles(run, btc, tmp_path):
+    days = run.result.table.index
+    cut_day = days[8]  # 2025-12-23, inside the fold of 12-22..12-28: candles from it on are moved
+    moved = perturb(btc, int(btc.index.get_loc(cut_day)))
+    path = tmp_path / "btc-moved.csv"
+    moved.rename_axis("timestamp").to_csv(path)
+    again = backtest(str(path), tmp_path / "runs")
+
+    before = pd.read_csv(run.folder / "risk.csv", index_col=0)
+    after = pd.read_csv(again.folder / "risk.csv", index_col=0)
+    assert after.index.equals(before.index)
+    quantiles = [c for c in before.columns if "_q" in c]
+    upto = before.index <= str(cut_day)  # the cut day's forecast uses candles through the day before
+    pd.testing.assert_frame_equal(after.loc[upto, quantiles], before.loc[upto, quantiles], rtol=1e-9)
+    assert (after.loc[~upto, quantiles] - before.loc[~upto, quantiles]).abs().to_numpy().max() > 0.01  # later ones do move
+    assert (after.loc[upto, "actual"] != before.loc[upto, "actual"]).any()  # the cut day's own return moved
+
+
+@pytest.mark.parametrize("cut, words", [
+    (lambda c: c.drop(columns=["high", "low"]), "need daily open/high/low/close candles; the data have no high/low"),
+    # 300 candles, 22 of them test days: 278 candles before the first, 277 returns between them
+    (lambda c: c.iloc[-300:], "need 365 daily returns before the first test day (2025-12-15); the data have 277"),
+])
+def test_data_the_risk_baselines_do_not_fit_are_skipped_with_the_reason(btc, tmp_path, cut, words):
+    path = tmp_path / "btc-cut.csv"
+    cut(btc).rename_axis("timestamp").to_csv(path)
+    run = backtest(str(path), tmp_path / "runs")
+    m = json.loads((run.folder / "metrics.json").read_text())
+    assert words in m["risk"]["skipped"] and set(m["risk"]) == {"skipped"}
+    assert m["test"]["days"] == 22 and not (run.folder / "risk.csv").exists()
+    html = (run.folder / "report.html").read_text()
+    assert f"<p>Skipped: {m['risk']['skipped']}.</p>" in html and "risk_fan.png" not in html
