@@ -56,3 +56,4 @@ def test_backtest_command_uses_every_core_by_default_and_says_so(monkeypatch, ca
     (folder,) = tmp_path.iterdir()
     timing = json.loads((folder / "timing.json").read_text())
     assert timing["jobs"] == cores and timing["folds"] == 3
+    assert json.loads((folder / "metrics.json").read_text())["risk"]["verdict"] in stdout  # on one line

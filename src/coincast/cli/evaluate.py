@@ -117,6 +117,8 @@ def backtest(
     out.print(cov)
     for line in run.verdict:
         out.print(line)
+    risk = summ["risk"]  # the risk baselines' verdict, or why they were skipped
+    out.print(risk["verdict"] if risk["skipped"] is None else f"risk baselines skipped: {risk['skipped']}", soft_wrap=True)
     out.print(f"run folder: {run.folder}")
 
 
