@@ -15,6 +15,7 @@ from coincast.backtest.trading import TradingSettings
 from coincast.data import load
 from coincast.evaluation import risk
 from coincast.flows.backtest import run_backtest
+from coincast.flows.backtest_risk import risk_part
 from coincast.models.risk_walk import walk_forward_risk
 from tests.conftest import one_torch_thread, tiny
 
@@ -125,3 +126,12 @@ def test_data_the_risk_baselines_do_not_fit_are_skipped_with_the_reason(btc, tmp
     assert m["test"]["days"] == 22 and not (run.folder / "risk.csv").exists()
     html = (run.folder / "report.html").read_text()
     assert f"<p>Skipped: {m['risk']['skipped']}.</p>" in html and "risk_fan.png" not in html
+
+
+def test_candles_the_range_variance_refuses_are_skipped_not_raised(btc):
+    bad = btc.copy()
+    bad.iloc[100, bad.columns.get_loc("high")] = bad["close"].iloc[100] / 2  # a high below its close
+    days = bad.index[-22:]
+    part = risk_part(bad, days, 7)
+    assert part.table is None and part.summary["skipped"].startswith("the risk baselines could not run: a candle's high")
+    assert risk_part(btc, days, 7).summary["skipped"] is None  # the same days on the real candles run

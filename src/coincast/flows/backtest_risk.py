@@ -66,7 +66,7 @@ def risk_part(candles: pd.DataFrame, days: pd.DatetimeIndex, retrain_every: int)
     try:
         walk = walk_forward_risk(candles, start=days[0], retrain_every=retrain_every, end=days[-1])
     except CoincastError as e:  # candles the range variance refuses (a high below the close, a zero price)
-        return RiskPart({"skipped": f"the risk baselines could not run: {e}"}, None)
+        return RiskPart({"skipped": f"the risk baselines could not run: {str(e).rstrip('.')}"}, None)
     keep = walk.actual.index.isin(days)  # [N] the days the backtest scored (a gap day has no forecast)
     walk = RiskWalk(walk.actual[keep], walk.quantiles[keep], walk.tau, walk.folds, walk.counts)
     seconds = time.perf_counter() - t0
