@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # torch first, pinned: the CPU wheel served locally, so pip never pulls a CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: run test serve load install dev bench bench-quick skill clean
+.PHONY: run test serve load install dev bench bench-quick bench-tune skill clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench-quick: $(VENV)/.installed
 skill: $(VENV)/.installed
 	$(VENV)/bin/coincast evaluate --jobs 2 --out runs/skill
 	$(PY) benchmarks/skill.py runs/skill
+
+# A 40-trial `coincast tune` on btc-usd (tune end 2024-12-31, 91-day trials) and its test after the tune end (~80 min on 2 cores).
+bench-tune: $(VENV)/.installed
+	$(PY) benchmarks/tune.py --runs runs/bench
 
 clean:
 	rm -rf $(VENV) runs
