@@ -22,11 +22,11 @@ from coincast.errors import CoincastError
 from coincast.evaluation import risk
 from coincast.models.risk_baselines import all_baselines
 from coincast.models.risk_walk import RiskWalk, walk_forward_risk
+from coincast.prep.features import PRICES
 
 REFERENCE = "empirical"  # the random walk every baseline's CRPS is divided by
 LABELS = {"empirical": "the empirical random walk", "ewma_t": "EWMA-t", "garch_t": "GARCH(1,1)-t", "har_t": "HAR-t"}
 CSV_LEVELS = (0.025, 0.10, 0.50, 0.90, 0.975)  # risk.csv's quantiles of each baseline
-CANDLE = ("open", "high", "low", "close")
 ALPHA = 0.05  # the DM p below which "beat the empirical random walk" is called significant
 
 
@@ -39,7 +39,7 @@ class RiskPart:
 
 def skip_reason(candles: pd.DataFrame, days: pd.DatetimeIndex) -> str | None:
     """Why the risk baselines cannot run on these candles over these test days (None: they can)."""
-    missing = [c for c in CANDLE if c not in candles.columns]
+    missing = [c for c in PRICES if c not in candles.columns]
     if missing:
         return f"the risk baselines need daily open/high/low/close candles; the data have no {'/'.join(missing)}"
     bar = bar_length(candles.index)
