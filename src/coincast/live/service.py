@@ -371,19 +371,12 @@ class Service:
         fc = f.forecast_next(candles, network=True)
         if pd.Timestamp(fc["date"]) != target:
             raise DataError(f"the model forecasts {fc['date']}, not the open candle {target}")
-        network, close = fc["network_price"], fc["last_price"]
         shrinks = f.settings.model.shrink
         a = record[0] if shrinks else 1.0
-        point = skill.shrunk(network, close, a)
-        fig = json.loads(m["figures"] or "{}")
-        band = {}
-        for level in (80, 95):
-            q = fig.get(f"q{level}")
-            half = None if q is None else q * close
-            band[f"lo{level}"] = None if half is None else point - half
-            band[f"hi{level}"] = None if half is None else point + half
-        return {"model": m["id"], "role": role, "served": served, "point": point, **band, "network": network,
-                "shrink": a, "record_n": record[1] if shrinks else None, **self._common(st, target, candles.index[-1], close)}
+        close = fc["last_price"]
+        return {"model": m["id"], "role": role, "served": served,
+                **skill.served(fc["network_price"], close, a, json.loads(m["figures"] or "{}")),
+                "record_n": record[1] if shrinks else None, **self._common(st, target, candles.index[-1], close)}
 
     def _record_missed(self, st: StreamState, target: pd.Timestamp) -> None:
         """Candles between the newest forecast target and this one closed unforecast: missed."""

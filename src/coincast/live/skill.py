@@ -24,6 +24,14 @@ def record_a(reg: Registry, stream: str, target: pd.Timestamp) -> tuple[float, i
     return record_shrinkage(rows["actual"], rows["network"], rows["persistence"]), len(rows)
 
 
-def shrunk(network: float, previous: float, a: float) -> float:
-    """previous + a * (network - previous): a = 0 is persistence exactly, a = 1 the network's own."""
-    return previous + a * (network - previous)
+def served(network: float, previous: float, a: float, figures: dict) -> dict:
+    """The row's point, previous + a * (network - previous) (a = 0 is persistence exactly, a = 1 the
+    network's own), its 80% and 95% bands (half-widths: the model's conformal quantiles `q80`/`q95`
+    of the error relative to the previous close; None without them), network and a."""
+    point = previous + a * (network - previous)
+    row = {"point": point, "network": network, "shrink": a}
+    for level in (80, 95):
+        q = figures.get(f"q{level}")
+        row[f"lo{level}"] = None if q is None else point - q * previous
+        row[f"hi{level}"] = None if q is None else point + q * previous
+    return row
