@@ -29,7 +29,7 @@ from coincast.errors import ConfigError, DataError
 from coincast.evaluation import conformal
 from coincast.models.baselines import BASELINES
 from coincast.models.forecaster import MIN_TRAIN_WINDOWS, Forecaster
-from coincast.models.shrinkage import MIN_RECORD, record_shrinkage
+from coincast.models.shrinkage import MIN_RECORD, record_shrinkage, shrunk
 from coincast.prep.inputs import Inputs, build_inputs
 from coincast.prep.windows import first_test_row
 
@@ -315,8 +315,8 @@ def walk_forward(
         if from_record:  # a from the earlier folds' out-of-sample forecasts: targets before this fold
             record = pd.concat(parts) if parts else part.iloc[:0]
             a = record_shrinkage(record["actual"], record["network"], record["previous"])
-            part["model"] = part["previous"] + a * (part["network"] - part["previous"])
-            calib = calib.assign(predicted=calib["previous"] + a * (calib["network"] - calib["previous"]))
+            part["model"] = shrunk(part["network"], part["previous"], a)
+            calib = calib.assign(predicted=shrunk(calib["network"], calib["previous"], a))
             r["info"]["shrink"] = a
         train = frame.iloc[p.lo : p.cut]
         window = frame.iloc[p.cut - settings.data.window + 1 : p.end]

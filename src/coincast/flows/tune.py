@@ -46,7 +46,7 @@ from coincast.flows.evaluate import Job, preset_settings, scored_walk
 from coincast.flows.tune_space import suggest
 from coincast.machine import describe
 from coincast.models.forecaster import Forecaster
-from coincast.models.shrinkage import record_shrinkage
+from coincast.models.shrinkage import record_shrinkage, shrunk
 from coincast.prep.inputs import build_inputs, validated
 from coincast.report.tune_folder import write_tune
 
@@ -106,7 +106,7 @@ def walk_trial(trial: optuna.Trial, s: Settings, raw: pd.DataFrame, bt: Backtest
             trial.set_user_attr("nodes", sorted(nodes))
         record = pd.concat(parts) if parts else part.iloc[:0]  # shrinkage from the earlier folds only
         a = record_shrinkage(record["actual"], record["network"], record["previous"]) if s.model.shrink else 1.0
-        parts.append(part.assign(model=part["previous"] + a * (part["network"] - part["previous"])))
+        parts.append(part.assign(model=shrunk(part["network"], part["previous"], a)))
         t = pd.concat(parts)
         ratio = float(np.sqrt(np.mean((t["model"] - t["actual"]) ** 2) / np.mean((t["previous"] - t["actual"]) ** 2)))
         trial.report(ratio, p.k)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import pandas as pd
 
 from coincast.live.registry import Registry
-from coincast.models.shrinkage import record_shrinkage
+from coincast.models.shrinkage import record_shrinkage, shrunk
 
 
 def record_a(reg: Registry, stream: str, target: pd.Timestamp) -> tuple[float, int]:
@@ -25,10 +25,10 @@ def record_a(reg: Registry, stream: str, target: pd.Timestamp) -> tuple[float, i
 
 
 def served(network: float, previous: float, a: float, figures: dict) -> dict:
-    """The row's point, previous + a * (network - previous) (a = 0 is persistence exactly, a = 1 the
-    network's own), its 80% and 95% bands (half-widths: the model's conformal quantiles `q80`/`q95`
+    """The row's point, `shrunk` with a (a = 0 is persistence exactly, a = 1 the network's own),
+    its 80% and 95% bands (half-widths: the model's conformal quantiles `q80`/`q95`
     of the error relative to the previous close; None without them), network and a."""
-    point = previous + a * (network - previous)
+    point = shrunk(network, previous, a)
     row = {"point": point, "network": network, "shrink": a}
     for level in (80, 95):
         q = figures.get(f"q{level}")

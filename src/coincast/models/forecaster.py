@@ -25,7 +25,7 @@ from coincast.config import Settings, validate
 from coincast.data.frame import bar_length
 from coincast.errors import DataError, ModelFileError
 from coincast.models.bilstm import BiLSTM
-from coincast.models.shrinkage import fit_shrinkage
+from coincast.models.shrinkage import fit_shrinkage, shrunk
 from coincast.models.training import pick_device, seed_everything, train
 from coincast.prep.inputs import Inputs, build_inputs, uses_extras
 from coincast.prep.windows import (
@@ -214,7 +214,7 @@ class Forecaster:
             w = w.take(np.asarray(w.index >= start))
         raw = w.to_price(self._predict_norm(w.X))
         out = pd.DataFrame(
-            {"actual": w.actual, "predicted": w.prev + self.shrink_ * (raw - w.prev), "previous": w.prev, "base": w.base},
+            {"actual": w.actual, "predicted": shrunk(raw, w.prev, self.shrink_), "previous": w.prev, "base": w.base},
             index=w.index,
         )
         if network:
@@ -248,7 +248,7 @@ class Forecaster:
         w = make_windows(padded, self.target_, L, self.normaliser_, self.settings.model.target, self.settings.model.scaling)
         raw = w.to_price(self._predict_norm(w.X))  # [1] before shrinkage
         last = float(w.prev[0])
-        price = float((w.prev + self.shrink_ * (raw - w.prev))[0])
+        price = float(shrunk(raw, w.prev, self.shrink_)[0])
         when = frame.index[-1] + self.step_ if isinstance(frame.index, pd.DatetimeIndex) else len(frame)
         out = {
             "date": when.isoformat() if hasattr(when, "isoformat") else int(when),

@@ -19,6 +19,11 @@ MIN_RECORD = 28  # scored forecasts before the record may move a off 0 (four wee
 RECORD_Z = 1.0
 
 
+def shrunk(network, previous, a: float):
+    """previous + a * (network - previous): the forecast a serves (floats, arrays or Series alike)."""
+    return previous + a * (network - previous)
+
+
 def fit_shrinkage(actual: np.ndarray, model: np.ndarray, prev: np.ndarray) -> float:
     """Least-squares a in [0, 1] for prev + a * (model - prev), from validation windows only.
 
