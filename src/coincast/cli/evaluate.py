@@ -144,16 +144,13 @@ def evaluate(
     from coincast.backtest.executors import Executor
     from coincast.flows.evaluate import run_evaluation
 
-    overrides = {"data": {"window": window_size}, "train": {"epochs": epochs}, "model": {"hidden": opt.hidden(hidden)}}
-    overrides = {k: {n: v for n, v in d.items() if v is not None} for k, d in overrides.items()}
-
     def say(r: dict) -> None:
         out.print(f"{r['coin']} {r['preset']}: RMSE/pers {r['rmse_ratio']:.3f}, DM p {r['dm_p']:.3g}, "
                   f"acc {r['accuracy']:.3f} (always-up {r['always_up_rate']:.3f}), {r['seconds']:.0f} s", soft_wrap=True)
 
     run = run_evaluation(opt.csv(data) or [], opt.csv(presets) or [], days, retrain_every,
                          Executor(executor, jobs, ray_address, threads_per_task), out_dir,
-                         {k: d for k, d in overrides.items() if d}, on_row=say)
+                         opt.overrides(window_size, epochs, hidden), on_row=say)
     out.print(f"run folder: {run.folder}")
 
 

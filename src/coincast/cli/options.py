@@ -65,3 +65,10 @@ def hidden(value: Optional[str]) -> Optional[list[int]]:
         return [int(h) for h in csv(value)] if value else None
     except ValueError:
         raise ConfigError(f"hidden sizes must be comma-separated integers (got {value!r}): e.g. --hidden 49,98,49") from None
+
+
+def overrides(window: Optional[int], epochs: Optional[int], hidden_units: Optional[str]) -> dict:
+    """--window-size, --epochs and --hidden as settings overrides {section: {field: value}}, only those given."""
+    given = {"data": {"window": window}, "train": {"epochs": epochs}, "model": {"hidden": hidden(hidden_units)}}
+    given = {k: {n: v for n, v in d.items() if v is not None} for k, d in given.items()}
+    return {k: d for k, d in given.items() if d}

@@ -43,10 +43,8 @@ def tune(
     from coincast.flows.tune import TuneSettings, run_tune
     from coincast.report.tune_folder import verdict
 
-    fixed = {"data": {"window": window_size}, "train": {"epochs": epochs}, "model": {"hidden": opt.hidden(hidden)}}
-    fixed = {k: {n: v for n, v in d.items() if v is not None} for k, d in fixed.items()}
     ts = TuneSettings(tune_end=tune_end, trials=trials, days=days, retrain_every=retrain_every, jobs=jobs, seed=seed,
-                      warmup_folds=warmup_folds, overrides={k: d for k, d in fixed.items() if d})
+                      warmup_folds=warmup_folds, overrides=opt.overrides(window_size, epochs, hidden))
 
     def say_trial(t) -> None:
         if t.state == TrialState.PRUNED:
