@@ -5,12 +5,14 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 
 from coincast.backtest import trading
 from coincast.backtest.trading import TradingSettings
 from coincast.data import load
 from coincast.errors import ConfigError
 from coincast.evaluation import stats
+from coincast.evaluation.risk import LEVELS
 
 
 def _table(prices, predicted, **cols):
@@ -119,6 +121,10 @@ def test_on_real_btc_oracle_beats_buy_and_hold_and_persistence_never_trades():
     ({"slippage_bps": -2}, "slippage cannot be negative"),
     ({"sizing": "kelly"}, "sizing"),
     ({"stop_loss_pct": 0}, "stop loss"),
+    ({"sizing": "forecast"}, r"sizing must be 'fixed', 'vol' or 'forecast_vol' \(got 'forecast'\)"),
+    ({"p_margin": 0.5}, r"P\(up\) margin must be in \[0, 0.5\) \(got 0.5\)"),
+    ({"p_margin": -0.1}, r"P\(up\) margin must be in \[0, 0.5\)"),
+    ({"p_margin": "x"}, r"p margin must be a number \(got .x.\): e.g. --p-margin 0.05"),
 ])
 def test_bad_settings(kw, words):
     with pytest.raises(ConfigError, match=words):
@@ -129,3 +135,63 @@ def test_threshold_must_be_a_number():
     with pytest.raises(ConfigError, match="threshold must be a number"):
         trading.parse_number("abc", "threshold", "--threshold")
     assert trading.parse_number("0.5", "threshold", "--threshold") == 0.5
+
+
+def test_p_up_and_volatility_of_normal_quantiles():
+    mu, sigma = np.array([0.5, -1.0, 0.0, 1.0]), np.array([1.0, 2.0, 4.0, 0.5])
+    q = mu[:, None] + sigma[:, None] * sps.norm.ppf(LEVELS)[None, :]  # [4, 101] percent log returns
+    np.testing.assert_allclose(trading.p_up(q, LEVELS), sps.norm.cdf(mu / sigma), atol=2e-3)  # linear interpolation
+    np.testing.assert_allclose(trading.daily_vol(q, LEVELS), sigma, rtol=1e-12)  # exact for a normal
+    r = trading.RiskForecast("garch_t", "GARCH(1,1)-t", q, LEVELS)
+    np.testing.assert_allclose(r.vol(365), sigma / 100 * math.sqrt(365), rtol=1e-12)  # percent -> annualised fraction
+    t5 = sps.t.ppf(LEVELS, 5)[None, :]  # fat tails beyond 1%/99% are not seen: 0.94 of the true sd
+    assert trading.daily_vol(t5, LEVELS)[0] / math.sqrt(5 / 3) == pytest.approx(0.944, abs=1e-3)
+
+
+def test_p_up_by_hand_clipped_to_the_outer_levels():
+    tau = [0.25, 0.5, 0.75]
+    q = np.array([[-1.0, 1.0, 3.0],  # F(0) = 0.25 + 0.5 * 0.25
+                  [3.0, -1.0, 1.0],  # crossed: sorted first, the same
+                  [0.5, 1.0, 2.0],  # 0 below every quantile: 1 - tau_min
+                  [-3.0, -2.0, -1.0],  # above every quantile: 1 - tau_max
+                  [-1.0, 0.0, 0.0],  # 0 is a quantile twice: F(0) = the highest level at 0 (up is strictly above)
+                  [np.nan, 0.0, 1.0]])  # no forecast
+    np.testing.assert_allclose(trading.p_up(q, tau), [0.625, 0.625, 0.75, 0.25, 0.25, np.nan])
+
+
+def test_forecast_vol_sizing_is_capped_by_max_leverage():
+    t = _table([100, 101, 102, 103], [0, 0, 0])
+    s = TradingSettings(sizing="forecast_vol", vol_target=0.5, max_leverage=1.5)
+    np.testing.assert_allclose(trading.size(t, s, 365, np.array([0.25, 1.0, np.nan])), [1.5, 0.5, 0.0])
+    with pytest.raises(ConfigError, match="sizing forecast_vol needs a risk forecast"):
+        trading.size(t, s, 365)
+
+
+def test_p_up_strategy_trades_on_the_margin_from_the_forecast_made_the_day_before():
+    p = np.array([0.6, 0.52, 0.5, 0.4, np.nan])
+    np.testing.assert_array_equal(trading.p_signal(p, TradingSettings(p_margin=0.05)), [1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(trading.p_signal(p, TradingSettings(p_margin=0.05, mode="long_short")), [1, 0, 0, -1, 0])
+    np.testing.assert_array_equal(trading.p_signal(p, TradingSettings()), [1, 1, 0, 0, 0])  # strictly above 0.5
+
+    rng = np.random.default_rng(0)
+    prices = 100 * np.exp(np.cumsum(rng.normal(0, 0.03, 41)))
+    table = _table(prices, prices[:-1] * (1 + rng.normal(0, 0.02, 40)))
+    mu, sigma = rng.normal(0, 1, 40), rng.uniform(1, 5, 40)
+    q = mu[:, None] + sigma[:, None] * sps.norm.ppf(LEVELS)[None, :]  # [40, 101]: day t's forecast, made at t-1's close
+    risk = trading.RiskForecast("garch_t", "GARCH(1,1)-t", q, LEVELS)
+    s = TradingSettings(mode="long_short", sizing="forecast_vol", vol_target=0.6, max_leverage=2.0)
+    res, sims = trading.run_strategies(table, ["model"], s, risk)
+    assert list(res) == ["buy_and_hold", "model", "p_up", "model_vol_target"]
+    want = np.sign(mu) * np.minimum(2.0, 0.6 / (sigma / 100 * math.sqrt(365)))
+    np.testing.assert_allclose(sims["p_up"]["position"], want)
+    np.testing.assert_allclose(sims["model_vol_target"]["position"], sims["model"]["position"])  # sized alike here
+
+    moved = table.copy()
+    moved["actual"] = np.roll(moved["actual"].to_numpy(), -1)  # tomorrow's close in today's row
+    _, again = trading.run_strategies(moved, ["model"], s, risk)
+    np.testing.assert_array_equal(again["p_up"]["position"], sims["p_up"]["position"])
+    later = q.copy()
+    later[20:] += 5.0  # forecasts of day 20 on change: the positions before it do not
+    _, after = trading.run_strategies(table, ["model"], s, trading.RiskForecast("garch_t", "", later, LEVELS))
+    np.testing.assert_array_equal(after["p_up"]["position"][:20], sims["p_up"]["position"][:20])
+    assert (after["p_up"]["position"][20:] != sims["p_up"]["position"][20:]).any()

@@ -7,6 +7,22 @@ fees + slippage in basis points of the traded notional. Stop-loss and take-profi
 checked against day t's high and low (when the table has them); when both are touched
 the same day the stop is assumed to have hit first (the pessimistic reading), and a
 gap through a level fills at the open.
+
+Risk forecasts (quantiles of the day's percent log return, made at the close before, as the
+point forecast is) add two readings of each day (`RiskForecast`):
+- its volatility: the standard deviation of the even grid of quantiles (1..99% for the risk walk's
+  levels) taken as equally likely values, divided by that of a standard normal's quantiles on the
+  same grid (0.960 at 1..99%), so it is exactly sigma for any normal forecast; the tails beyond the
+  outer grid levels are not seen, so for Student-t forecasts it reads 0.91-0.97 of the true
+  standard deviation at 4-8 degrees of freedom. Annualised: / 100 (percent) * sqrt(bars per year).
+- P(up) = 1 - F(0), the probability of a return strictly above 0 (`evaluation.metrics.up`'s
+  "up"), with F interpolated linearly between the quantiles (sorted per day first, the usual
+  repair of crossed quantiles) and clipped to the outer levels: 0 below the lowest quantile
+  gives 1 - tau_min (0.99 at 1%), above the highest 1 - tau_max (0.01), so P(up) never claims
+  more certainty than the levels carry. A day without a forecast (NaN) trades flat.
+Sizing "forecast_vol" targets `vol_target` with that volatility (capped at `max_leverage`), and
+the "p_up" signal is long when P(up) > 0.5 + p_margin, short (long_short only) when below
+0.5 - p_margin, flat otherwise.
 """
 
 from __future__ import annotations
@@ -16,9 +32,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtri
 
 from coincast.data.frame import bar_length
 from coincast.errors import ConfigError
+from coincast.evaluation.risk import check_levels, crps_columns
+
+SIZINGS = ("fixed", "vol", "forecast_vol")
 
 
 @dataclass
@@ -27,10 +47,11 @@ class TradingSettings:
     threshold_pct: float = 0.0  # trade only when the predicted move exceeds this (percent)
     fee_bps: float = 10.0  # per side, on traded notional (Binance spot taker: 10 bps)
     slippage_bps: float = 5.0
-    sizing: str = "fixed"  # or "vol": target an annualised volatility
+    sizing: str = "fixed"  # "vol": target an annualised volatility with the realised vol20; "forecast_vol": with a risk forecast's
     fraction: float = 1.0  # fixed: share of equity in the position
     vol_target: float = 0.5  # vol sizing: annualised target volatility (0.5 = 50%)
     max_leverage: float = 1.0  # vol sizing: cap on the position size
+    p_margin: float = 0.0  # the P(up) strategy: long above 0.5 + p_margin, short (long_short) below 0.5 - p_margin
     stop_loss_pct: float | None = None  # exit when the day moves this far against the position
     take_profit_pct: float | None = None
 
@@ -42,29 +63,31 @@ class TradingSettings:
         return asdict(self)
 
 
-def parse_number(value, name: str, flag: str) -> float:
+def parse_number(value, name: str, flag: str, example: str = "0.5") -> float:
     """A number from user input, or a ConfigError saying which flag is wrong."""
     try:
         x = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number (got {value!r}): e.g. {flag} 0.5") from None
+        raise ConfigError(f"{name} must be a number (got {value!r}): e.g. {flag} {example}") from None
     if not math.isfinite(x):
         raise ConfigError(f"{name} must be a finite number (got {value!r})")
     return x
 
 
 def check(t: TradingSettings) -> TradingSettings:
-    for name in ("threshold_pct", "fee_bps", "slippage_bps", "fraction", "vol_target", "max_leverage"):
-        parse_number(getattr(t, name), name.replace("_", " "), "--" + name.replace("_", "-"))
+    for name in ("threshold_pct", "fee_bps", "slippage_bps", "fraction", "vol_target", "max_leverage", "p_margin"):
+        parse_number(getattr(t, name), name.replace("_", " "), "--" + name.replace("_", "-"), "0.05" if name == "p_margin" else "0.5")
     checks = [
         (t.mode in ("long_flat", "long_short"), f"mode must be long_flat or long_short (got {t.mode!r})"),
-        (t.sizing in ("fixed", "vol"), f"sizing must be 'fixed' or 'vol' (got {t.sizing!r})"),
+        (t.sizing in SIZINGS, f"sizing must be 'fixed', 'vol' or 'forecast_vol' (got {t.sizing!r}): e.g. --sizing vol"),
         (t.fee_bps >= 0, f"fees cannot be negative (got {t.fee_bps} bps): use --fee-bps 10 for 0.1% per trade"),
         (t.slippage_bps >= 0, f"slippage cannot be negative (got {t.slippage_bps} bps): use --slippage-bps 0 or more"),
         (t.threshold_pct >= 0, f"threshold cannot be negative (got {t.threshold_pct}%): use --threshold 0 or more"),
         (0 < t.fraction <= 10, f"position fraction must be in (0, 10] (got {t.fraction})"),
         (t.vol_target > 0, f"volatility target must be positive (got {t.vol_target})"),
         (t.max_leverage > 0, f"max leverage must be positive (got {t.max_leverage})"),
+        (0 <= t.p_margin < 0.5, f"P(up) margin must be in [0, 0.5) (got {t.p_margin}): e.g. --p-margin 0.05 "
+                                "trades when P(up) is above 0.55 or below 0.45"),
         (t.stop_loss_pct is None or 0 < t.stop_loss_pct < 100, f"stop loss must be in (0, 100) percent (got {t.stop_loss_pct})"),
         (t.take_profit_pct is None or t.take_profit_pct > 0, f"take profit must be a positive percent (got {t.take_profit_pct})"),
     ]
@@ -90,13 +113,81 @@ def signal(table: pd.DataFrame, column: str, t: TradingSettings) -> np.ndarray:
     return np.nan_to_num(sig)
 
 
-def size(table: pd.DataFrame, t: TradingSettings, ppy: float) -> np.ndarray:
+def size(table: pd.DataFrame, t: TradingSettings, ppy: float, forecast_vol: np.ndarray | None = None) -> np.ndarray:
+    """[N] Position size per day: the fixed fraction, or the volatility target over the realised
+    vol20 ("vol") or over `forecast_vol` [N], a risk forecast's annualised volatility ("forecast_vol")."""
     if t.sizing == "fixed":
         return np.full(len(table), t.fraction)
-    vol = table["vol20"].to_numpy() * math.sqrt(ppy)  # realised, known at the close before
+    if t.sizing == "vol":
+        return vol_size(table["vol20"].to_numpy() * math.sqrt(ppy), t)  # realised, known at the close before
+    if forecast_vol is None:
+        raise ConfigError("sizing forecast_vol needs a risk forecast (daily open/high/low/close candles with "
+                          "a year of history before the test): use --sizing vol for the realised volatility")
+    return vol_size(forecast_vol, t)
+
+
+def vol_size(vol: np.ndarray, t: TradingSettings) -> np.ndarray:
+    """[N] min(max_leverage, vol_target / vol) for annualised volatilities vol [N]; 0 where vol is unknown."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        s = np.minimum(t.max_leverage, t.vol_target / vol)
-    return np.where(np.isfinite(s), s, 0.0)  # no volatility history yet: stay out
+        s = np.minimum(t.max_leverage, t.vol_target / np.asarray(vol, dtype=np.float64))
+    return np.where(np.isfinite(s), s, 0.0)  # no volatility history or forecast: stay out
+
+
+@dataclass
+class RiskForecast:
+    """A risk model's quantiles of each table day's percent log return, made at the close before."""
+
+    name: str  # the risk model, e.g. garch_t
+    label: str  # its name in sentences, e.g. GARCH(1,1)-t
+    quantiles: np.ndarray  # [N, K] one row per table day; a NaN row: no forecast that day
+    tau: np.ndarray  # [K] increasing levels in (0, 1), holding an even grid (1..99%)
+
+    def vol(self, ppy: float) -> np.ndarray:
+        """[N] Annualised volatility (a fraction: 0.5 = 50%) of each day's forecast; NaN without one."""
+        return daily_vol(self.quantiles, self.tau) / 100 * math.sqrt(ppy)
+
+    def p_up(self) -> np.ndarray:
+        """[N] P(the day's return > 0); NaN without a forecast."""
+        return p_up(self.quantiles, self.tau)
+
+
+def daily_vol(q: np.ndarray, tau) -> np.ndarray:
+    """[N] The standard deviation, in the quantiles' units, of the distribution the even grid of
+    quantiles in q [N, K] describes (equally likely values), scaled to be exact for a normal."""
+    tau = check_levels(tau)
+    grid = crps_columns(tau)  # [G] the even grid's columns (the 99 of 1..99% among the 101 levels)
+    if grid is None:
+        raise ValueError("forecast volatility needs quantiles on an even grid of levels k/(K+1), e.g. 1..99%")
+    normal = float(np.std(ndtri(tau[grid])))  # the same reading of a standard normal's quantiles
+    return np.std(np.asarray(q, dtype=np.float64)[:, grid], axis=1) / normal  # [N]
+
+
+def p_up(q: np.ndarray, tau) -> np.ndarray:
+    """[N] 1 - F(0) for quantiles q [N, K] at levels tau [K]: F linear between the (sorted)
+    quantiles, tau_min below the lowest and tau_max above the highest (the module's rule)."""
+    tau = check_levels(tau)
+    q = np.sort(np.asarray(q, dtype=np.float64), axis=1)  # [N, K]
+    n, k = q.shape
+    at_or_below = (q <= 0).sum(axis=1)  # [N] quantiles at or below 0: F(0) lies between levels j-1 and j
+    hi = np.clip(at_or_below, 1, k - 1)  # [N]
+    lo = hi - 1
+    rows = np.arange(n)
+    q_lo, q_hi = q[rows, lo], q[rows, hi]  # [N]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.clip((0.0 - q_lo) / (q_hi - q_lo), 0.0, 1.0)  # [N] 0 at q_lo, 1 at q_hi
+    f0 = tau[lo] + w * (tau[hi] - tau[lo])  # [N] interpolated between the two levels around 0
+    f0 = np.where(at_or_below == 0, tau[0], np.where(at_or_below == k, tau[-1], f0))
+    return np.where(np.isfinite(q).all(axis=1), 1.0 - f0, np.nan)
+
+
+def p_signal(p: np.ndarray, t: TradingSettings) -> np.ndarray:
+    """[N] +1 long when P(up) > 0.5 + p_margin, -1 short (long_short only) below 0.5 - p_margin, else 0."""
+    p = np.asarray(p, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        sig = np.where(p > 0.5 + t.p_margin, 1.0, 0.0)
+        if t.mode == "long_short":
+            sig = np.where(p < 0.5 - t.p_margin, -1.0, sig)
+    return sig  # NaN compares False: no forecast, flat
 
 
 def simulate(table: pd.DataFrame, position: np.ndarray, t: TradingSettings, stops: bool = True) -> pd.DataFrame:
@@ -171,18 +262,29 @@ def metrics(sim: pd.DataFrame, ppy: float) -> dict:
     }
 
 
-def run_strategies(table: pd.DataFrame, models: list[str], t: TradingSettings) -> tuple[dict, dict]:
-    """Simulate buy-and-hold and the signal of each forecast column; (metrics, simulations)."""
+RISK_STRATEGIES = ("p_up", "model_vol_target")  # the strategies a risk forecast adds
+
+
+def run_strategies(table: pd.DataFrame, models: list[str], t: TradingSettings,
+                   risk: RiskForecast | None = None) -> tuple[dict, dict]:
+    """Simulate buy-and-hold and the signal of each forecast column, each sized as `t` says;
+    (metrics, simulations). Given a risk forecast of the table's days, also "p_up" (its P(up)
+    signal, sized as `t` says) and "model_vol_target" (the model's signal sized to the forecast's
+    volatility, whatever `t.sizing`; the same as "model" under sizing forecast_vol)."""
     check(t)
     ppy = periods_per_year(table.index)
     sims = {"buy_and_hold": simulate(table, np.ones(len(table)), t, stops=False)}
-    sz = size(table, t, ppy)
+    vol = None if risk is None else risk.vol(ppy)  # [N]
+    sz = size(table, t, ppy, vol)
     for m in models:
         sims[m] = simulate(table, signal(table, m, t) * sz, t)
+    if risk is not None:
+        sims["p_up"] = simulate(table, p_signal(risk.p_up(), t) * sz, t)
+        sims["model_vol_target"] = simulate(table, signal(table, "model", t) * vol_size(vol, t), t)
     return {k: metrics(v, ppy) for k, v in sims.items()}, sims
 
 
-def verdict(results: dict, sharpe_ci: dict | None, model: str = "model") -> str:
+def verdict(results: dict, sharpe_ci: dict | None, model: str = "model", label: str = "the model's strategy") -> str:
     """One plain sentence: did the strategy beat buy-and-hold after costs? Better means a higher
     total return and a higher Sharpe ratio; "significantly" only where the 95% block-bootstrap CI
     of the Sharpe difference (`stats.headline_cis`' sharpe_minus_buy_and_hold) excludes 0."""
@@ -195,8 +297,8 @@ def verdict(results: dict, sharpe_ci: dict | None, model: str = "model") -> str:
           else "Sharpe difference CI undefined")
     better = m["total_return"] > b["total_return"] and m["sharpe"] > b["sharpe"]
     if better and defined and sharpe_ci["lo"] > 0:
-        return f"After costs the model's strategy beat buy-and-hold significantly: {facts}; {ci} excludes 0."
+        return f"After costs {label} beat buy-and-hold significantly: {facts}; {ci} excludes 0."
     if better:
-        return (f"After costs the model's strategy did better than buy-and-hold, but not significantly: {facts}; "
+        return (f"After costs {label} did better than buy-and-hold, but not significantly: {facts}; "
                 f"{ci}{' includes 0' if defined else ''}.")
-    return f"After costs the model's strategy did NOT beat buy-and-hold: {facts}; {ci}."
+    return f"After costs {label} did NOT beat buy-and-hold: {facts}; {ci}."

@@ -128,9 +128,14 @@ def headline_cis(table: pd.DataFrame, column: str = "model", returns: dict | Non
         "direction_accuracy": block_bootstrap((hit,), _mean, n_boot, seed=seed),
     }
     if returns is not None:
-        out["sharpe_minus_buy_and_hold"] = block_bootstrap(
-            (returns[column], returns["buy_and_hold"]), lambda a, b: _sharpe_diff(a, b, ppy), n_boot, seed=seed)
+        out["sharpe_minus_buy_and_hold"] = sharpe_vs_buy_and_hold(returns, column, n_boot, seed, ppy)
     return out
+
+
+def sharpe_vs_buy_and_hold(returns: dict, name: str, n_boot: int = 2000, seed: int = 0, ppy: float = 365.0) -> dict:
+    """Block-bootstrap 95% CI of strategy `name`'s annualised Sharpe ratio minus buy-and-hold's,
+    from their daily net returns (`returns[name]`, `returns["buy_and_hold"]`, each [N])."""
+    return block_bootstrap((returns[name], returns["buy_and_hold"]), lambda a, b: _sharpe_diff(a, b, ppy), n_boot, seed=seed)
 
 
 def per_year(table: pd.DataFrame, models: list[str], returns: dict | None = None, column: str = "model") -> pd.DataFrame:
