@@ -94,9 +94,10 @@ def test_run_backtest_writes_a_complete_run_folder(tmp_path):
     t = run.result.table  # the p-value is the one of the 22 forecasts' squared errors vs persistence's
     want = dm_p_by_hand((t["model"] - t["actual"]) ** 2, (t["persistence"] - t["actual"]) ** 2)
     assert m["diebold_mariano"]["p_one_sided"] == pytest.approx(want, rel=1e-9)
-    assert set(m["trading"]["results"]) == {"buy_and_hold", "model", "persistence", "drift", "moving_average", "ar"}
-    # the verdict is the sentences of this run's own numbers: point, RMSE interval, direction, trading
-    assert len(m["verdict"]) == 4
+    assert set(m["trading"]["results"]) == {"buy_and_hold", "model", "persistence", "drift", "moving_average", "ar",
+                                            "p_up", "model_vol_target"}  # the last two on the risk forecast
+    # the verdict is the sentences of this run's own numbers: point, RMSE interval, direction, trading, risk trading
+    assert len(m["verdict"]) == 6 and m["verdict"][4:] == m["trading"]["risk"]["verdict"]
     assert m["verdict"][0] == verdict(m["metrics"])
     assert m["verdict"][2] == direction_verdict(m["direction"]["model"])
     assert m["verdict"][3] == trading.verdict(m["trading"]["results"], m["bootstrap"]["sharpe_minus_buy_and_hold"])
@@ -147,6 +148,7 @@ def test_library_errors(raw):
     (["--window", "rolling", "--train-size", "10"], "smaller than the window"),
     (["--fee-bps", "-3"], "fees cannot be negative"),
     (["--threshold", "abc"], "threshold must be a number"),
+    (["--p-margin", "0.7"], "P(up) margin must be in [0, 0.5) (got 0.7): e.g. --p-margin 0.05"),
     (["--features", "close,rsx14"], "unknown feature 'rsx14'"),
     (["--exog", "no_such_series.csv"], "file not found: no_such_series.csv"),
     (["--features", "close,rsi999999"], "feature 'rsi999999' looks back 999,999 rows, more than the 10,000 allowed"),

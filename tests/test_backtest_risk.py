@@ -1,9 +1,11 @@
 """The risk baselines inside `coincast backtest` (flows/backtest_risk.py) on real bundled BTC with a
 tiny model: the scores equal those of walk_forward_risk + evaluation.risk on the same days, the
-report shows them, nothing after a day moves its quantiles, and data they do not fit are skipped
-with the reason while the backtest still succeeds."""
+report shows them, trading on GARCH(1,1)-t's P(up) and forecast volatility is what the trading
+module gives on those quantiles, nothing after a day moves its quantiles, and data they do not fit
+are skipped with the reason while the backtest still succeeds."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -11,8 +13,10 @@ import pytest
 
 from coincast.backtest.audit import perturb
 from coincast.backtest.engine import BacktestSettings
+from coincast.backtest import trading
 from coincast.backtest.trading import TradingSettings
 from coincast.data import load
+from coincast.errors import ConfigError
 from coincast.evaluation import risk
 from coincast.flows.backtest import run_backtest
 from coincast.flows.backtest_risk import risk_part
@@ -94,6 +98,28 @@ def test_the_report_shows_the_verdict_the_score_table_and_the_fan_chart(run):
     assert json.loads((run.folder / "timing.json").read_text())["risk_seconds"] > 0
 
 
+def test_the_risk_strategies_trade_garch_t_p_up_and_forecast_volatility_beside_buy_and_hold(run, btc):
+    m = json.loads((run.folder / "metrics.json").read_text())
+    tr, table = m["trading"]["risk"], run.result.table
+    assert (tr["skipped"], tr["model"], tr["days_without_forecast"]) == (None, "garch_t", 0)  # fixed rule: no network walked
+    assert list(m["trading"]["results"])[-2:] == ["p_up", "model_vol_target"]
+    walk = walk_forward_risk(btc, start=table.index[0], retrain_every=7, end=table.index[-1])
+    risk_q = trading.RiskForecast("garch_t", "GARCH(1,1)-t", walk.q("garch_t"), walk.tau)
+    t = TradingSettings()
+    want = {"p_up": trading.p_signal(risk_q.p_up(), t),  # fixed sizing: 1
+            "model_vol_target": trading.signal(table, "model", t) * trading.vol_size(risk_q.vol(365), t)}
+    returns = pd.read_csv(run.folder / "returns.csv", index_col=0)
+    for name, position in want.items():
+        np.testing.assert_allclose(returns[name], trading.simulate(table, position, t)["net"], atol=1e-8)
+        assert m["trading"]["results"][name]["days"] == 22
+    assert m["verdict"][-2:] == tr["verdict"]
+    assert tr["verdict"][0].startswith("After costs trading on GARCH(1,1)-t's P(up) ")
+    assert tr["verdict"][1].startswith("After costs the model's strategy sized to GARCH(1,1)-t's forecast volatility ")
+    html = (run.folder / "report.html").read_text()
+    assert "<th>p_up</th>" in html and "<th>model_vol_target</th>" in html
+    assert tr["verdict"][0].replace("'", "&#39;") in html
+
+
 def test_candles_after_a_day_do_not_move_that_days_risk_quantiles(run, btc, tmp_path):
     days = run.result.table.index
     cut_day = days[8]  # 2025-12-23, inside the fold of 12-22..12-28: candles from it on are moved
@@ -126,6 +152,12 @@ def test_data_the_risk_baselines_do_not_fit_are_skipped_with_the_reason(btc, tmp
     assert m["test"]["days"] == 22 and not (run.folder / "risk.csv").exists()
     html = (run.folder / "report.html").read_text()
     assert f"<p>Skipped: {m['risk']['skipped']}.</p>" in html and "risk_fan.png" not in html
+    assert m["trading"]["risk"] == {"skipped": m["risk"]["skipped"]} and "p_up" not in m["trading"]["results"]
+    assert f"<p>No risk strategies: {m['risk']['skipped']}.</p>" in html
+    with pytest.raises(ConfigError, match=f"^sizing forecast_vol sizes by the risk baselines' forecast, but .*{re.escape(words)}"):
+        run_backtest(str(path), tiny(window=12, target="close"), BacktestSettings(start=START),
+                     TradingSettings(sizing="forecast_vol"), runs_dir=tmp_path / "none")  # before any training
+    assert not (tmp_path / "none").exists()
 
 
 def test_candles_the_range_variance_refuses_are_skipped_not_raised(btc):

@@ -25,7 +25,8 @@ out = Console()
 
 
 def _trading(threshold: str, fee_bps: float, slippage_bps: float, long_short: bool, sizing: str, fraction: float,
-             vol_target: float, max_leverage: float, stop_loss: Optional[float], take_profit: Optional[float]):
+             vol_target: float, max_leverage: float, stop_loss: Optional[float], take_profit: Optional[float],
+             p_margin: float):
     from coincast.backtest.trading import TradingSettings, check, parse_number
 
     return check(TradingSettings(
@@ -33,6 +34,7 @@ def _trading(threshold: str, fee_bps: float, slippage_bps: float, long_short: bo
         threshold_pct=parse_number(threshold, "threshold", "--threshold"),
         fee_bps=fee_bps, slippage_bps=slippage_bps, sizing=sizing, fraction=fraction,
         vol_target=vol_target, max_leverage=max_leverage, stop_loss_pct=stop_loss, take_profit_pct=take_profit,
+        p_margin=p_margin,
     ))
 
 
@@ -68,10 +70,13 @@ def backtest(
     fee_bps: float = typer.Option(10.0, help="Fees per position change, basis points of the traded notional."),
     slippage_bps: float = typer.Option(5.0, help="Slippage per position change, basis points."),
     long_short: bool = typer.Option(False, "--long-short/--long-flat", help="Allow short positions (default: long or flat)."),
-    sizing: str = typer.Option("fixed", help="fixed (a fraction of equity) or vol (volatility target)."),
+    sizing: str = typer.Option("fixed", help="fixed (a fraction of equity), vol (volatility target with the realised "
+                               "20-day volatility) or forecast_vol (with the risk forecast's volatility; daily candles)."),
     fraction: float = typer.Option(1.0, help="Fixed sizing: share of equity in the position."),
     vol_target: float = typer.Option(0.5, help="Vol sizing: annualised volatility target (0.5 = 50%)."),
     max_leverage: float = typer.Option(1.0, help="Vol sizing: largest position size."),
+    p_margin: float = typer.Option(0.0, help="The P(up) strategy: long when the risk forecast's P(up) is above "
+                                   "0.5 + this, short (--long-short) below 0.5 - this, else flat."),
     stop_loss: Optional[float] = typer.Option(None, help="Stop-loss in percent, on the next candle's low/high."),
     take_profit: Optional[float] = typer.Option(None, help="Take-profit in percent, on the next candle's high/low."),
     bootstrap: int = typer.Option(2000, help="Block-bootstrap resamples."),
@@ -84,7 +89,8 @@ def backtest(
     from coincast.flows.backtest import run_backtest
     from coincast.report.terminal import terminal_table
 
-    t = _trading(threshold, fee_bps, slippage_bps, long_short, sizing, fraction, vol_target, max_leverage, stop_loss, take_profit)
+    t = _trading(threshold, fee_bps, slippage_bps, long_short, sizing, fraction, vol_target, max_leverage, stop_loss,
+                 take_profit, p_margin)
     s = opt.settings(
         preset, config, data__target=target, data__features=opt.csv(features), data__exog=opt.csv(exog),
         data__window=window_size, data__timestamps=timestamps, train__epochs=epochs, train__seed=seed,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from coincast.backtest import trading
@@ -24,9 +25,10 @@ from coincast.backtest.engine import (
 )
 from coincast.config import Settings
 from coincast.data.datasets import default_target, load
+from coincast.errors import ConfigError
 from coincast.evaluation import conformal, stats
 from coincast.evaluation.metrics import score, verdict
-from coincast.flows.backtest_risk import risk_part
+from coincast.flows.backtest_risk import TRADING_MODELS, risk_part, skip_reason, trading_forecast
 from coincast.prep.inputs import Inputs, build_inputs, validated
 from coincast.report.backtest_folder import write_backtest
 from coincast.report.run_folder import final_name, staging_folder
@@ -57,11 +59,20 @@ def load_frame(data, settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame, st
     return built.frame, raw, built.target
 
 
-def evaluate(result: BacktestResult, t: trading.TradingSettings, n_boot: int = 2000) -> tuple[dict, dict, list[str]]:
-    """Scores, tests, intervals and trading for a finished walk-forward; (summary, sims, verdict)."""
+# the strategies a risk forecast adds (trading.RISK_STRATEGIES), as the verdict names them
+RISK_LABELS = {"p_up": "trading on {}'s P(up)", "model_vol_target": "the model's strategy sized to {}'s forecast volatility"}
+
+
+def evaluate(result: BacktestResult, t: trading.TradingSettings, n_boot: int = 2000,
+             risk: trading.RiskForecast | None = None, no_risk: str | None = None) -> tuple[dict, dict, list[str]]:
+    """Scores, tests, intervals and trading for a finished walk-forward; (summary, sims, verdict).
+    `risk`: the risk model's forecast of the table's days, which adds the risk strategies (or
+    `no_risk`, the reason there is none, in metrics.json's trading.risk)."""
     table, models = result.table, result.models
+    if risk is None and t.sizing == "forecast_vol":
+        raise ConfigError(f"sizing forecast_vol needs a risk forecast, and there is none ({no_risk}): use --sizing vol")
     metrics = score(table, models)
-    results, sims = trading.run_strategies(table, models, t)
+    results, sims = trading.run_strategies(table, models, t, risk)
     returns = {k: v["net"].to_numpy() for k, v in sims.items()}
     ppy = trading.periods_per_year(table.index)
     cis = stats.headline_cis(table, returns=returns, n_boot=n_boot, ppy=ppy)
@@ -73,6 +84,8 @@ def evaluate(result: BacktestResult, t: trading.TradingSettings, n_boot: int = 2
         stats.direction_verdict(stats.binomial_tests(table)),
         trading.verdict(results, cis["sharpe_minus_buy_and_hold"]),
     ]
+    risk_trading = risk_strategies(results, returns, risk, no_risk, n_boot, ppy)
+    lines += risk_trading.get("verdict", [])
     summary = {
         "verdict": lines,
         "test": {"first": str(table.index[0]), "last": str(table.index[-1]), "days": len(table),
@@ -84,10 +97,26 @@ def evaluate(result: BacktestResult, t: trading.TradingSettings, n_boot: int = 2
         "direction": {m: stats.binomial_tests(table, m) for m in models},
         "bootstrap": cis,
         "intervals": conformal.coverage(table, result.backtest.levels),
-        "trading": {"settings": t.to_dict(), "results": results},
+        "trading": {"settings": t.to_dict(), "results": results, "risk": risk_trading},
         "per_year": stats.per_year(table, models, returns).reset_index().to_dict(orient="records"),
     }
     return summary, sims, lines
+
+
+def risk_strategies(results: dict, returns: dict, risk: trading.RiskForecast | None, no_risk: str | None,
+                    n_boot: int, ppy: float) -> dict:
+    """metrics.json's trading.risk: which risk model the risk strategies used and by what rule, the
+    Sharpe-difference CI and the verdict of each against buy-and-hold; or `skipped`, the reason."""
+    if risk is None:
+        return {"skipped": no_risk or "no risk forecast was given"}
+    cis = {name: stats.sharpe_vs_buy_and_hold(returns, name, n_boot, ppy=ppy) for name in trading.RISK_STRATEGIES}
+    return {
+        "skipped": None, "model": risk.name, "label": risk.label,
+        "choice": f"the first of {', '.join(TRADING_MODELS)} the risk walk holds, fixed before the test period",
+        "days_without_forecast": int(np.isnan(risk.quantiles).any(axis=1).sum()),  # traded flat
+        "sharpe_minus_buy_and_hold": cis,
+        "verdict": [trading.verdict(results, cis[n], n, RISK_LABELS[n].format(risk.label)) for n in trading.RISK_STRATEGIES],
+    }
 
 
 def run_backtest(
@@ -108,7 +137,10 @@ def run_backtest(
         settings.data.target = default_target(data)
     inputs, raw = load_inputs(data, settings)
     settings.data.target = inputs.target
-    check(inputs.frame, settings, bt)  # every user mistake surfaces here, before anything is written
+    pos = check(inputs.frame, settings, bt)  # every user mistake surfaces here, before anything is written
+    reason = skip_reason(raw, inputs.frame.index[pos:]) if t.sizing == "forecast_vol" else None
+    if reason is not None:
+        raise ConfigError(f"sizing forecast_vol sizes by the risk baselines' forecast, but {reason}: use --sizing vol")
     runs_dir = Path(runs_dir)
     staging = staging_folder(runs_dir)
 
@@ -118,9 +150,10 @@ def run_backtest(
 
     try:
         result = walk_forward(inputs, settings, bt, extra=raw, log=log, on_fold=on_fold, on_start=on_start or say_plan)
-        summary, sims, lines = evaluate(result, t, n_boot)
         # the risk baselines over the same test days, from the raw candles (skipped, with the reason, where they do not apply)
         risk = risk_part(raw, result.table.index, bt.retrain_every)
+        forecast, no_risk = trading_forecast(risk, result.table.index)  # the risk model trading uses, or why none
+        summary, sims, lines = evaluate(result, t, n_boot, forecast, no_risk)
         summary = {"data": str(data), "features": ",".join(inputs.frame.columns), **summary, "risk": risk.summary}
         write_backtest(staging, data, result, t, summary, sims, risk.table, risk.seconds)
         folder = final_name(runs_dir, data, f"backtest-{bt.refit}")

@@ -8,6 +8,12 @@ CRPS of the percent log return from the 99 quantiles 1..99%, its ratio to the em
 walk with the one-sided Diebold-Mariano p, 80%/95% coverage and width, and the 5% VaR's Kupiec and
 Christoffersen p-values. Where it does not apply (no open/high/low/close, not daily, too little
 history before the first test day) `risk_part` says why in one line and the backtest goes on.
+
+Trading (backtest/trading.py) uses one risk model's forecasts, chosen by a fixed rule and never by
+the test period's scores (that would look ahead): the first of TRADING_MODELS the walk holds, the
+network's distribution head where it is walked, else GARCH(1,1)-t (the baseline BENCHMARKS.md
+measured best on the bundled coins, as `predict` uses it). `trading_forecast` gives its quantiles on
+the backtest's days, or the one-line reason there are none.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from coincast.backtest.trading import RiskForecast
 from coincast.data.frame import bar_length
 from coincast.errors import CoincastError
 from coincast.evaluation import risk
@@ -26,6 +33,7 @@ from coincast.prep.features import PRICES
 
 REFERENCE = "empirical"  # the random walk every baseline's CRPS is divided by
 LABELS = {"empirical": "the empirical random walk", "ewma_t": "EWMA-t", "garch_t": "GARCH(1,1)-t", "har_t": "HAR-t"}
+TRADING_MODELS = ("network", "garch_t")  # trading's risk model: the first of these the walk holds (fixed in advance)
 CSV_LEVELS = (0.025, 0.10, 0.50, 0.90, 0.975)  # risk.csv's quantiles of each baseline
 ALPHA = 0.05  # the DM p below which "beat the empirical random walk" is called significant
 
@@ -35,6 +43,7 @@ class RiskPart:
     summary: dict  # metrics.json's "risk": `skipped` (None, or the one-line reason) and the scores
     table: pd.DataFrame | None  # risk.csv: per day the previous and actual close, the return, quantiles
     seconds: float = 0.0
+    walk: RiskWalk | None = None  # the scored walk (the backtest's days only); None where skipped
 
 
 def skip_reason(candles: pd.DataFrame, days: pd.DatetimeIndex) -> str | None:
@@ -70,7 +79,24 @@ def risk_part(candles: pd.DataFrame, days: pd.DatetimeIndex, retrain_every: int)
     keep = walk.actual.index.isin(days)  # [N] the days the backtest scored (a gap day has no forecast)
     walk = RiskWalk(walk.actual[keep], walk.quantiles[keep], walk.tau, walk.folds, walk.counts)
     seconds = time.perf_counter() - t0
-    return RiskPart(summarise(walk, retrain_every), table(candles, walk), seconds)
+    return RiskPart(summarise(walk, retrain_every), table(candles, walk), seconds, walk)
+
+
+def trading_model(walk: RiskWalk) -> str | None:
+    """The risk model trading uses: the first of TRADING_MODELS the walk holds (None: none of them)."""
+    return next((name for name in TRADING_MODELS if name in walk.names), None)
+
+
+def trading_forecast(part: RiskPart, days: pd.DatetimeIndex) -> tuple[RiskForecast | None, str | None]:
+    """(the trading risk model's quantiles on `days`, None), or (None, why there are none).
+    A day the walk lacks gets a NaN row (trading stays flat that day)."""
+    if part.walk is None:
+        return None, part.summary["skipped"]
+    name = trading_model(part.walk)
+    if name is None:
+        return None, f"the risk walk holds none of {', '.join(TRADING_MODELS)}"
+    q = part.walk.quantiles[name].reindex(days).to_numpy(float)  # [N, K] NaN rows: days without a forecast
+    return RiskForecast(name, LABELS.get(name, name), q, part.walk.tau), None
 
 
 def scores(walk: RiskWalk) -> dict[str, dict]:
