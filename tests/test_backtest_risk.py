@@ -1,6 +1,7 @@
-"""The risk baselines inside `coincast backtest` (flows/backtest_risk.py) on real bundled BTC with a
-tiny model: the scores equal those of walk_forward_risk + evaluation.risk on the same days, the
-report shows them, trading on GARCH(1,1)-t's P(up) and forecast volatility is what the trading
+"""The risk models inside `coincast backtest` (flows/backtest_risk.py) on real bundled BTC with a
+tiny model: the scores of the four baselines and the network's distribution head equal those of
+walk_forward_risk + evaluation.risk on the same days, the report shows them, trading on the
+network's P(up) and forecast volatility is what the trading
 module gives on those quantiles, nothing after a day moves its quantiles, and data they do not fit
 are skipped with the reason while the backtest still succeeds."""
 
@@ -20,13 +21,15 @@ from coincast.errors import ConfigError
 from coincast.evaluation import risk
 from coincast.flows.backtest import run_backtest
 from coincast.flows.backtest_risk import risk_part
+from coincast.models.risk_baselines import all_baselines
+from coincast.models.risk_network import NetworkRisk
 from coincast.models.risk_walk import walk_forward_risk
 from tests.conftest import one_torch_thread, tiny
 
 one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
 START = "2025-12-15"  # 22 test days to 2026-01-05: folds of 7, 7, 7, 1
-BASELINES = ["empirical", "ewma_t", "garch_t", "har_t"]
+BASELINES = ["empirical", "ewma_t", "garch_t", "har_t", "network"]
 QUANTILES = {"q2.5": 0.025, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q97.5": 0.975}
 
 
@@ -45,13 +48,19 @@ def run(tmp_path_factory):
     return backtest("btc-usd", tmp_path_factory.mktemp("risk"))
 
 
-def test_scores_equal_walk_forward_risk_and_evaluation_risk_on_the_same_days(run, btc):
+@pytest.fixture(scope="module")
+def walk(run, btc):
+    """Every risk model walked over the backtest's days, outside it."""
+    days = run.result.table.index
+    return walk_forward_risk(btc, start=days[0], retrain_every=7, end=days[-1], baselines=all_baselines() + [NetworkRisk()])
+
+
+def test_scores_equal_walk_forward_risk_and_evaluation_risk_on_the_same_days(run, btc, walk):
     m = json.loads((run.folder / "metrics.json").read_text())["risk"]
     days = run.result.table.index
     assert m["skipped"] is None and m["days"] == len(days) == 22 and m["folds"] == 4 and m["retrain_every"] == 7
     assert (m["first"], m["last"]) == (str(days[0]), str(days[-1]))
 
-    walk = walk_forward_risk(btc, start=days[0], retrain_every=7, end=days[-1])  # the same days, by hand
     y = walk.actual.to_numpy()
     np.testing.assert_allclose(y, 100 * np.log(btc["close"] / btc["close"].shift(1)).loc[days])
     assert list(m["baselines"]) == BASELINES
@@ -70,6 +79,13 @@ def test_scores_equal_walk_forward_risk_and_evaluation_risk_on_the_same_days(run
         assert got["var5_breaches"] == v5["breaches"] == int(np.sum(y < q[:, risk.level_index(walk.tau, 0.05)]))
         assert (got["var5_kupiec_p"], got["var5_christoffersen_p"]) == pytest.approx((v5["kupiec_p"], v5["christoffersen_p"]))
 
+    net = m["baselines"]["network"]
+    want = risk.crps_dm(y, walk.q("network"), walk.q("garch_t"), walk.tau)
+    assert (net["crps_ratio_garch"], net["dm_p_garch"]) == pytest.approx((want["ratio"], want["dm_p"]), rel=1e-12)
+    assert m["verdict"].endswith(f"GARCH(1,1)-t{' significantly' if want['dm_p'] < 0.05 and want['ratio'] < 1 else ''}"
+                                 f"{' not significantly' if want['dm_p'] >= 0.05 and want['ratio'] < 1 else ''}: "
+                                 f"CRPS {want['ratio']:.3f}x, DM p = {want['dm_p']:.3g}.")
+    assert m["network_skipped"] is None
     best = min(BASELINES, key=lambda n: m["baselines"][n]["crps"])
     assert m["best"] == best
     assert m["verdict"].startswith(f"{m['best_label']} gave the best risk forecast" if best != "empirical" else "No risk model")
@@ -98,13 +114,12 @@ def test_the_report_shows_the_verdict_the_score_table_and_the_fan_chart(run):
     assert json.loads((run.folder / "timing.json").read_text())["risk_seconds"] > 0
 
 
-def test_the_risk_strategies_trade_garch_t_p_up_and_forecast_volatility_beside_buy_and_hold(run, btc):
+def test_the_risk_strategies_trade_the_networks_p_up_and_forecast_volatility_beside_buy_and_hold(run, walk):
     m = json.loads((run.folder / "metrics.json").read_text())
     tr, table = m["trading"]["risk"], run.result.table
-    assert (tr["skipped"], tr["model"], tr["days_without_forecast"]) == (None, "garch_t", 0)  # fixed rule: no network walked
+    assert (tr["skipped"], tr["model"], tr["days_without_forecast"]) == (None, "network", 0)  # fixed rule: the network first
     assert list(m["trading"]["results"])[-2:] == ["p_up", "model_vol_target"]
-    walk = walk_forward_risk(btc, start=table.index[0], retrain_every=7, end=table.index[-1])
-    risk_q = trading.RiskForecast("garch_t", "GARCH(1,1)-t", walk.q("garch_t"), walk.tau)
+    risk_q = trading.RiskForecast("network", "the network", walk.q("network"), walk.tau)
     t = TradingSettings()
     want = {"p_up": trading.p_signal(risk_q.p_up(), t),  # fixed sizing: 1
             "model_vol_target": trading.signal(table, "model", t) * trading.vol_size(risk_q.vol(365), t)}
@@ -113,8 +128,8 @@ def test_the_risk_strategies_trade_garch_t_p_up_and_forecast_volatility_beside_b
         np.testing.assert_allclose(returns[name], trading.simulate(table, position, t)["net"], atol=1e-8)
         assert m["trading"]["results"][name]["days"] == 22
     assert m["verdict"][-2:] == tr["verdict"]
-    assert tr["verdict"][0].startswith("After costs trading on GARCH(1,1)-t's P(up) ")
-    assert tr["verdict"][1].startswith("After costs the model's strategy sized to GARCH(1,1)-t's forecast volatility ")
+    assert tr["verdict"][0].startswith("After costs trading on the network's P(up) ")
+    assert tr["verdict"][1].startswith("After costs the model's strategy sized to the network's forecast volatility ")
     html = (run.folder / "report.html").read_text()
     assert "<th>p_up</th>" in html and "<th>model_vol_target</th>" in html
     assert tr["verdict"][0].replace("'", "&#39;") in html

@@ -1,12 +1,15 @@
-"""The risk baselines over a backtest's test days: quantiles, scores and a one-sentence verdict.
+"""The risk models over a backtest's test days: quantiles, scores and a one-sentence verdict.
 
 `coincast backtest` on daily candles walks the four risk baselines (models/risk_baselines.py:
-empirical 365 days, EWMA-t, GARCH(1,1)-t, HAR-t) over the backtest's own test days with its
+empirical 365 days, EWMA-t, GARCH(1,1)-t, HAR-t) and, where the data have the history it needs
+(NetworkRisk.min_history returns before the first test day), the network's distribution head
+(models/risk_network.py) over the backtest's own test days with its
 retrain interval (models/risk_walk.py: each fold refitted on the rows before its first day, each
 day forecast from the candles through the day before), and scores them with evaluation/risk.py:
 CRPS of the percent log return from the 99 quantiles 1..99%, its ratio to the empirical random
 walk with the one-sided Diebold-Mariano p, 80%/95% coverage and width, and the 5% VaR's Kupiec and
-Christoffersen p-values. Where it does not apply (no open/high/low/close, not daily, too little
+Christoffersen p-values; the network's CRPS is also divided by GARCH(1,1)-t's, with the DM p that
+it is better, and the verdict says so in a second sentence. Where it does not apply (no open/high/low/close, not daily, too little
 history before the first test day) `risk_part` says why in one line and the backtest goes on.
 
 Trading (backtest/trading.py) uses one risk model's forecasts, chosen by a fixed rule and never by
@@ -28,11 +31,14 @@ from coincast.data.frame import bar_length
 from coincast.errors import CoincastError
 from coincast.evaluation import risk
 from coincast.models.risk_baselines import all_baselines
+from coincast.models.risk_network import NetworkRisk
 from coincast.models.risk_walk import RiskWalk, walk_forward_risk
 from coincast.prep.features import PRICES
 
 REFERENCE = "empirical"  # the random walk every baseline's CRPS is divided by
-LABELS = {"empirical": "the empirical random walk", "ewma_t": "EWMA-t", "garch_t": "GARCH(1,1)-t", "har_t": "HAR-t"}
+LABELS = {"empirical": "the empirical random walk", "ewma_t": "EWMA-t", "garch_t": "GARCH(1,1)-t", "har_t": "HAR-t",
+          "network": "the network"}
+GARCH = "garch_t"  # the baseline the network must beat
 TRADING_MODELS = ("network", "garch_t")  # trading's risk model: the first of these the walk holds (fixed in advance)
 CSV_LEVELS = (0.025, 0.10, 0.50, 0.90, 0.975)  # risk.csv's quantiles of each baseline
 ALPHA = 0.05  # the DM p below which "beat the empirical random walk" is called significant
@@ -59,7 +65,7 @@ def skip_reason(candles: pd.DataFrame, days: pd.DatetimeIndex) -> str | None:
     if len(days) < 2:
         return "the risk scores need at least two test days"
     need = max(b.min_history for b in all_baselines())
-    before = int(candles.index.searchsorted(days[0])) - 1  # returns before the first test day
+    before = _returns_before(candles, days)
     if before < need:
         return (f"the risk baselines need {need} daily returns before the first test day "
                 f"({days[0].date()}); the data have {before}")
@@ -72,14 +78,24 @@ def risk_part(candles: pd.DataFrame, days: pd.DatetimeIndex, retrain_every: int)
     if reason is not None:
         return RiskPart({"skipped": reason}, None)
     t0 = time.perf_counter()
+    models, network_skipped = all_baselines(), None
+    network, before = NetworkRisk(), _returns_before(candles, days)
+    if before >= network.min_history:
+        models.append(network)
+    else:
+        network_skipped = f"the network's risk head needs {network.min_history} daily returns before the first test day; the data have {before}"
     try:
-        walk = walk_forward_risk(candles, start=days[0], retrain_every=retrain_every, end=days[-1])
+        walk = walk_forward_risk(candles, start=days[0], retrain_every=retrain_every, end=days[-1], baselines=models)
     except CoincastError as e:  # candles the range variance refuses (a high below the close, a zero price)
         return RiskPart({"skipped": f"the risk baselines could not run: {str(e).rstrip('.')}"}, None)
     keep = walk.actual.index.isin(days)  # [N] the days the backtest scored (a gap day has no forecast)
     walk = RiskWalk(walk.actual[keep], walk.quantiles[keep], walk.tau, walk.folds, walk.counts)
     seconds = time.perf_counter() - t0
-    return RiskPart(summarise(walk, retrain_every), table(candles, walk), seconds, walk)
+    return RiskPart({**summarise(walk, retrain_every), "network_skipped": network_skipped}, table(candles, walk), seconds, walk)
+
+
+def _returns_before(candles: pd.DataFrame, days: pd.DatetimeIndex) -> int:
+    return int(candles.index.searchsorted(days[0])) - 1
 
 
 def trading_model(walk: RiskWalk) -> str | None:
@@ -114,6 +130,9 @@ def scores(walk: RiskWalk) -> dict[str, dict]:
             "coverage_95": i95["coverage"], "width_95": i95["width"],
             "var5_breaches": v5["breaches"], "var5_kupiec_p": v5["kupiec_p"], "var5_christoffersen_p": v5["christoffersen_p"],
         }
+        if name == "network":
+            g = risk.crps_dm(y, q, walk.q(GARCH), tau)
+            out[name].update({"crps_ratio_garch": g["ratio"], "dm_p_garch": g["dm_p"]})
     return out
 
 
@@ -127,8 +146,17 @@ def verdict(rows: dict[str, dict], days: int) -> str:
     if best == REFERENCE:
         return f"No risk model beat {LABELS[REFERENCE]} (CRPS {r['crps']:.4f}, the best); {cover}."
     sig = "significantly" if r["dm_p"] is not None and r["dm_p"] < ALPHA else "NOT significantly"
-    return (f"{LABELS.get(best, best)} gave the best risk forecast: CRPS {r['crps_ratio']:.3f}x "
+    line = (f"{LABELS.get(best, best)} gave the best risk forecast: CRPS {r['crps_ratio']:.3f}x "
             f"{LABELS[REFERENCE]}'s, {sig} better (Diebold-Mariano one-sided p = {r['dm_p']:.3g}); {cover}.")
+    return line if "network" not in rows else f"{line} {network_verdict(rows['network'])}"
+
+
+def network_verdict(r: dict) -> str:
+    """One sentence: did the network's risk forecast beat GARCH(1,1)-t's (CRPS, one-sided DM p)?"""
+    beat = r["crps_ratio_garch"] < 1
+    sig = ("significantly" if r["dm_p_garch"] < ALPHA else "not significantly") if beat else ""
+    return (f"The network's risk forecast {'beat' if beat else 'did NOT beat'} {LABELS[GARCH]}{' ' + sig if sig else ''}: "
+            f"CRPS {r['crps_ratio_garch']:.3f}x, DM p = {r['dm_p_garch']:.3g}.")
 
 
 def summarise(walk: RiskWalk, retrain_every: int) -> dict:

@@ -1,0 +1,183 @@
+"""The network's risk forecast: quantiles of the next daily log return from models/risk_net.py.
+
+It has the risk baselines' two steps (models/risk_baselines.py), so models/risk_walk.py walks it
+with the same folds, and it is scored beside them:
+
+- `fit(r, gk)` with the returns r [C] and Garman-Klass variances gk [C] (percent, percent^2) before
+  the fold's cut. It refits its own GARCH(1,1)-t (warm-started, as the baseline), whose volatility
+  s[t] and mean mu put every input and target in units of the day's forecast volatility. The first
+  fit trains the network from its GARCH-t start on every window before a calibration tail (the
+  last `calibration` days), early-stopping on a selection tail just before it (the `selection` days
+  before the calibration tail), and forecasts the calibration tail out of sample: the calibration
+  record starts there. Later fits keep the network as it is (frozen) and refit GARCH and the
+  calibration only: on the six coins' 730 days before `make skill`'s test period, warm refits
+  (2 epochs a fold on the last 365 windows, without a selection tail) scored worse than GARCH-t
+  and the frozen network did not (BENCHMARKS.md).
+- Calibration (conformalised quantile regression, one shift per level, Romano et al. 2019's
+  asymmetric form): on the record of the last `record` out-of-sample forecasts whose days are
+  before the cut (the calibration tail, then each fold's own forecasts once their days are
+  known), the level-tau quantile is moved by the residual y - z of rank ceil((n+1) tau) (levels at
+  or above the median) or floor((n+1) tau) (below it), in standardised units, then the row is
+  sorted (monotone again). No shift until `min_record` forecasts are scored.
+- `forecast(r, gk, first, tau)` -> [n + 1 - first, K]: mu + s[t] z[t] for t = first..n, each from
+  the window of the `window` days before t.
+
+Inputs of day j in the window of target day t: (r[j] - mu) / s[t], sqrt(gk[j]) / s[t] and
+ln(s[j] / s[t]): returns, ranges and GARCH's volatility path relative to the day's forecast.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from coincast.evaluation.risk import LEVELS
+from coincast.models.risk_baselines import GarchT, garch_variance, std_t_ppf
+from coincast.models.risk_net import RiskNet
+
+
+class NetworkRisk:
+    name = "network"
+
+    def __init__(self, window: int = 30, hidden: int = 16, calibration: int = 250, selection: int = 250,
+                 max_epochs: int = 40, patience: int = 5, record: int = 365, min_record: int = 100, lr: float = 1e-3, batch: int = 64, seed: int = 0):
+        self.window, self.hidden, self.calibration, self.selection = window, hidden, calibration, selection
+        self.max_epochs, self.patience = max_epochs, patience
+        self.record, self.min_record, self.lr, self.batch, self.seed = record, min_record, lr, batch, seed
+        self.garch = GarchT()
+        # returns before the cut: GARCH's history, then windows for training, selection and calibration
+        self.min_history = self.garch.min_history + window + 2 * selection + calibration
+        self.net: RiskNet | None = None
+        self.tau: np.ndarray | None = None
+        self.pending: dict[int, tuple[float, float, np.ndarray]] = {}  # day -> (mu, s, z [K]) not yet scored
+        self.residuals: list[np.ndarray] = []  # [K] y - z of each scored out-of-sample forecast, in day order
+        self.shift: np.ndarray | None = None  # [K] the calibration's shifts (standardised units)
+        self.spans: dict[str, tuple[int, int]] = {}  # the first fit's days trained on, selected on, calibrated on
+        self.epochs: int | None = None  # the best epoch of the first fit (0: the GARCH-t start)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    # -- the base distribution and the windows ------------------------------------------------
+
+    def _base(self) -> torch.Tensor:
+        return torch.tensor(std_t_ppf(self.tau, self.garch.params[4]), dtype=torch.float32)  # [K]
+
+    def _sigma(self, r: np.ndarray) -> tuple[float, np.ndarray]:
+        """(mu, s [n + 1]): GARCH's mean and the volatility of each day t = 0..n given r[:t]."""
+        mu, omega, alpha, beta, _ = self.garch.params
+        return float(mu), np.sqrt(garch_variance(r, mu, omega, alpha, beta, self.garch.backcast))
+
+    def _windows(self, r: np.ndarray, gk: np.ndarray, s: np.ndarray, mu: float, days: np.ndarray) -> torch.Tensor:
+        """[D, L, 3] the inputs of each target day in `days` (each at least `window`)."""
+        idx = days[:, None] - self.window + np.arange(self.window)[None, :]  # [D, L] the days before each target
+        st = s[days][:, None]  # [D, 1]
+        x = np.stack([(r[idx] - mu) / st, np.sqrt(np.maximum(gk[idx], 0.0)) / st, np.log(s[idx] / st)], axis=-1)
+        return torch.tensor(x, dtype=torch.float32)
+
+    # -- fit ----------------------------------------------------------------------------------
+
+    def fit(self, r: np.ndarray, gk: np.ndarray) -> dict:
+        r, gk = np.asarray(r, float), np.asarray(gk, float)
+        n = len(r)
+        self._score_pending(r)
+        info = self.garch.fit(r, gk)
+        mu, s = self._sigma(r)
+        if self.net is None:
+            self.tau = LEVELS if self.tau is None else self.tau
+            with torch.random.fork_rng():  # the LSTM's initial weights from the seed, the caller's RNG untouched
+                torch.manual_seed(self.seed)
+                self.net = RiskNet(3, len(self.tau), int(np.argmin(np.abs(self.tau - 0.5))), self.hidden)
+            tail = n - self.calibration  # first day of the calibration tail
+            pick = tail - self.selection  # first day of the selection tail
+            first = self.window + self.garch.min_history  # the first day trained on
+            self.spans = {"train": (first, pick), "selection": (pick, tail), "calibration": (tail, n)}  # days [from, to)
+            if pick - first < self.selection:
+                raise ValueError(f"the risk network needs {self.min_history} returns before its first fold; got {n}")
+            self.epochs = self._train(self._data(r, gk, s, mu, np.arange(first, pick)),
+                                      self._data(r, gk, s, mu, np.arange(pick, tail)))
+            days = np.arange(tail, n)
+            z = self._z(self._windows(r, gk, s, mu, days))  # [C, K] out of sample: trained before the tail
+            self.residuals.extend(list((r[days] - mu)[:, None] / s[days][:, None] - z))
+        self.shift = self._calibration()
+        return {"epochs": self.epochs, "record": min(len(self.residuals), self.record),
+                "calibrated": self.shift is not None, "nu": info["nu"]}
+
+    def _data(self, r, gk, s, mu, days) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._windows(r, gk, s, mu, days), torch.tensor((r[days] - mu) / s[days], dtype=torch.float32)
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The mean pinball loss of the quantiles over the levels and the batch."""
+        e = y[:, None] - self.net(x, self._base())  # [B, K]
+        tau = torch.tensor(self.tau, dtype=torch.float32)[None, :]  # [1, K]
+        return torch.maximum(tau * e, (tau - 1) * e).mean()
+
+    def _train(self, train, select) -> int:
+        """Adam on the pinball loss, early-stopping on `select` (the best weights kept). Returns
+        the best epoch (0: the start, GARCH-t's own quantiles)."""
+        x, y = train
+        opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        best, best_epoch, state = self._eval(select), 0, {k: v.clone() for k, v in self.net.state_dict().items()}
+        for epoch in range(1, self.max_epochs + 1):
+            self.net.train()
+            order = torch.randperm(len(y), generator=self.generator)
+            for i in range(0, len(y), self.batch):
+                b = order[i : i + self.batch]
+                opt.zero_grad()
+                self._loss(x[b], y[b]).backward()
+                opt.step()
+            loss = self._eval(select)
+            if loss < best:
+                best, best_epoch, state = loss, epoch, {k: v.clone() for k, v in self.net.state_dict().items()}
+            elif epoch - best_epoch >= self.patience:
+                break
+        self.net.load_state_dict(state)
+        return best_epoch
+
+    def _eval(self, data) -> float:
+        self.net.eval()
+        with torch.no_grad():
+            return float(self._loss(*data))
+
+    # -- calibration --------------------------------------------------------------------------
+
+    def _score_pending(self, r: np.ndarray) -> None:
+        """Move the forecasts whose days are now known (before len(r)) into the record."""
+        for t in sorted(d for d in self.pending if d < len(r)):
+            mu, s, z = self.pending.pop(t)
+            self.residuals.append((r[t] - mu) / s - z)
+
+    def _calibration(self) -> np.ndarray | None:
+        """[K] The conformal shift of each level from the last `record` residuals, or None."""
+        if len(self.residuals) < self.min_record:
+            return None
+        return conformal_shifts(np.array(self.residuals[-self.record :]), self.tau)
+
+    # -- forecast -----------------------------------------------------------------------------
+
+    def _z(self, x: torch.Tensor) -> np.ndarray:
+        self.net.eval()
+        with torch.no_grad():
+            return self.net(x, self._base()).numpy().astype(float)  # [D, K]
+
+    def forecast(self, r: np.ndarray, gk: np.ndarray, first: int, tau) -> np.ndarray:
+        if not np.array_equal(np.asarray(tau, float), self.tau):
+            raise ValueError("the risk network forecasts the levels it was trained on (evaluation.risk.LEVELS)")
+        r, gk = np.asarray(r, float), np.asarray(gk, float)
+        mu, s = self._sigma(r)  # s [n + 1]
+        days = np.arange(first, len(r) + 1)  # [D] the last is the day after the data
+        z = self._z(self._windows(r, gk, s, mu, days))  # [D, K]: windows end the day before each
+        for t, zt in zip(days, z):
+            self.pending[int(t)] = (mu, float(s[t]), zt)
+        if self.shift is not None:
+            z = np.sort(z + self.shift[None, :], axis=1)
+        return mu + s[days][:, None] * z  # [D, K]
+
+
+def conformal_shifts(residuals: np.ndarray, tau: np.ndarray) -> np.ndarray:
+    """[K] For residuals y - z [n, K] of n out-of-sample forecasts, the shift of each level: the
+    residual of rank ceil((n+1) tau) at or above the median level, floor((n+1) tau) below it
+    (clipped to 1..n), so that at least / at most a tau share of new values fall below z + shift."""
+    n = len(residuals)
+    ranked = np.sort(residuals, axis=0)  # [n, K]
+    tau = np.asarray(tau, float)
+    k = np.where(tau >= 0.5, np.ceil((n + 1) * tau - 1e-9), np.floor((n + 1) * tau + 1e-9)).astype(int)  # [K]
+    return ranked[np.clip(k, 1, n) - 1, np.arange(len(tau))]
