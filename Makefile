@@ -44,10 +44,12 @@ bench: $(VENV)/.installed
 bench-quick: $(VENV)/.installed
 	bash benchmarks/run_bench.sh --quick
 
-# Walk-forward skill of the default, default+ta and tutorial presets on all six bundled daily coins (~1 h on 2 cores).
+# Walk-forward skill of the default, default+ta and tutorial presets on all six bundled daily coins, then the
+# risk forecasts (the network's distribution head and the four baselines) on the same days (~1 h on 2 cores).
 skill: $(VENV)/.installed
 	$(VENV)/bin/coincast evaluate --jobs 2 --out runs/skill
 	$(PY) benchmarks/skill.py runs/skill
+	$(PY) benchmarks/risk_baselines.py
 
 # A 40-trial `coincast tune` on btc-usd (tune end 2024-12-31, 91-day trials) and its test after the tune end (~80 min on 2 cores).
 bench-tune: $(VENV)/.installed

@@ -1,13 +1,17 @@
-"""Risk baselines benchmark: quantile forecasts of the next daily log return on every bundled coin.
+"""Risk benchmark: quantile forecasts of the next daily log return on every bundled coin.
 
-Walks the four baselines of coincast.models.risk_baselines (empirical 365 days, EWMA-t,
-GARCH(1,1)-t, HAR-t) forward over the last 730 days of each bundled daily coin with weekly refits
-on past data, and scores them with coincast.evaluation.risk: CRPS from the 99 quantiles 1..99%
-(percent log returns), its ratio to the empirical baseline with the one-sided Diebold-Mariano p,
+Walks the network's distribution head (coincast.models.risk_network) and the four baselines of
+coincast.models.risk_baselines (empirical 365 days, EWMA-t, GARCH(1,1)-t, HAR-t) forward over the
+last 730 days of each bundled daily coin with weekly refits on past data, and scores them with
+coincast.evaluation.risk: CRPS from the 99 quantiles 1..99% (percent log returns), its ratio to
+the empirical baseline with the one-sided Diebold-Mariano p (and the network's to GARCH(1,1)-t's),
 80/95% coverage, width and interval score, and the Kupiec and Christoffersen tests of the 5% and
-1% VaR. Writes benchmarks/results/risk_baselines.json and the risk section of BENCHMARKS.md.
+1% VaR; then issue 16's targets, met or missed. Writes benchmarks/results/risk_baselines.json and
+the risk section of BENCHMARKS.md (`make skill` runs it after the point table).
 
     .venv/bin/python benchmarks/risk_baselines.py [--coins btc-usd,eth-usd] [--days 730] [--retrain-every 7]
+        [--end 2024-01-06 --section risk_tuning --out ...]   the same on data cut at --end
+        [--network record=730]                                the network's settings (NetworkRisk's keywords)
 """
 
 from __future__ import annotations
@@ -24,19 +28,24 @@ from doc_section import replace_section  # benchmarks/: run as scripts
 import coincast
 from coincast.evaluation import risk
 from coincast.machine import cpu_model
+from coincast.models.risk_baselines import all_baselines
+from coincast.models.risk_network import NetworkRisk
 from coincast.models.risk_walk import walk_forward_risk
 
 COINS = ("btc-usd", "eth-usd", "ltc-usd", "xrp-usd", "ada-usd", "bnb-usd")
-BEGIN, END = "<!-- risk:begin -->", "<!-- risk:end -->"
-REFERENCE = "empirical"
+REFERENCE, GARCH = "empirical", "garch_t"
 # What issue 16 quotes for the same protocol, to compare against.
 ISSUE = {"garch_gain": (0.3, 1.9), "garch_dm_below_05": 4, "cov80": (0.79, 0.83), "cov95": (0.95, 0.96)}
 
 
-def one(coin: str, days: int, retrain_every: int) -> list[dict]:
+def one(coin: str, days: int, retrain_every: int, end: str | None, network: dict) -> list[dict]:
     candles = coincast.load(coin)
+    if end is not None:
+        candles = candles.loc[:end]
     t0 = time.perf_counter()
-    walk = walk_forward_risk(candles, start=candles.index[-days], retrain_every=retrain_every)
+    net = NetworkRisk(**network)
+    walk = walk_forward_risk(candles, start=candles.index[-days], retrain_every=retrain_every,
+                             baselines=all_baselines() + [net])
     seconds = time.perf_counter() - t0
     y = walk.actual.to_numpy()  # [N]
     rows = []
@@ -49,9 +58,36 @@ def one(coin: str, days: int, retrain_every: int) -> list[dict]:
             "crps": s["crps"], "crps_ratio": dm["ratio"], "dm_stat": dm["dm_stat"],
             "dm_p": None if name == REFERENCE else dm["dm_p"],
             "intervals": s["intervals"], "var": s["var"],
-            "fits": walk.counts.get(name), "seconds_all_baselines": seconds,
+            "fits": walk.counts.get(name), "seconds_all_models": seconds,
         })
+        if name == "network":
+            g = risk.crps_dm(y, walk.q(name), walk.q(GARCH), walk.tau)
+            rows[-1].update({"crps_ratio_garch": g["ratio"], "dm_p_garch": g["dm_p"], "epochs": net.epochs})
     return rows
+
+
+def targets(rows: list[dict]) -> list[str]:
+    """Issue 16's targets for the network's risk forecast, each met or missed, with by how much."""
+    n = [r for r in rows if r["baseline"] == "network"]
+    if not n:
+        return []
+    off80 = max(abs(r["intervals"]["80"]["coverage"] - 0.80) for r in n)
+    off95 = max(abs(r["intervals"]["95"]["coverage"] - 0.95) for r in n)
+    below = sum(r["crps_ratio"] < 1 for r in n)
+    sig = sum(r["crps_ratio"] < 1 and r["dm_p"] < 0.05 for r in n)
+    garch = sum(r["crps_ratio_garch"] <= 1 for r in n)
+    var = sum(r["var"]["0.05"]["kupiec_p"] > 0.05 and r["var"]["0.05"]["christoffersen_p"] > 0.05 for r in n)
+    ok = lambda cond: "**met**" if cond else "**missed**"  # noqa: E731
+    k = len(n)
+    return [
+        f"- 80% and 95% coverage within 2.5 points of nominal on every coin: farthest {100 * off80:.1f} / "
+        f"{100 * off95:.1f} points: {ok(off80 <= 0.025 and off95 <= 0.025)}.",
+        f"- CRPS below the empirical random walk's on all {k}: {below} of {k}: {ok(below == k)}; "
+        f"DM p < 0.05 on at least three: {sig}: {ok(sig >= 3)}.",
+        f"- CRPS at or below GARCH(1,1)-t's on at least four: {garch} of {k} "
+        f"(ratios {', '.join(format(r['crps_ratio_garch'], '.4f') for r in n)}): {ok(garch >= 4)}.",
+        f"- 5% VaR passes Kupiec and Christoffersen (p > 0.05) on at least five: {var} of {k}: {ok(var >= 5)}.",
+    ]
 
 
 def summary(rows: list[dict]) -> list[str]:
@@ -76,40 +112,53 @@ def summary(rows: list[dict]) -> list[str]:
     ]
 
 
-def section(rows: list[dict], meta: dict) -> str:
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+def section(rows: list[dict], meta: dict, name: str) -> str:
     f = lambda v, s="{:.3f}": "–" if v is None else s.format(v)  # noqa: E731
-    lines = [BEGIN, "", "## Risk baselines: quantiles of the next daily log return (`benchmarks/risk_baselines.py`)", "",
+    begin, end = markers(name)
+    cut = f", data cut at {meta['end']}" if meta.get("end") else ""
+    lines = [begin, "", "## Risk forecasts: quantiles of the next daily log return (`benchmarks/risk_baselines.py`)", "",
              f"Generated by `benchmarks/risk_baselines.py` on {meta['date']}. Protocol: each bundled daily coin's last "
-             f"{meta['days']} days ({meta['first']} .. {meta['last']}), every baseline refitted every "
+             f"{meta['days']} days ({meta['first']} .. {meta['last']}{cut}), every model refitted every "
              f"{meta['retrain_every']} days on the returns before the fold and forecasting each day from the data "
              "through the day before (`coincast.models.risk_walk`). Baselines (`coincast.models.risk_baselines`): "
              "`empirical` = quantiles of the last 365 returns; `ewma_t` = RiskMetrics lambda 0.94 with a unit-variance "
              "Student t whose degrees of freedom are fitted by ML on the training returns; `garch_t` = GARCH(1,1) with "
              "Student-t innovations (arch, percent returns, warm-started); `har_t` = HAR regression of the "
-             "Garman-Klass variance on its 1/7/30-day averages with a fitted Student t. Scores "
+             "Garman-Klass variance on its 1/7/30-day averages with a fitted Student t; `network` = the network's "
+             "distribution head (`coincast.models.risk_network`: a BiLSTM reshaping GARCH(1,1)-t's quantiles, "
+             f"trained once before the first fold, then GARCH refitted and the conformal calibration redone every fold; "
+             f"settings {meta['network'] or 'default'}). Scores "
              "(`coincast.evaluation.risk`): CRPS of the percent log return from the 99 quantiles 1..99% "
              "((2/K) sum of pinball losses, +1.0% against the exact CRPS of a normal, the same factor for all), "
              "its ratio to `empirical` and the one-sided DM p that the baseline is better (HLN); "
              "cov./width/IS = coverage, mean width (percent) and interval score of the central 80% and 95% "
              "intervals; Kupiec (K) and Christoffersen independence (C) p-values of the 5% and 1% VaR "
-             "(breaches: return below the quantile).", "",
+             "(breaches: return below the quantile). For `network`, `/ GARCH` and `p vs GARCH` are its CRPS ratio to "
+             "`garch_t` and the one-sided DM p that it is better; `ep.` the best epoch of its training (0: GARCH-t's "
+             "own quantiles kept).", "",
              f"Machine: {meta['cpu']}, {meta['cores']} cores; Python {meta['python']}, " +
              ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) +
              f". GARCH fits: {meta['garch_fits']}, not converged (previous parameters kept): {meta['garch_nonconverged']}, "
              f"warm starts arch ignored: {meta['garch_warm_ignored']}. Time: {meta['seconds']:.0f} s for all coins "
              "(run at nice 10 on a shared machine).", "",
-             "| coin | baseline | CRPS | / empirical | DM p | cov. 80 | width 80 | IS 80 | cov. 95 | width 95 | IS 95 "
-             "| 5% breaches | 5% K p | 5% C p | 1% breaches | 1% K p | 1% C p |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| coin | model | CRPS | / empirical | DM p | / GARCH | p vs GARCH | ep. | cov. 80 | width 80 | IS 80 | cov. 95 "
+             "| width 95 | IS 95 | 5% breaches | 5% K p | 5% C p | 1% breaches | 1% K p | 1% C p |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         i80, i95, v5, v1 = r["intervals"]["80"], r["intervals"]["95"], r["var"]["0.05"], r["var"]["0.01"]
         lines.append(
             f"| {r['coin']} | {r['baseline']} | {r['crps']:.4f} | {r['crps_ratio']:.4f} | {f(r['dm_p'], '{:.3g}')} | "
+            f"{f(r.get('crps_ratio_garch'), '{:.4f}')} | {f(r.get('dm_p_garch'), '{:.3g}')} | {r.get('epochs', '–')} | "
             f"{i80['coverage']:.3f} | {i80['width']:.2f} | {i80['interval_score']:.2f} | "
             f"{i95['coverage']:.3f} | {i95['width']:.2f} | {i95['interval_score']:.2f} | "
             f"{v5['breaches']} | {v5['kupiec_p']:.3g} | {v5['christoffersen_p']:.3g} | "
             f"{v1['breaches']} | {v1['kupiec_p']:.3g} | {v1['christoffersen_p']:.3g} |")
-    lines += ["", "Against the figures issue 16 quotes for the same protocol:", "", *summary(rows), "", END]
+    lines += ["", "The baselines against the figures issue 16 quotes for the same protocol:", "", *summary(rows), "",
+              "The network against issue 16's targets:", "", *targets(rows), "", end]
     return "\n".join(lines)
 
 
@@ -120,23 +169,28 @@ def main() -> None:
     p.add_argument("--retrain-every", type=int, default=7)
     p.add_argument("--out", default="benchmarks/results/risk_baselines.json")
     p.add_argument("--doc", default="BENCHMARKS.md")
+    p.add_argument("--end", default=None, help="cut the data after this date (a tuning period)")
+    p.add_argument("--section", default="risk", help="the marked section of --doc to write")
+    p.add_argument("--network", default="", help="NetworkRisk keywords, e.g. record=730,min_record=50")
     a = p.parse_args()
+    network = {k: int(v) for k, v in (kv.split("=") for kv in a.network.split(",") if kv)}
     t0 = time.perf_counter()
     rows = []
     for coin in a.coins.split(","):
-        rows += one(coin, a.days, a.retrain_every)
+        rows += one(coin, a.days, a.retrain_every, a.end, network)
         g = next(r for r in rows if r["coin"] == coin and r["baseline"] == "garch_t")
         print(f"{coin}: GARCH-t CRPS / empirical {g['crps_ratio']:.4f}, DM p {g['dm_p']:.3g}", flush=True)
     g = [r["fits"] for r in rows if r["baseline"] == "garch_t"]
-    meta = {"date": time.strftime("%Y-%m-%d"), "days": a.days, "retrain_every": a.retrain_every,
+    meta = {"date": time.strftime("%Y-%m-%d"), "days": a.days, "retrain_every": a.retrain_every, "end": a.end,
+            "network": a.network,
             "first": min(r["first"] for r in rows), "last": max(r["last"] for r in rows),
             "cpu": cpu_model(), "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-            "versions": {k: md.version(k) for k in ("numpy", "scipy", "pandas", "arch")},
+            "versions": {k: md.version(k) for k in ("numpy", "scipy", "pandas", "arch", "torch")},
             "garch_fits": sum(x["fits"] for x in g), "garch_nonconverged": sum(x["nonconverged"] for x in g),
             "garch_warm_ignored": sum(x["warm_start_ignored"] for x in g), "seconds": time.perf_counter() - t0}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    replace_section(a.doc, BEGIN, END, section(rows, meta))
+    replace_section(a.doc, *markers(a.section), section(rows, meta, a.section))
 
 
 if __name__ == "__main__":

@@ -168,8 +168,10 @@ def test_benchmark_script_writes_its_section_only(tmp_path, monkeypatch):
         monkeypatch.setattr(sys, "argv", argv)
         bench.main()
     rows = json.loads(out.read_text())["rows"]
-    assert [r["baseline"] for r in rows] == ["empirical", "ewma_t", "garch_t", "har_t"]
+    assert [r["baseline"] for r in rows] == ["empirical", "ewma_t", "garch_t", "har_t", "network"]
     assert rows[0]["days"] == 20 and rows[0]["dm_p"] is None and 0 < rows[2]["dm_p"] < 1
+    assert rows[4]["crps_ratio_garch"] == pytest.approx(rows[4]["crps"] / rows[2]["crps"])
     text = doc.read_text()
-    assert text.startswith("# Benchmarks\n\nother sections\n") and text.count(bench.BEGIN) == 1
-    assert "| btc-usd | garch_t |" in text and "Against the figures issue 16 quotes" in text
+    assert text.startswith("# Benchmarks\n\nother sections\n") and text.count(bench.markers("risk")[0]) == 1
+    assert "| btc-usd | garch_t |" in text and "issue 16 quotes" in text and "| btc-usd | network |" in text
+    assert "CRPS at or below GARCH(1,1)-t's on at least four: " in text

@@ -45,9 +45,10 @@ def test_head_of_zeros_is_the_base_and_monotone():
 
 def test_conformal_shifts_by_hand():
     res = np.arange(1.0, 10.0)[:, None].repeat(3, axis=1)  # [9, 3]: residuals 1..9 at each level
-    # n = 9: tau 0.1 -> floor(1.0) = rank 1; 0.5 -> ceil(5.0) = rank 5; 0.9 -> ceil(9.0) = rank 9
-    np.testing.assert_array_equal(conformal_shifts(res, np.array([0.1, 0.5, 0.9])), [1.0, 5.0, 9.0])
-    np.testing.assert_array_equal(conformal_shifts(res, np.array([0.05, 0.55, 0.95])), [1.0, 6.0, 9.0])
+    # n = 9, linear interpolation: position (n - 1) tau from the smallest: 0.8 -> 1.8, 4 -> 5, 7.2 -> 8.2
+    np.testing.assert_allclose(conformal_shifts(res, np.array([0.1, 0.5, 0.9])), [1.8, 5.0, 8.2])
+    res[:, 1] -= 10  # each level its own residuals
+    np.testing.assert_allclose(conformal_shifts(res, np.array([0.1, 0.5, 0.9])), [1.8, -5.0, 8.2])
 
 
 def test_first_fit_days_and_calibration(walk, candles):
