@@ -132,6 +132,10 @@ def test_run_predict_and_bad_models(cli, files, tmp_path):
     folder = next(tmp_path.iterdir())
     sentence = json.loads((folder / "metrics.json").read_text())["verdict"]
     assert "persistence" in p.stdout and "always_up" in p.stdout and sentence in " ".join(p.stdout.split())
+    # 300 days: too few for the risk models, which the run skips with the reason (metrics.json, one line)
+    risk = json.loads((folder / "metrics.json").read_text())["risk"]
+    assert risk["skipped"].startswith("the risk baselines need 365 daily returns before the first test day")
+    assert f"risk baselines skipped: {risk['skipped']}\n" in p.stdout
     p = cli("predict", "--model", str(folder), cwd=files)
     assert p.returncode == 0, p.stderr
     # the line shows the saved model's own forecast from the recorded data, to the cent

@@ -65,6 +65,7 @@ def test_several_assets_then_predict_each(cli, tmp_path):
     p = cli("run", *TINY_FLAGS, "--data", "ltc-usd,ada-usd", "--out", "runs", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "per asset" in p.stdout and "pooled" in p.stdout
+    assert "risk baselines skipped: the risk part runs on one asset; this run has 2\n" in p.stdout
     folder = next((tmp_path / "runs").iterdir())
     p = cli("predict", "--model", str(folder), cwd=tmp_path)
     lines = p.stdout.strip().splitlines()

@@ -103,8 +103,9 @@ def test_comparison_and_per_asset_sections_escape_names():
         comparison={"sentence": "s", "dm_stat": -0.5, "dm_p_extras_better": 0.25, "dm_p_two_sided": 0.5,
                     "extra_inputs": ["rsi<14>"], "price_only_inputs": ["close&co"]},
         per_asset={"<i>coin</i>": {"model": m}}, asset_models=["model"],
+        risk={"skipped": "the <b>risk</b> part"}, fan={},
     )
-    assert "<script>" not in text and "<b>col" not in text and "<i>coin" not in text
+    assert "<script>" not in text and "<b>col" not in text and "<i>coin" not in text and "<b>risk" not in text
     for escaped in ["v &amp; w", "with rsi&lt;14&gt;", "price only (close&amp;co)", "&lt;i&gt;coin&lt;/i&gt;",
                     "&lt;b&gt;col&lt;/b&gt;", 'alt="a&amp;b.png"', "close,&lt;script&gt;x&lt;/script&gt;"]:
         assert escaped in text, escaped
@@ -116,9 +117,10 @@ def test_comparison_and_per_asset_sections_escape_names():
 def test_run_report_sections_and_wrapped_tables(run_html):
     text = run_html.read_text()
     page = Outline(text)
-    assert page.headings == ["Model vs baselines (test period)", "Run", "Column normalisation", "Plots"]
-    assert len(page.tables_wrapped) == 3 and all(page.tables_wrapped)
-    assert text.count("data:image/png;base64,") == 4
+    assert page.headings == ["Model vs baselines (test period)", "Risk: ranges of the next day's return", "Run",
+                             "Column normalisation", "Plots"]
+    assert len(page.tables_wrapped) == 4 and all(page.tables_wrapped)
+    assert text.count("data:image/png;base64,") == 5  # the four plots and the risk fan chart
     assert "ratio: x / x<sub>0</sub> - 1" in text and '<p class="verdict">' in text
 
 

@@ -69,6 +69,8 @@ def run(
     out.print(result.verdict)
     if result.comparison is not None:
         out.print(result.comparison["sentence"])
+    r = result.risk.summary
+    out.print(r["verdict"] if r["skipped"] is None else f"risk baselines skipped: {r['skipped']}", soft_wrap=True)
     out.print(f"run folder: {result.folder}")
 
 

@@ -1,7 +1,7 @@
 """`run()`: the whole flow, data to report, as one call shared by the CLI and the API.
 
 source -> frame -> inputs (indicators, exogenous series) -> windows -> model -> forecast
-table -> metrics -> run folder. Everything
+table -> metrics (and the risk models' scores, flows/run_risk.py) -> run folder. Everything
 the user can get wrong is checked before training starts, and the run folder is built
 under a temporary name and renamed at the end, so a failed run leaves nothing behind.
 """
@@ -23,6 +23,8 @@ from coincast.errors import DataError
 from coincast.evaluation import assets
 from coincast.evaluation.compare import PRICE_ONLY, compare, relative
 from coincast.evaluation.metrics import score, verdict
+from coincast.flows.backtest_risk import RiskPart
+from coincast.flows.run_risk import quantile_columns, run_risk
 from coincast.models.baselines import BASELINES
 from coincast.models.forecaster import MIN_TRAIN_WINDOWS, Forecaster
 from coincast.prep.inputs import Inputs, validated
@@ -44,6 +46,7 @@ class RunResult:
     gaps: dict = field(default_factory=dict)  # windows dropped because they span a time gap
     inputs: dict = field(default_factory=dict)  # input columns by origin, rows dropped
     split: dict = field(default_factory=dict)  # the test start all assets share; each asset's target dates
+    risk: RiskPart | None = None  # the risk models over the test days (flows/run_risk.py), or why they were skipped
 
 
 @dataclass
@@ -265,6 +268,12 @@ def run(
             comparable = relative(table)
         comparison = compare(comparable, extras, first.plain) if price_only is not None else None
         sentence = verdict(metrics)
+        # the risk models over the same test days, fitted once before them (skipped, with the reason, where they do not apply)
+        risk = run_risk(prep.raws, table.index)
+        columns, note = quantile_columns(risk, table)
+        if columns is not None:  # forecast.csv's risk_q<level> columns: the next close's quantiles
+            table = pd.concat([table, columns], axis=1)
+            risk.summary["forecast_columns"] = note
         shapes = {
             "train": list(forecaster.train_shape_),
             "test": [len(table), L - 1, len(forecaster.columns_)],
@@ -281,7 +290,7 @@ def run(
             log(f"windows dropped because they span a time gap over {settings.data.max_gap} steps: "
                 f"{gaps['train_windows_dropped']} train, {test_gaps} test")
         result = RunResult(staging, metrics, table, forecaster, sentence, shapes, per_asset,
-                           comparison, price_only, gaps, inputs, split_record(prep, L))
+                           comparison, price_only, gaps, inputs, split_record(prep, L), risk)
         write_run(staging, data, settings, result)
         folder = final_name(runs_dir, data, settings.preset)
         staging.rename(folder)

@@ -17,11 +17,11 @@ from coincast.machine import describe
 from coincast.report.backtest_plots import (
     drawdown_plot,
     equity_plot,
-    fan_plot,
     interval_plot,
     per_year_plot,
 )
 from coincast.report.html import render
+from coincast.report.risk_files import write_risk
 from coincast.report.run_folder import dataset_spec
 
 
@@ -49,11 +49,7 @@ def write_backtest(folder: Path, data, result: BacktestResult, t, summary: dict,
     returns = pd.DataFrame({k: v["net"] for k, v in sims.items()})
     returns.index.name = "date"
     io.write_text(folder / "returns.csv", returns.to_csv(float_format="%.8f"))
-    fan = {}
-    if risk is not None:
-        io.write_text(folder / "risk.csv", risk.to_csv(float_format="%.6f"))
-        r = summary["risk"]
-        fan = {"risk_fan.png": fan_plot(risk, r["best"], r["best_label"], str(data))}
+    fan = write_risk(folder, risk, summary["risk"], str(data))
     images = {
         "forecast_intervals.png": interval_plot(table, str(data)),
         **({"forecast_intervals_last90.png": interval_plot(table.iloc[-90:], f"{data}, last 90 steps")}
@@ -62,7 +58,7 @@ def write_backtest(folder: Path, data, result: BacktestResult, t, summary: dict,
         "drawdown.png": drawdown_plot(sims),
         "per_year.png": per_year_plot(pd.DataFrame(summary["per_year"]).set_index("year"), result.models),
     }
-    for name, png in {**images, **fan}.items():
+    for name, png in images.items():
         io.write_bytes(folder / name, png)
     io.write_text(folder / "report.html", html_page(data, result, summary, images, fan))
 

@@ -1,4 +1,5 @@
 """Write a finished run into its folder: config, metrics, timing, forecast table, plots,
+the risk models' risk.csv and fan chart (daily OHLC candles only, report/risk_files.py),
 the self-contained HTML report and the model itself.
 """
 
@@ -20,6 +21,7 @@ from coincast.evaluation.compare import PRICE_ONLY
 from coincast.machine import describe
 from coincast.report import plots
 from coincast.report.html import render
+from coincast.report.risk_files import write_risk
 
 
 def staging_folder(runs_dir: Path) -> Path:
@@ -66,6 +68,7 @@ def write_run(folder: Path, data, settings: Settings, r) -> None:
         "metrics": metrics,
         "per_asset": r.per_asset or None,
         "comparison": r.comparison,
+        "risk": r.risk.summary,
         "inputs": r.inputs,
         "gaps": r.gaps,
         "normalisation": rules,
@@ -87,6 +90,7 @@ def write_run(folder: Path, data, settings: Settings, r) -> None:
         "train_seconds": hist.seconds,
         "epoch_seconds": hist.epoch_seconds,
         "price_only_train_seconds": po_seconds,
+        "risk_seconds": r.risk.seconds,
         "device": str(forecaster.device_),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -100,11 +104,13 @@ def write_run(folder: Path, data, settings: Settings, r) -> None:
     images = _plots(table, metrics, hist, data)
     for name, png in images.items():
         io.write_bytes(folder / name, png)
+    fan = write_risk(folder, r.risk.table, r.risk.summary, str(data))
     io.write_text(folder / "report.html", render(
         "run_report.html", title=f"coincast run: {data}", verdict=r.verdict, metrics=metrics, rules=rules,
         summary=_summary(data, settings, r, test_span, seconds), images=images,
         comparison=r.comparison,  # scored on pooled (relative) prices when several assets
         per_asset=r.per_asset, asset_models=[m for m in metrics if m in ("model", PRICE_ONLY, "persistence")],
+        risk=r.risk.summary, fan=fan,
     ))
     forecaster.save(folder)
 
