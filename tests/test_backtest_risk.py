@@ -111,6 +111,8 @@ def test_the_report_shows_the_verdict_the_score_table_and_the_fan_chart(run):
         assert f"<th>{name}</th>" in html
     assert f'<tr class="model"><th>{m["best"]}</th><td>{m["baselines"][m["best"]]["crps"]:.4f}</td>' in html
     assert 'alt="risk_fan.png"' in html and (run.folder / "risk_fan.png").stat().st_size > 10_000
+    assert (m["forecast"], m["forecast_label"]) == ("network", "the network")  # the fixed rule, whatever scored best
+    assert "The fan chart and\nthe forecasts trading uses are the network's" in html
     assert json.loads((run.folder / "timing.json").read_text())["risk_seconds"] > 0
 
 

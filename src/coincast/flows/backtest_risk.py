@@ -167,6 +167,8 @@ def summarise(walk: RiskWalk, retrain_every: int) -> dict:
         "skipped": None, "first": str(walk.actual.index[0]), "last": str(walk.actual.index[-1]),
         "days": len(walk.actual), "folds": walk.counts["folds"], "retrain_every": retrain_every,
         "reference": REFERENCE, "best": best, "best_label": LABELS.get(best, best), "verdict": verdict(rows, len(walk.actual)),
+        # the model forecasts use (trading, forecast.csv, the fan chart): a fixed rule, not test scores
+        "forecast": trading_model(walk) or best, "forecast_label": LABELS.get(trading_model(walk) or best, best),
         "baselines": rows, "fits": {k: v for k, v in walk.counts.items() if isinstance(v, dict)},
     }
 

@@ -1,6 +1,7 @@
 """A run folder's risk files, the same in `coincast run` and `coincast backtest`: risk.csv (per test
 day the previous and actual close, the realised percent log return and every risk model's quantiles
-of it) and risk_fan.png (the price with the best model's 80%/95% ranges); the report shows the fan
+of it) and risk_fan.png (the price with the 80%/95% ranges of the model forecasts use:
+flows/backtest_risk.TRADING_MODELS' fixed rule); the report shows the fan
 chart beside the score table (templates/macros.html `risk_section`).
 """
 
@@ -20,7 +21,7 @@ def write_risk(folder: Path, table: pd.DataFrame | None, summary: dict, title: s
     if table is None:
         return {}
     io.write_text(folder / "risk.csv", table.to_csv(float_format="%.6f"))
-    fan = {"risk_fan.png": fan_plot(table, summary["best"], summary["best_label"], title)}
+    fan = {"risk_fan.png": fan_plot(table, summary["forecast"], summary["forecast_label"], title)}
     for name, png in fan.items():
         io.write_bytes(folder / name, png)
     return fan
