@@ -29,6 +29,7 @@ def tiny(name: str = "default", *, model: dict | None = None, train: dict | None
     s.model.hidden = list(TINY_HIDDEN)
     s.train.epochs = TINY_EPOCHS
     s.train.batch_size = TINY_BATCH
+    s.model.risk_head = False  # the network's risk head trains for seconds: on only where a test asks (model={"risk_head": True})
     for section, values in (("data", data), ("model", model or {}), ("train", train or {})):
         part = getattr(s, section)
         for k, v in values.items():

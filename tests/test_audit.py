@@ -2,7 +2,7 @@
 
 import pytest
 
-from coincast.backtest.audit import audit_backtest, audit_features, perturb
+from coincast.backtest.audit import audit_backtest, audit_features, audit_risk, perturb
 from coincast.backtest.engine import BacktestSettings
 from coincast.backtest.trading import TradingSettings
 from coincast.data import load
@@ -70,7 +70,8 @@ def test_planted_one_day_peek_is_flagged(raw):
 def test_cli_audit_passes(cli, tmp_path):
     p = cli("audit", "--start", "2025-11-01", *tiny_flags("audit", window=12), cwd=tmp_path)
     assert p.returncode == 0, p.stderr  # exit 1 when the audit fails
-    assert p.stdout.count("look-ahead audit passed") == 2, p.stdout
+    assert p.stdout.count("look-ahead audit passed") == 3, p.stdout
+    assert "risk quantiles of empirical, ewma_t, garch_t, har_t, network: look-ahead audit passed" in p.stdout
 
 
 def test_bad_cutoff(raw):
@@ -80,3 +81,25 @@ def test_bad_cutoff(raw):
         audit_features(raw, peek, "soon")
     with pytest.raises(DataError, match="outside the data"):
         audit_features(raw, peek, "2031-01-01")
+
+
+def test_risk_audit_flags_a_walk_that_peeks(raw, monkeypatch):
+    """The risk audit passes on the real walk; a GARCH that forecasts each day from data including
+    that day's own return is flagged; candles without high/low are not audited."""
+    import numpy as np
+
+    from coincast.models import risk_baselines
+
+    full = load("btc-usd").iloc[-700:]  # 699 returns: too few for the network, the baselines only
+    cutoff = full.index[-12]
+    ok = audit_risk(full, cutoff)
+    assert ok.passed and list(ok.compared) == ["risk empirical", "risk ewma_t", "risk garch_t", "risk har_t"]
+    forecast = risk_baselines.GarchT.forecast
+    def peeking(self, r, gk, first, tau):  # day t's quantiles from r[:t + 1]: its own return
+        q = forecast(self, r, gk, first, tau)  # [n + 1 - first, K]: row t from r[:t]
+        return np.vstack([q[1:], q[-1:]])  # row t from r[:t + 1]; the last row as it was
+
+    monkeypatch.setattr(risk_baselines.GarchT, "forecast", peeking)
+    leaky = audit_risk(full, cutoff)
+    assert list(leaky.leaks) == ["risk garch_t"] and leaky.leaks["risk garch_t"] <= str(cutoff)
+    assert "not apply" in audit_risk(full.drop(columns=["high", "low"]), cutoff)

@@ -35,7 +35,8 @@ QUANTILES = {"q2.5": 0.025, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q97.5": 0.97
 
 def backtest(data, runs_dir):
     bt = BacktestSettings(start=START, refit="warm", warm_epochs=1)
-    return run_backtest(data, tiny(window=12, target="close"), bt, TradingSettings(), runs_dir=runs_dir, n_boot=20)
+    return run_backtest(data, tiny(window=12, target="close", model={"risk_head": True}), bt, TradingSettings(),
+                        runs_dir=runs_dir, n_boot=20)
 
 
 @pytest.fixture(scope="module")

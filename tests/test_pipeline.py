@@ -26,7 +26,7 @@ RISK_COLUMNS = {"risk_q2.5": 0.025, "risk_q10": 0.10, "risk_q50": 0.50, "risk_q9
 @pytest.fixture(scope="module")
 def btc_run(tmp_path_factory):
     """One tiny run on BTC, shared by the tests of its folder, its risk part and its determinism."""
-    return run("btc-usd", tiny(window=20), tmp_path_factory.mktemp("btc"))
+    return run("btc-usd", tiny(window=20, model={"risk_head": True}), tmp_path_factory.mktemp("btc"))
 
 
 def test_tutorial_preset_has_the_tutorials_shapes_and_baselines(tmp_path):
@@ -67,7 +67,7 @@ def test_run_folder_contents_and_forecast_table(btc_run):
 
 
 def test_same_seed_gives_identical_metrics_json(btc_run, tmp_path):
-    again = run("btc-usd", tiny(window=20), tmp_path)
+    again = run("btc-usd", tiny(window=20, model={"risk_head": True}), tmp_path)
     assert (again.folder / "metrics.json").read_text() == (btc_run.folder / "metrics.json").read_text()
     assert json.loads((again.folder / "timing.json").read_text())["risk_seconds"] > 0  # times stay out of metrics.json
 

@@ -61,6 +61,9 @@ class ModelSettings:
     # Forecast = persistence + a * (model - persistence), a in [0, 1] fitted on the
     # validation windows only (a = 0 where the model shows no skill there).
     shrink: bool = True
+    # The network's distribution head (models/risk_network.py) in the risk part of run and backtest,
+    # beside the baselines; false leaves the baselines only (and saves its training, a few seconds).
+    risk_head: bool = True
 
 
 @dataclass

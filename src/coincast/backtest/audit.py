@@ -8,7 +8,9 @@ indicator, the `exog` series) once on the full history, shrinkage as set; beside
 shrunk forecast it compares the network's own output, which a = 0 would otherwise hide. Anything that peeks at a later row (a feature that
 looks ahead, a scaler fitted on the whole series, early stopping on future data) shows up
 as a changed value, reported with the first date it changed. The same check runs on the
-feature columns alone (a feature value at a day before c must not change).
+feature columns alone (a feature value at a day before c must not change), and on the risk
+models' quantiles (`audit_risk`: the four baselines and the network's distribution head walked
+over the same days with the same refits; a day's quantiles up to c must not change).
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ from coincast.backtest.engine import BacktestSettings, check, walk_forward
 from coincast.config import Settings
 from coincast.data.exogenous import read_series
 from coincast.data.frame import day_on
-from coincast.errors import DataError
+from coincast.errors import CoincastError, DataError
+from coincast.models.risk_baselines import all_baselines
+from coincast.models.risk_network import NetworkRisk
+from coincast.models.risk_walk import walk_forward_risk
 from coincast.prep.inputs import Inputs, build_inputs
 from coincast.prep.windows import fill_zeros
 
@@ -198,4 +203,34 @@ def audit_backtest(
         pa = trading.signal(a, m, t) * trading.size(a, t, ppy)
         pb = trading.signal(b, m, t) * trading.size(b, t, ppy)
         _compare(res, f"position {m}", pd.Series(pa, a.index), pd.Series(pb, b.index))
+    return res
+
+
+def audit_risk(raw: pd.DataFrame, cutoff, start=None, retrain_every: int = 7, seed: int = 0) -> AuditResult | str:
+    """Walk the risk models (every baseline, and the network's head where the history allows) from
+    `start` (default: the cut-off falls in the middle of the second fold) over the candles and over
+    them perturbed from `cutoff` on, refitted every `retrain_every` days, and compare each model's
+    quantiles of every day up to the cut-off. Returns the one-line reason instead where the risk
+    models do not apply to these candles."""
+    cut = _cut_position(raw, cutoff)
+    first = cut - retrain_every - retrain_every // 2 if start is None else int(
+        raw.index.searchsorted(day_on(raw.index, start, "start", "--start")))
+    raw = raw.iloc[: cut + 2 * retrain_every]  # a few folds after the cut-off are enough
+    res = AuditResult(raw.index[cut])
+    pert = perturb(raw, cut, seed=seed)
+    res.perturbed_changed = bool((pert.iloc[cut] != raw.iloc[cut]).any())
+    with_network = first - 1 >= NetworkRisk().min_history  # returns before the first forecast day
+    try:
+        a, b = (walk_forward_risk(candles, start=first, retrain_every=retrain_every,
+                                  baselines=all_baselines() + ([NetworkRisk(seed=seed)] if with_network else []))
+                for candles in (raw, pert))
+    except CoincastError as e:  # no open/high/low/close, too little history
+        return f"the risk models do not apply to these candles: {str(e).rstrip('.')}"
+    upto = a.actual.index <= res.cutoff  # [N]
+    for name in a.names:
+        qa, qb = a.q(name)[upto], b.q(name)[upto]  # [n, K] each
+        same = np.isclose(qa, qb, rtol=1e-9, atol=0.0).all(axis=1)  # [n]
+        res.compared[f"risk {name}"] = qa.size
+        if not same.all():
+            res.leaks[f"risk {name}"] = str(a.actual.index[upto][int(np.argmin(same))])
     return res

@@ -173,8 +173,9 @@ def audit(
     hidden: str = typer.Option("8", help="Units per layer."),
     seed: int = typer.Option(0, help="Seed of the perturbation and the model."),
 ):
-    """Look-ahead audit: perturb the data after a cut-off; nothing made before it may change."""
-    from coincast.backtest.audit import audit_backtest, audit_features, inputs_transform
+    """Look-ahead audit: perturb the data after a cut-off; no input, forecast, interval, position or
+    risk quantile made before it may change."""
+    from coincast.backtest.audit import audit_backtest, audit_features, audit_risk, inputs_transform
     from coincast.backtest.engine import BacktestSettings
     from coincast.backtest.trading import TradingSettings
     from coincast.data import load
@@ -193,5 +194,10 @@ def audit(
     # soft_wrap: one line each, however long the column list (a verdict is never split)
     out.print(f"inputs ({', '.join(c.removeprefix('feature ') for c in feats.compared)}): {feats.summary()}", soft_wrap=True)
     out.print(f"forecasts, intervals and positions of {', '.join(c for c in model.compared if ' ' not in c and c[:2] not in ('lo', 'hi'))}: {model.summary()}", soft_wrap=True)
-    if not (model.passed and feats.passed):
+    risk = audit_risk(raw, model.cutoff, start, retrain_every, seed)
+    if isinstance(risk, str):
+        out.print(f"risk quantiles: not audited: {risk}", soft_wrap=True)
+    else:
+        out.print(f"risk quantiles of {', '.join(c.removeprefix('risk ') for c in risk.compared)}: {risk.summary()}", soft_wrap=True)
+    if not (model.passed and feats.passed and (isinstance(risk, str) or risk.passed)):
         raise typer.Exit(1)

@@ -72,15 +72,18 @@ def skip_reason(candles: pd.DataFrame, days: pd.DatetimeIndex) -> str | None:
     return None
 
 
-def risk_part(candles: pd.DataFrame, days: pd.DatetimeIndex, retrain_every: int) -> RiskPart:
-    """The risk baselines walked over `days` (the backtest's test days) and scored, or skipped with the reason."""
+def risk_part(candles: pd.DataFrame, days: pd.DatetimeIndex, retrain_every: int, head: bool = True) -> RiskPart:
+    """The risk baselines, and the network's head if `head` (settings.model.risk_head), walked over
+    `days` (the backtest's test days) and scored, or skipped with the reason."""
     reason = skip_reason(candles, days)
     if reason is not None:
         return RiskPart({"skipped": reason}, None)
     t0 = time.perf_counter()
     models, network_skipped = all_baselines(), None
     network, before = NetworkRisk(), _returns_before(candles, days)
-    if before >= network.min_history:
+    if not head:
+        network_skipped = "the network's risk head is turned off (model.risk_head = false)"
+    elif before >= network.min_history:
         models.append(network)
     else:
         network_skipped = f"the network's risk head needs {network.min_history} daily returns before the first test day; the data have {before}"

@@ -269,7 +269,7 @@ def run(
         comparison = compare(comparable, extras, first.plain) if price_only is not None else None
         sentence = verdict(metrics)
         # the risk models over the same test days, fitted once before them (skipped, with the reason, where they do not apply)
-        risk = run_risk(prep.raws, table.index)
+        risk = run_risk(prep.raws, table.index, settings.model.risk_head)
         columns, note = quantile_columns(risk, table)
         if columns is not None:  # forecast.csv's risk_q<level> columns: the next close's quantiles
             table = pd.concat([table, columns], axis=1)

@@ -25,13 +25,13 @@ from coincast.flows.backtest_risk import CSV_LEVELS, TRADING_MODELS, RiskPart, r
 CHOICE = f"the first of {', '.join(TRADING_MODELS)} the risk walk holds, fixed before the test period"
 
 
-def run_risk(raws: dict[str, pd.DataFrame], days: pd.Index) -> RiskPart:
+def run_risk(raws: dict[str, pd.DataFrame], days: pd.Index, head: bool = True) -> RiskPart:
     """The risk models walked over the run's test `days` in one fold and scored, or skipped with the reason."""
     if len(raws) > 1:
         return RiskPart({"skipped": f"the risk part runs on one asset; this run has {len(raws)}"}, None)
     candles = next(iter(raws.values()))
     span = len(candles.loc[days[0] : days[-1]])  # candles of the test period, gap days included: one fold
-    return risk_part(candles, days, span)
+    return risk_part(candles, days, span, head)
 
 
 def quantile_columns(part: RiskPart, table: pd.DataFrame) -> tuple[pd.DataFrame | None, dict]:

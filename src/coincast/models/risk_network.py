@@ -36,6 +36,7 @@ import functools
 import numpy as np
 import torch
 
+from coincast.errors import DataError
 from coincast.evaluation.risk import LEVELS
 from coincast.models.risk_baselines import GarchT, garch_variance, std_t_ppf
 from coincast.models.risk_net import RiskNet
@@ -60,7 +61,8 @@ class NetworkRisk:
     name = "network"
 
     def __init__(self, window: int = 30, hidden: int = 16, calibration: int = 250, selection: int = 250,
-                 max_epochs: int = 40, patience: int = 5, record: int = 365, min_record: int = 100, lr: float = 1e-3, batch: int = 64, seed: int = 0):
+                 max_epochs: int = 40, patience: int = 5, record: int = 365, min_record: int = 100,
+                 lr: float = 1e-3, batch: int = 64, seed: int = 0):
         self.window, self.hidden, self.calibration, self.selection = window, hidden, calibration, selection
         self.max_epochs, self.patience = max_epochs, patience
         self.record, self.min_record, self.lr, self.batch, self.seed = record, min_record, lr, batch, seed
@@ -68,7 +70,7 @@ class NetworkRisk:
         # returns before the cut: GARCH's history, then windows for training, selection and calibration
         self.min_history = self.garch.min_history + window + 2 * selection + calibration
         self.net: RiskNet | None = None
-        self.tau: np.ndarray | None = None
+        self.tau = LEVELS  # [K] the levels it is trained on and forecasts
         self.pending: dict[int, tuple[float, float, np.ndarray]] = {}  # day -> (mu, s, z [K]) not yet scored
         self.residuals: list[np.ndarray] = []  # [K] y - z of each scored out-of-sample forecast, in day order
         self.shift: np.ndarray | None = None  # [K] the calibration's shifts (standardised units)
@@ -102,7 +104,6 @@ class NetworkRisk:
         info = self.garch.fit(r, gk)
         mu, s = self._sigma(r)
         if self.net is None:
-            self.tau = LEVELS if self.tau is None else self.tau
             with torch.random.fork_rng():  # the LSTM's initial weights from the seed, the caller's RNG untouched
                 torch.manual_seed(self.seed)
                 self.net = RiskNet(3, len(self.tau), int(np.argmin(np.abs(self.tau - 0.5))), self.hidden)
@@ -111,7 +112,8 @@ class NetworkRisk:
             first = self.window + self.garch.min_history  # the first day trained on
             self.spans = {"train": (first, pick), "selection": (pick, tail), "calibration": (tail, n)}  # days [from, to)
             if pick - first < self.selection:
-                raise ValueError(f"the risk network needs {self.min_history} returns before its first fold; got {n}")
+                raise DataError(f"the network's risk head needs {self.min_history} returns before its first fold; "
+                                f"the data have {n}: start the walk later")
             self.epochs = self._train(self._data(r, gk, s, mu, np.arange(first, pick)),
                                       self._data(r, gk, s, mu, np.arange(pick, tail)))
             days = np.arange(tail, n)
