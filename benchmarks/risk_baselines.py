@@ -144,7 +144,7 @@ def section(rows: list[dict], meta: dict, name: str) -> str:
              ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) +
              f". GARCH fits: {meta['garch_fits']}, not converged (previous parameters kept): {meta['garch_nonconverged']}, "
              f"warm starts arch ignored: {meta['garch_warm_ignored']}. Time: {meta['seconds']:.0f} s for all coins "
-             "(run at nice 10 on a shared machine).", "",
+             f"(at nice {meta['nice']}; the load average was {meta['load']} when it ended).", "",
              "| coin | model | CRPS | / empirical | DM p | / GARCH | p vs GARCH | ep. | cov. 80 | width 80 | IS 80 | cov. 95 "
              "| width 95 | IS 95 | 5% breaches | 5% K p | 5% C p | 1% breaches | 1% K p | 1% C p |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -187,7 +187,8 @@ def main() -> None:
             "cpu": cpu_model(), "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
             "versions": {k: md.version(k) for k in ("numpy", "scipy", "pandas", "arch", "torch")},
             "garch_fits": sum(x["fits"] for x in g), "garch_nonconverged": sum(x["nonconverged"] for x in g),
-            "garch_warm_ignored": sum(x["warm_start_ignored"] for x in g), "seconds": time.perf_counter() - t0}
+            "garch_warm_ignored": sum(x["warm_start_ignored"] for x in g), "seconds": time.perf_counter() - t0,
+            "nice": os.nice(0), "load": f"{os.getloadavg()[0]:.1f}"}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     replace_section(a.doc, *markers(a.section), section(rows, meta, a.section))

@@ -47,9 +47,9 @@ def tiny_flags(command: str = "run", window: int = 20) -> list[str]:
     """
     model = ["--hidden", ",".join(str(h) for h in TINY_HIDDEN), "--epochs", str(TINY_EPOCHS)]
     if command == "run":
-        return ["--window", str(window), *model, "--batch-size", str(TINY_BATCH), "--quiet"]
+        return ["--window", str(window), *model, "--batch-size", str(TINY_BATCH), "--no-risk-head", "--quiet"]
     if command == "backtest":
-        return ["--window-size", str(window), *model, "--quiet"]
+        return ["--window-size", str(window), *model, "--no-risk-head", "--quiet"]
     if command in ("evaluate", "tune"):  # no --batch-size, no progress bar
         return ["--window-size", str(window), *model]
     if command == "audit":

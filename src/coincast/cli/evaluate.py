@@ -63,6 +63,7 @@ def backtest(
     epochs: opt.Epochs = None,
     hidden: opt.Hidden = None,
     cell: opt.Cell = None,
+    risk_head: opt.RiskHead = None,
     precision: opt.Precision = None,
     model_target: opt.ModelTarget = None,
     seed: opt.Seed = None,
@@ -94,7 +95,7 @@ def backtest(
     s = opt.settings(
         preset, config, data__target=target, data__features=opt.csv(features), data__exog=opt.csv(exog),
         data__window=window_size, data__timestamps=timestamps, train__epochs=epochs, train__seed=seed,
-        model__hidden=opt.hidden(hidden), model__cell=cell, train__precision=precision, model__target=model_target,
+        model__hidden=opt.hidden(hidden), model__cell=cell, model__risk_head=risk_head, train__precision=precision, model__target=model_target,
     )
     bt = BacktestSettings(start=start, retrain_every=retrain_every, window=window, train_size=train_size,
                           refit=refit, warm_epochs=warm_epochs, warm_span=warm_span or None, shrink_from=shrink_from,

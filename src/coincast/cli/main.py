@@ -36,6 +36,7 @@ def run(
     batch_size: Optional[int] = typer.Option(None, help="Batch size."),
     hidden: opt.Hidden = None,
     cell: opt.Cell = None,
+    risk_head: opt.RiskHead = None,
     precision: opt.Precision = None,
     bidirectional: Optional[bool] = typer.Option(None, "--bidirectional/--unidirectional"),
     dropout: Optional[float] = typer.Option(None),
@@ -55,7 +56,7 @@ def run(
         data__max_gap=max_gap, data__exog_max_age=exog_max_age, data__test_start=test_start, data__timestamps=timestamps,
         train__epochs=epochs, train__batch_size=batch_size, train__seed=seed,
         train__early_stopping=early_stopping,
-        model__hidden=opt.hidden(hidden), model__cell=cell, train__precision=precision,
+        model__hidden=opt.hidden(hidden), model__cell=cell, model__risk_head=risk_head, train__precision=precision,
         model__bidirectional=bidirectional, model__dropout=dropout, model__target=model_target,
     )
     result = run_pipeline(data, s, out_dir, progress=not quiet, log=out.print)

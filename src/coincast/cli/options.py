@@ -29,6 +29,8 @@ Precision = Annotated[Optional[str], typer.Option(
     help="Training arithmetic: auto (bf16 where the hardware has it, else fp32), fp32 or bf16.")]
 ModelTarget = Annotated[Optional[str], typer.Option(
     help="window (the tutorial's) or change (relative to the last price).")]
+RiskHead = Annotated[Optional[bool], typer.Option(
+    "--risk-head/--no-risk-head", help="The network's distribution head beside the risk baselines (default: on; it trains for a few seconds).")]
 Seed = Annotated[Optional[int], typer.Option(help="One seed for Python, numpy and torch.")]
 TestStart = Annotated[Optional[str], typer.Option(
     help="First test date (YYYY-MM-DD), shared by every asset (default: the last 10% of windows; several assets: "
