@@ -14,7 +14,7 @@ import pytest
 
 from coincast import allocator
 
-TINY = ["--window", "20", "--hidden", "4,4", "--epochs", "2", "--quiet"]
+TINY = ["--window", "20", "--hidden", "4,4", "--epochs", "2", "--no-risk-head", "--quiet"]
 SCRIPT = r"""
 import ctypes, json, resource, sys
 from coincast import allocator

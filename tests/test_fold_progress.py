@@ -46,7 +46,7 @@ def test_bar_shows_done_of_total_after_each_fold():
 
 def test_backtest_command_uses_every_core_by_default_and_says_so(monkeypatch, capsys, tmp_path):
     args = ["backtest", "--data", "btc-usd", "--start", "2025-12-16", "--window-size", "12", "--hidden", "4",
-            "--epochs", "1", "--bootstrap", "50", "--quiet", "--out", str(tmp_path)]
+            "--epochs", "1", "--bootstrap", "50", "--no-risk-head", "--quiet", "--out", str(tmp_path)]
     monkeypatch.setattr(sys, "argv", ["coincast", *args])
     cli.main()
     stdout = capsys.readouterr().out

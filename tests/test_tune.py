@@ -147,6 +147,6 @@ def test_cli_tunes_and_run_accepts_its_best_toml(cli, tmp_path):
     again = cli("tune", "--tune-end", TUNE_END, "--trials", "1", "--days", "14", *tiny_flags("tune"),
                 "--out", str(tmp_path), cwd=tmp_path)
     assert_user_error(again, "already holds a study: add --resume")
-    run = cli("run", "--config", str(folder / "best.toml"), "--quiet", "--out", str(tmp_path / "runs"), cwd=tmp_path)
+    run = cli("run", "--config", str(folder / "best.toml"), "--no-risk-head", "--quiet", "--out", str(tmp_path / "runs"), cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "run folder" in run.stdout
