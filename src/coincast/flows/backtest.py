@@ -28,7 +28,7 @@ from coincast.data.datasets import default_target, load
 from coincast.errors import ConfigError
 from coincast.evaluation import conformal, stats
 from coincast.evaluation.metrics import score, verdict
-from coincast.flows.backtest_risk import TRADING_MODELS, risk_part, skip_reason, trading_forecast
+from coincast.flows.backtest_risk import CHOICE, risk_part, skip_reason, trading_forecast
 from coincast.prep.inputs import Inputs, build_inputs, validated
 from coincast.report.backtest_folder import write_backtest
 from coincast.report.run_folder import final_name, staging_folder
@@ -112,7 +112,7 @@ def risk_strategies(results: dict, returns: dict, risk: trading.RiskForecast | N
     cis = {name: stats.sharpe_vs_buy_and_hold(returns, name, n_boot, ppy=ppy) for name in trading.RISK_STRATEGIES}
     return {
         "skipped": None, "model": risk.name, "label": risk.label,
-        "choice": f"the first of {', '.join(TRADING_MODELS)} the risk walk holds, fixed before the test period",
+        "choice": CHOICE,
         "days_without_forecast": int(np.isnan(risk.quantiles).any(axis=1).sum()),  # traded flat
         "sharpe_minus_buy_and_hold": cis,
         "verdict": [trading.verdict(results, cis[n], n, RISK_LABELS[n].format(risk.label)) for n in trading.RISK_STRATEGIES],

@@ -40,6 +40,7 @@ LABELS = {"empirical": "the empirical random walk", "ewma_t": "EWMA-t", "garch_t
           "network": "the network"}
 GARCH = "garch_t"  # the baseline the network must beat
 TRADING_MODELS = ("network", "garch_t")  # trading's risk model: the first of these the walk holds (fixed in advance)
+CHOICE = f"the first of {', '.join(TRADING_MODELS)} the risk walk holds, fixed before the test period"
 CSV_LEVELS = (0.025, 0.10, 0.50, 0.90, 0.975)  # risk.csv's quantiles of each baseline
 ALPHA = 0.05  # the DM p below which "beat the empirical random walk" is called significant
 
@@ -166,12 +167,13 @@ def summarise(walk: RiskWalk, retrain_every: int) -> dict:
     """metrics.json's "risk": the protocol, every baseline's scores, the best one and the verdict."""
     rows = scores(walk)
     best = min(rows, key=lambda n: rows[n]["crps"])
+    forecast = trading_model(walk) or best
     return {
         "skipped": None, "first": str(walk.actual.index[0]), "last": str(walk.actual.index[-1]),
         "days": len(walk.actual), "folds": walk.counts["folds"], "retrain_every": retrain_every,
         "reference": REFERENCE, "best": best, "best_label": LABELS.get(best, best), "verdict": verdict(rows, len(walk.actual)),
         # the model forecasts use (trading, forecast.csv, the fan chart): a fixed rule, not test scores
-        "forecast": trading_model(walk) or best, "forecast_label": LABELS.get(trading_model(walk) or best, best),
+        "forecast": forecast, "forecast_label": LABELS.get(forecast, forecast),
         "baselines": rows, "fits": {k: v for k, v in walk.counts.items() if isinstance(v, dict)},
     }
 

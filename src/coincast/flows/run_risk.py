@@ -20,9 +20,7 @@ import numpy as np
 import pandas as pd
 
 from coincast.evaluation.risk import level_index
-from coincast.flows.backtest_risk import CSV_LEVELS, TRADING_MODELS, RiskPart, risk_part, trading_forecast
-
-CHOICE = f"the first of {', '.join(TRADING_MODELS)} the risk walk holds, fixed before the test period"
+from coincast.flows.backtest_risk import CHOICE, CSV_LEVELS, RiskPart, risk_part, trading_forecast
 
 
 def run_risk(raws: dict[str, pd.DataFrame], days: pd.Index, head: bool = True) -> RiskPart:
