@@ -27,6 +27,7 @@ from pathlib import Path
 from doc_section import replace_section  # benchmarks/: run as scripts
 import coincast
 from coincast.evaluation import risk
+from coincast.flows.backtest_risk import candle_columns
 from coincast.machine import cpu_model
 from coincast.models.risk_baselines import all_baselines
 from coincast.models.risk_network import NetworkRisk
@@ -39,13 +40,15 @@ ISSUE = {"garch_gain": (0.3, 1.9), "garch_dm_below_05": 4, "cov80": (0.79, 0.83)
 
 
 def one(coin: str, days: int, retrain_every: int, end: str | None, network: dict) -> list[dict]:
-    candles = coincast.load(coin)
+    candles = candle_columns(coincast.load(coin))  # a user's CSV may say Open/High/Low/Close
+    coin = Path(coin).stem if Path(coin).suffix else coin  # a file: its name in the table
     if end is not None:
         candles = candles.loc[:end]
     t0 = time.perf_counter()
     net = NetworkRisk(**network)
+    enough = len(candles) - days - 1 >= net.min_history  # returns before the first day
     walk = walk_forward_risk(candles, start=candles.index[-days], retrain_every=retrain_every,
-                             baselines=all_baselines() + [net])
+                             baselines=all_baselines() + ([net] if enough else []))
     seconds = time.perf_counter() - t0
     y = walk.actual.to_numpy()  # [N]
     rows = []
@@ -178,7 +181,7 @@ def main() -> None:
     rows = []
     for coin in a.coins.split(","):
         rows += one(coin, a.days, a.retrain_every, a.end, network)
-        g = next(r for r in rows if r["coin"] == coin and r["baseline"] == "garch_t")
+        g = next(r for r in rows[::-1] if r["baseline"] == "garch_t")  # this coin's
         print(f"{coin}: GARCH-t CRPS / empirical {g['crps_ratio']:.4f}, DM p {g['dm_p']:.3g}", flush=True)
     g = [r["fits"] for r in rows if r["baseline"] == "garch_t"]
     meta = {"date": time.strftime("%Y-%m-%d"), "days": a.days, "retrain_every": a.retrain_every, "end": a.end,

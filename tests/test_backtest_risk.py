@@ -184,4 +184,8 @@ def test_candles_the_range_variance_refuses_are_skipped_not_raised(btc):
     days = bad.index[-22:]
     part = risk_part(bad, days, 7)
     assert part.table is None and part.summary["skipped"].startswith("the risk baselines could not run: a candle's high")
-    assert risk_part(btc, days, 7).summary["skipped"] is None  # the same days on the real candles run
+    ok = risk_part(btc, days, 7, head=False)  # the same days on the real candles run
+    assert ok.summary["skipped"] is None
+    # a user's CSV with Open/High/Low/Close capitalised gets the same risk part
+    shouted = risk_part(btc.rename(columns=str.capitalize), days, 7, head=False)
+    pd.testing.assert_frame_equal(shouted.table, ok.table)

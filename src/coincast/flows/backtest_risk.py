@@ -53,8 +53,16 @@ class RiskPart:
     walk: RiskWalk | None = None  # the scored walk (the backtest's days only); None where skipped
 
 
+def candle_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with Open/HIGH/... named open/high/... (a user's CSV may capitalise them)."""
+    lower = {c: c.lower() for c in frame.columns if isinstance(c, str) and c.lower() in PRICES and c not in PRICES}
+    taken = [c for c in PRICES if c in frame.columns]
+    return frame if not lower or set(lower.values()) & set(taken) else frame.rename(columns=lower)
+
+
 def skip_reason(candles: pd.DataFrame, days: pd.DatetimeIndex) -> str | None:
     """Why the risk baselines cannot run on these candles over these test days (None: they can)."""
+    candles = candle_columns(candles)
     missing = [c for c in PRICES if c not in candles.columns]
     if missing:
         return f"the risk baselines need daily open/high/low/close candles; the data have no {'/'.join(missing)}"
@@ -76,6 +84,7 @@ def skip_reason(candles: pd.DataFrame, days: pd.DatetimeIndex) -> str | None:
 def risk_part(candles: pd.DataFrame, days: pd.DatetimeIndex, retrain_every: int, head: bool = True) -> RiskPart:
     """The risk baselines, and the network's head if `head` (settings.model.risk_head), walked over
     `days` (the backtest's test days) and scored, or skipped with the reason."""
+    candles = candle_columns(candles)
     reason = skip_reason(candles, days)
     if reason is not None:
         return RiskPart({"skipped": reason}, None)
