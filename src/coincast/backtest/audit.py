@@ -149,6 +149,16 @@ def _cut_position(raw: pd.DataFrame, cutoff) -> int:
     return int(raw.index.searchsorted(when))
 
 
+def _perturbed(raw: pd.DataFrame, cut: int, retrain_every: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, AuditResult]:
+    """(the candles through a few folds after the cut-off, the same perturbed from row `cut` on,
+    an empty result that records whether the perturbation changed the cut-off's row)."""
+    raw = raw.iloc[: cut + 2 * retrain_every]  # a few folds after the cut-off are enough
+    res = AuditResult(raw.index[cut])
+    pert = perturb(raw, cut, seed=seed)
+    res.perturbed_changed = bool((pert.iloc[cut] != raw.iloc[cut]).any())
+    return raw, pert, res
+
+
 def audit_backtest(
     raw: pd.DataFrame,
     settings: Settings,
@@ -188,10 +198,7 @@ def audit_backtest(
         when = raw.index[_cut_position(raw, cutoff)]
     cut = int(raw.index.searchsorted(when))
     bt.start = frame.index[start]  # the same folds for both runs
-    raw = raw.iloc[: cut + 2 * bt.retrain_every]  # a few folds after the cut-off are enough
-    res = AuditResult(raw.index[cut])
-    pert = perturb(raw, cut, seed=seed)
-    res.perturbed_changed = bool((pert.iloc[cut] != raw.iloc[cut]).any())
+    raw, pert, res = _perturbed(raw, cut, bt.retrain_every, seed)
     runs = [walk_forward(build(r, read), settings, bt, extra=r, network=True)
             for r, read in ((raw, None), (pert, perturbed_series(res.cutoff, seed=seed)))]
     a, b = (r.table.loc[r.table.index <= res.cutoff] for r in runs)
@@ -215,10 +222,7 @@ def audit_risk(raw: pd.DataFrame, cutoff, start=None, retrain_every: int = 7, se
     cut = _cut_position(raw, cutoff)
     first = cut - retrain_every - retrain_every // 2 if start is None else int(
         raw.index.searchsorted(day_on(raw.index, start, "start", "--start")))
-    raw = raw.iloc[: cut + 2 * retrain_every]  # a few folds after the cut-off are enough
-    res = AuditResult(raw.index[cut])
-    pert = perturb(raw, cut, seed=seed)
-    res.perturbed_changed = bool((pert.iloc[cut] != raw.iloc[cut]).any())
+    raw, pert, res = _perturbed(raw, cut, retrain_every, seed)
     with_network = first - 1 >= NetworkRisk().min_history  # returns before the first forecast day
     try:
         a, b = (walk_forward_risk(candles, start=first, retrain_every=retrain_every,

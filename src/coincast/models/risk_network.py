@@ -126,39 +126,43 @@ class NetworkRisk:
     def _data(self, r, gk, s, mu, days) -> tuple[torch.Tensor, torch.Tensor]:
         return self._windows(r, gk, s, mu, days), torch.tensor((r[days] - mu) / s[days], dtype=torch.float32)
 
-    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The mean pinball loss of the quantiles over the levels and the batch."""
-        e = y[:, None] - self.net(x, self._base())  # [B, K]
-        tau = torch.tensor(self.tau, dtype=torch.float32)[None, :]  # [1, K]
-        return torch.maximum(tau * e, (tau - 1) * e).mean()
-
     @one_thread
     def _train(self, train, select) -> int:
-        """Adam on the pinball loss, early-stopping on `select` (the best weights kept). Returns
-        the best epoch (0: the start, GARCH-t's own quantiles)."""
+        """Adam on the mean pinball loss over the levels and the batch, early-stopping on `select`
+        (the best weights kept). Returns the best epoch (0: the start, GARCH-t's own quantiles)."""
+        base = self._base()  # [K] the fold's GARCH-t quantiles, fixed while training
+        tau = torch.tensor(self.tau, dtype=torch.float32)[None, :]  # [1, K]
+
+        def loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            e = y[:, None] - self.net(x, base)  # [B, K]
+            return torch.maximum(tau * e, (tau - 1) * e).mean()
+
+        def selection_loss() -> float:
+            self.net.eval()
+            with torch.no_grad():
+                return float(loss(*select))
+
+        def weights() -> dict:
+            return {k: v.clone() for k, v in self.net.state_dict().items()}
+
         x, y = train
         opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
-        best, best_epoch, state = self._eval(select), 0, {k: v.clone() for k, v in self.net.state_dict().items()}
+        best, best_epoch, state = selection_loss(), 0, weights()
         for epoch in range(1, self.max_epochs + 1):
             self.net.train()
             order = torch.randperm(len(y), generator=self.generator)
             for i in range(0, len(y), self.batch):
                 b = order[i : i + self.batch]
                 opt.zero_grad()
-                self._loss(x[b], y[b]).backward()
+                loss(x[b], y[b]).backward()
                 opt.step()
-            loss = self._eval(select)
-            if loss < best:
-                best, best_epoch, state = loss, epoch, {k: v.clone() for k, v in self.net.state_dict().items()}
+            current = selection_loss()
+            if current < best:
+                best, best_epoch, state = current, epoch, weights()
             elif epoch - best_epoch >= self.patience:
                 break
         self.net.load_state_dict(state)
         return best_epoch
-
-    def _eval(self, data) -> float:
-        self.net.eval()
-        with torch.no_grad():
-            return float(self._loss(*data))
 
     # -- calibration --------------------------------------------------------------------------
 
