@@ -11,7 +11,7 @@ the risk section of BENCHMARKS.md (`make skill` runs it after the point table).
 
     .venv/bin/python benchmarks/risk_baselines.py [--coins btc-usd,eth-usd] [--days 730] [--retrain-every 7]
         [--end 2024-01-06 --section risk_tuning --out ...]   the same on data cut at --end
-        [--network record=730]                                the network's settings (NetworkRisk's keywords)
+        [--network record=730,shrink=1.0]                     the network's settings (NetworkRisk's keywords)
 """
 
 from __future__ import annotations
@@ -132,8 +132,9 @@ def section(rows: list[dict], meta: dict, name: str) -> str:
              "Student t whose degrees of freedom are fitted by ML on the training returns; `garch_t` = GARCH(1,1) with "
              "Student-t innovations (arch, percent returns, warm-started); `har_t` = HAR regression of the "
              "Garman-Klass variance on its 1/7/30-day averages with a fitted Student t; `network` = the network's "
-             "distribution head (`coincast.models.risk_network`: a BiLSTM reshaping GARCH(1,1)-t's quantiles, "
-             f"trained once before the first fold, then GARCH refitted and the conformal calibration redone every fold; "
+             "distribution head (`coincast.models.risk_network`: a BiLSTM reshaping the mean of GARCH(1,1)-t's and HAR-t's "
+             "quantiles, trained once before the first fold, then GARCH and HAR refitted and the conformal calibration "
+             "(half of each level's shift) redone every fold; "
              f"settings {meta['network'] or 'default'}). Scores "
              "(`coincast.evaluation.risk`): CRPS of the percent log return from the 99 quantiles 1..99% "
              "((2/K) sum of pinball losses, +1.0% against the exact CRPS of a normal, the same factor for all), "
@@ -141,8 +142,8 @@ def section(rows: list[dict], meta: dict, name: str) -> str:
              "cov./width/IS = coverage, mean width (percent) and interval score of the central 80% and 95% "
              "intervals; Kupiec (K) and Christoffersen independence (C) p-values of the 5% and 1% VaR "
              "(breaches: return below the quantile). For `network`, `/ GARCH` and `p vs GARCH` are its CRPS ratio to "
-             "`garch_t` and the one-sided DM p that it is better; `ep.` the best epoch of its training (0: GARCH-t's "
-             "own quantiles kept).", "",
+             "`garch_t` and the one-sided DM p that it is better; `ep.` the best epoch of its training (0: the "
+             "base quantiles kept).", "",
              f"Machine: {meta['cpu']}, {meta['cores']} cores; Python {meta['python']}, " +
              ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) +
              f". GARCH fits: {meta['garch_fits']}, not converged (previous parameters kept): {meta['garch_nonconverged']}, "
@@ -176,7 +177,7 @@ def main() -> None:
     p.add_argument("--section", default="risk", help="the marked section of --doc to write")
     p.add_argument("--network", default="", help="NetworkRisk keywords, e.g. record=730,min_record=50")
     a = p.parse_args()
-    network = {k: int(v) for k, v in (kv.split("=") for kv in a.network.split(",") if kv)}
+    network = {k: float(v) if "." in v else int(v) for k, v in (kv.split("=") for kv in a.network.split(",") if kv)}
     t0 = time.perf_counter()
     rows = []
     for coin in a.coins.split(","):

@@ -1,5 +1,5 @@
 """The network's risk forecast (models/risk_network.py) on real bundled candles: its head starts as
-GARCH(1,1)-t exactly, its quantiles are monotone, the conformal shifts by hand, the calibration
+its base distribution exactly (GARCH(1,1)-t and HAR-t blended), its quantiles are monotone, the conformal shifts by hand, the calibration
 days disjoint from the selection days and all before the cut, no future data in any fold, the
 same seed the same forecast."""
 
@@ -39,8 +39,11 @@ def test_head_of_zeros_is_the_base_and_monotone():
     net = RiskNet(3, len(LEVELS), list(LEVELS).index(0.5), hidden=4)
     x = torch.randn(5, 10, 3)
     torch.testing.assert_close(net(x, base), base.expand(5, -1))
+    rows = base + torch.linspace(-1, 1, 5)[:, None] * torch.linspace(0.5, 1.5, len(LEVELS))[None, :]  # [5, K] one per window
+    torch.testing.assert_close(net(x, rows), rows)
     torch.nn.init.normal_(net.head.weight, std=3.0)  # any head: still increasing
-    assert (torch.diff(net(x, base), dim=1) > 0).all() and len(tau) == base.shape[0]
+    assert (torch.diff(net(x, base), dim=1) > 0).all() and (torch.diff(net(x, rows), dim=1) > 0).all()
+    assert len(tau) == base.shape[0]
 
 
 def test_conformal_shifts_by_hand():
@@ -59,16 +62,22 @@ def test_first_fit_days_and_calibration(walk, candles):
     assert spans["calibration"] == (cut - 60, cut) and spans["selection"] == (cut - 120, cut - 60)
     # the record: the 60 calibration days, then the first fold's 7 once known
     assert len(net.residuals) == 67 and net.shift is not None and net.epochs is not None
+    # the calibration moves each level by half its residuals' tau-quantile (shrink 0.5)
+    np.testing.assert_allclose(net.shift, 0.5 * conformal_shifts(np.array(net.residuals), LEVELS))
     q = w.q("network")  # [14, K]
     assert q.shape == (14, len(LEVELS)) and (np.diff(q, axis=1) >= 0).all()  # calibrated rows are sorted: ties allowed
-    # without calibration (a record too short for it) the network at epoch 0 is GARCH-t's quantiles
+    # without calibration (a record too short for it) the network at epoch 0 is its base: the mean of
+    # GARCH-t's and HAR-t's quantiles, or GARCH-t's alone with har_weight 0
     r, gk, _ = percent_returns(candles)
-    plain = tiny(max_epochs=0, min_record=10**6)
-    plain.fit(r[:cut], gk[:cut])
-    garch = rb.GarchT()
-    garch.fit(r[:cut], gk[:cut])
-    np.testing.assert_allclose(plain.forecast(r[:cut + 6], gk[:cut + 6], cut, LEVELS),
-                               garch.forecast(r[:cut + 6], gk[:cut + 6], cut, LEVELS), rtol=1e-5, atol=1e-5)
+    fitted = []
+    for model in (rb.GarchT(), rb.HarT(), tiny(max_epochs=0, min_record=10**6),
+                  tiny(max_epochs=0, min_record=10**6, har_weight=0.0)):
+        model.fit(r[:cut], gk[:cut])
+        fitted.append(model.forecast(r[:cut + 6], gk[:cut + 6], cut, LEVELS))  # [7, K]
+    garch, har, blend, alone = fitted
+    np.testing.assert_allclose(blend, (garch + har) / 2, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(alone, garch, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(garch, har, rtol=1e-2)
 
 
 def test_no_future_data_and_same_seed(walk, candles):

@@ -1,10 +1,11 @@
 """The risk network: a bidirectional LSTM with a distribution head (quantiles of the next return).
 
-The head does not predict quantiles from nothing: it reshapes a base distribution, the unit-variance
-Student t of the fold's GARCH(1,1)-t fit, in units of GARCH's volatility forecast. It outputs a
-shift d of the median and, for each gap between neighbouring levels, a log stretch u:
+The head does not predict quantiles from nothing: it reshapes a base distribution given for each
+window (models/risk_network.py: the fold's GARCH(1,1)-t and HAR-t quantiles blended, in units of
+GARCH's volatility forecast). It outputs a shift d of the median and, for each gap between
+neighbouring levels, a log stretch u:
 
-    z[m] = d                                  (m: the median's level)
+    z[m] = base[m] + d                        (m: the median's level)
     z[k] = z[k-1] + gap[k-1] exp(u[k-1])      above the median
     z[k] = z[k+1] - gap[k] exp(u[k])          below it
 
@@ -31,12 +32,14 @@ class RiskNet(nn.Module):
         self.median = median  # the index of the 50% level
 
     def forward(self, x: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
-        """x: [B, T, F] windows, base: [K] increasing base quantiles -> [B, K] quantiles (standardised)."""
+        """x: [B, T, F] windows, base: [B, K] (or [K], shared) increasing base quantiles -> [B, K]
+        quantiles (standardised)."""
         _, (h, _) = self.lstm(x)  # h: [2, B, H]
         out = self.head(torch.cat([h[0], h[1]], dim=-1))  # [B, K]
-        d, u = out[:, :1], out[:, 1:].clamp(-U_LIMIT, U_LIMIT)  # [B, 1], [B, K-1]
-        steps = torch.diff(base)[None, :] * torch.exp(u)  # [B, K-1] gap k: between levels k and k+1
+        base = base.expand(out.shape)  # [B, K]
         m = self.median
+        d, u = base[:, m : m + 1] + out[:, :1], out[:, 1:].clamp(-U_LIMIT, U_LIMIT)  # [B, 1], [B, K-1]
+        steps = torch.diff(base, dim=1) * torch.exp(u)  # [B, K-1] gap k: between levels k and k+1
         below = d - torch.flip(torch.cumsum(torch.flip(steps[:, :m], [1]), 1), [1])  # [B, m]
         above = d + torch.cumsum(steps[:, m:], 1)  # [B, K-1-m]
         return torch.cat([below, d, above], dim=1)  # [B, K]

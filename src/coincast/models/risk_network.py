@@ -5,23 +5,26 @@ with the same folds, and it is scored beside them:
 
 - `fit(r, gk)` with the returns r [C] and Garman-Klass variances gk [C] (percent, percent^2) before
   the fold's cut. It refits its own GARCH(1,1)-t (warm-started, as the baseline), whose volatility
-  s[t] and mean mu put every input and target in units of the day's forecast volatility. The first
-  fit trains the network from its GARCH-t start on every window before a calibration tail (the
-  last `calibration` days), early-stopping on a selection tail just before it (the `selection` days
-  before the calibration tail), and forecasts the calibration tail out of sample: the calibration
-  record starts there. Later fits keep the network as it is (frozen) and refit GARCH and the
-  calibration only: on the six coins' 730 days before `make skill`'s test period, warm refits
-  (2 epochs a fold on the last 365 windows, without a selection tail) scored worse than GARCH-t
-  and the frozen network did not (BENCHMARKS.md).
+  s[t] and mean mu put every input and target in units of the day's forecast volatility, and its
+  own HAR-t (the baseline's regression on the 1/7/30-day Garman-Klass averages). The network's
+  base distribution for day t is the two fits' quantiles blended level by level, HAR-t with weight
+  `har_weight` (0.5; 0 is GARCH-t alone). The first fit trains the network from that start on every
+  window before a calibration tail (the last `calibration` days), early-stopping on a selection
+  tail just before it (the `selection` days before the calibration tail), and forecasts the
+  calibration tail out of sample: the calibration record starts there. Later fits keep the network
+  as it is (frozen) and refit GARCH, HAR and the calibration only: on the six coins' 730 days
+  before `make skill`'s test period, warm refits (2 epochs a fold on the last 365 windows, without
+  a selection tail) scored worse than GARCH-t and the frozen network did not (BENCHMARKS.md).
 - Calibration (conformalised quantile regression, one shift per level as in Romano et al. 2019's
   asymmetric form): on the record of the last `record` out-of-sample forecasts whose days are
   before the cut (the calibration tail, then each fold's own forecasts once their days are
-  known), the level-tau quantile is moved by the tau-quantile of its residuals y - z in
-  standardised units, then the row is sorted (monotone again). No shift until `min_record`
-  forecasts are scored. The split-conformal ranks ceil((n+1) tau) / floor((n+1) tau), which
-  guarantee at least the nominal coverage, over-covered on the tuning period (80% intervals up to
-  84.2%) and scored a worse CRPS than the plain quantile on every coin (BENCHMARKS.md): a user
-  of 80% ranges wants 80%, so the plain quantile is used.
+  known), the level-tau quantile is moved by `shrink` (0.5) times the tau-quantile of its
+  residuals y - z in standardised units, then the row is sorted (monotone again). No shift until
+  `min_record` forecasts are scored. The full shift (shrink 1) calibrates the record's coverage
+  but follows its noise: on 2021 (four coins) it lost to GARCH-t on three where half the shift
+  lost on none (BENCHMARKS.md, "what was chosen on which period"). The split-conformal ranks
+  ceil((n+1) tau) / floor((n+1) tau) over-covered on the tuning period (80% intervals up to 84.2%)
+  and scored a worse CRPS than the plain quantile on every coin.
 - `forecast(r, gk, first, tau)` -> [n + 1 - first, K]: mu + s[t] z[t] for t = first..n, each from
   the window of the `window` days before t.
 
@@ -38,7 +41,7 @@ import torch
 
 from coincast.errors import DataError
 from coincast.evaluation.risk import LEVELS
-from coincast.models.risk_baselines import GarchT, garch_variance, std_t_ppf
+from coincast.models.risk_baselines import GarchT, HarT, garch_variance, std_t_ppf
 from coincast.models.risk_net import RiskNet
 
 
@@ -62,11 +65,11 @@ class NetworkRisk:
 
     def __init__(self, window: int = 30, hidden: int = 16, calibration: int = 250, selection: int = 250,
                  max_epochs: int = 40, patience: int = 5, record: int = 365, min_record: int = 100,
-                 lr: float = 1e-3, batch: int = 64, seed: int = 0):
+                 lr: float = 1e-3, batch: int = 64, seed: int = 0, har_weight: float = 0.5, shrink: float = 0.5):
         self.window, self.hidden, self.calibration, self.selection = window, hidden, calibration, selection
         self.max_epochs, self.patience = max_epochs, patience
         self.record, self.min_record, self.lr, self.batch, self.seed = record, min_record, lr, batch, seed
-        self.garch = GarchT()
+        self.garch, self.har, self.har_weight, self.shrink = GarchT(), HarT(), har_weight, shrink
         # returns before the cut: GARCH's history, then windows for training, selection and calibration
         self.min_history = self.garch.min_history + window + 2 * selection + calibration
         self.net: RiskNet | None = None
@@ -75,13 +78,20 @@ class NetworkRisk:
         self.residuals: list[np.ndarray] = []  # [K] y - z of each scored out-of-sample forecast, in day order
         self.shift: np.ndarray | None = None  # [K] the calibration's shifts (standardised units)
         self.spans: dict[str, tuple[int, int]] = {}  # the first fit's days trained on, selected on, calibrated on
-        self.epochs: int | None = None  # the best epoch of the first fit (0: the GARCH-t start)
+        self.epochs: int | None = None  # the best epoch of the first fit (0: the base distribution kept)
         self.generator = torch.Generator().manual_seed(seed)
 
     # -- the base distribution and the windows ------------------------------------------------
 
-    def _base(self) -> torch.Tensor:
-        return torch.tensor(std_t_ppf(self.tau, self.garch.params[4]), dtype=torch.float32)  # [K]
+    def _base(self, gk: np.ndarray, s: np.ndarray, mu: float, days: np.ndarray) -> torch.Tensor:
+        """[D, K] The base quantiles of each day in `days` in units of GARCH's volatility: GARCH-t's
+        and HAR-t's (the fold's fits) blended level by level, HAR-t with weight `har_weight`."""
+        garch = std_t_ppf(self.tau, self.garch.params[4])[None, :]  # [1, K]
+        first = max(self.har.windows)  # the first day HAR forecasts
+        h = np.full((len(s), len(self.tau)), np.nan)  # [n + 1, K] HAR-t quantiles of each day (returns)
+        h[first:] = self.har.forecast(None, gk, first, self.tau)
+        har = (h[days] - mu) / s[days][:, None]  # [D, K] standardised
+        return torch.tensor((1 - self.har_weight) * garch + self.har_weight * har, dtype=torch.float32)
 
     def _sigma(self, r: np.ndarray) -> tuple[float, np.ndarray]:
         """(mu, s [n + 1]): GARCH's mean and the volatility of each day t = 0..n given r[:t]."""
@@ -102,6 +112,7 @@ class NetworkRisk:
         n = len(r)
         self._score_pending(r)
         info = self.garch.fit(r, gk)
+        self.har.fit(r, gk)
         mu, s = self._sigma(r)
         if self.net is None:
             with torch.random.fork_rng():  # the LSTM's initial weights from the seed, the caller's RNG untouched
@@ -117,23 +128,27 @@ class NetworkRisk:
             self.epochs = self._train(self._data(r, gk, s, mu, np.arange(first, pick)),
                                       self._data(r, gk, s, mu, np.arange(pick, tail)))
             days = np.arange(tail, n)
-            z = self._z(self._windows(r, gk, s, mu, days))  # [C, K] out of sample: trained before the tail
+            z = self._z(*self._inputs(r, gk, s, mu, days))  # [C, K] out of sample: trained before the tail
             self.residuals.extend(list((r[days] - mu)[:, None] / s[days][:, None] - z))
         self.shift = self._calibration()
         return {"epochs": self.epochs, "record": min(len(self.residuals), self.record),
                 "calibrated": self.shift is not None, "nu": info["nu"]}
 
-    def _data(self, r, gk, s, mu, days) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._windows(r, gk, s, mu, days), torch.tensor((r[days] - mu) / s[days], dtype=torch.float32)
+    def _inputs(self, r, gk, s, mu, days) -> tuple[torch.Tensor, torch.Tensor]:
+        """([D, L, 3] windows, [D, K] base quantiles) of the target days `days`."""
+        return self._windows(r, gk, s, mu, days), self._base(gk, s, mu, days)
+
+    def _data(self, r, gk, s, mu, days) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(windows, base, [D] standardised targets) of the target days `days`."""
+        return *self._inputs(r, gk, s, mu, days), torch.tensor((r[days] - mu) / s[days], dtype=torch.float32)
 
     @one_thread
     def _train(self, train, select) -> int:
         """Adam on the mean pinball loss over the levels and the batch, early-stopping on `select`
-        (the best weights kept). Returns the best epoch (0: the start, GARCH-t's own quantiles)."""
-        base = self._base()  # [K] the fold's GARCH-t quantiles, fixed while training
+        (the best weights kept). Returns the best epoch (0: the start, the base quantiles)."""
         tau = torch.tensor(self.tau, dtype=torch.float32)[None, :]  # [1, K]
 
-        def loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        def loss(x: torch.Tensor, base: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             e = y[:, None] - self.net(x, base)  # [B, K]
             return torch.maximum(tau * e, (tau - 1) * e).mean()
 
@@ -145,7 +160,7 @@ class NetworkRisk:
         def weights() -> dict:
             return {k: v.clone() for k, v in self.net.state_dict().items()}
 
-        x, y = train
+        x, base, y = train
         opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
         best, best_epoch, state = selection_loss(), 0, weights()
         for epoch in range(1, self.max_epochs + 1):
@@ -154,7 +169,7 @@ class NetworkRisk:
             for i in range(0, len(y), self.batch):
                 b = order[i : i + self.batch]
                 opt.zero_grad()
-                loss(x[b], y[b]).backward()
+                loss(x[b], base[b], y[b]).backward()
                 opt.step()
             current = selection_loss()
             if current < best:
@@ -176,15 +191,15 @@ class NetworkRisk:
         """[K] The conformal shift of each level from the last `record` residuals, or None."""
         if len(self.residuals) < self.min_record:
             return None
-        return conformal_shifts(np.array(self.residuals[-self.record :]), self.tau)
+        return self.shrink * conformal_shifts(np.array(self.residuals[-self.record :]), self.tau)
 
     # -- forecast -----------------------------------------------------------------------------
 
     @one_thread
-    def _z(self, x: torch.Tensor) -> np.ndarray:
+    def _z(self, x: torch.Tensor, base: torch.Tensor) -> np.ndarray:
         self.net.eval()
         with torch.no_grad():
-            return self.net(x, self._base()).numpy().astype(float)  # [D, K]
+            return self.net(x, base).numpy().astype(float)  # [D, K]
 
     def forecast(self, r: np.ndarray, gk: np.ndarray, first: int, tau) -> np.ndarray:
         if not np.array_equal(np.asarray(tau, float), self.tau):
@@ -192,7 +207,7 @@ class NetworkRisk:
         r, gk = np.asarray(r, float), np.asarray(gk, float)
         mu, s = self._sigma(r)  # s [n + 1]
         days = np.arange(first, len(r) + 1)  # [D] the last is the day after the data
-        z = self._z(self._windows(r, gk, s, mu, days))  # [D, K]: windows end the day before each
+        z = self._z(*self._inputs(r, gk, s, mu, days))  # [D, K]: windows end the day before each
         for t, zt in zip(days, z):
             self.pending[int(t)] = (mu, float(s[t]), zt)
         if self.shift is not None:
