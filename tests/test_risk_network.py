@@ -1,7 +1,7 @@
 """The network's risk forecast (models/risk_network.py) on real bundled candles: its head starts as
-its base distribution exactly (GARCH(1,1)-t and HAR-t blended), its quantiles are monotone, the conformal shifts by hand, the calibration
-days disjoint from the selection days and all before the cut, no future data in any fold, the
-same seed the same forecast."""
+its base distribution exactly (GARCH(1,1)-t's and HAR-t's quantiles blended), its quantiles are
+monotone, the conformal shifts by hand, the calibration days disjoint from the selection days and
+all before the cut, no future data in any fold, the same seed the same forecast."""
 
 import numpy as np
 import pytest
@@ -39,7 +39,7 @@ def test_head_of_zeros_is_the_base_and_monotone():
     net = RiskNet(3, len(LEVELS), list(LEVELS).index(0.5), hidden=4)
     x = torch.randn(5, 10, 3)
     torch.testing.assert_close(net(x, base), base.expand(5, -1))
-    rows = base + torch.linspace(-1, 1, 5)[:, None] * torch.linspace(0.5, 1.5, len(LEVELS))[None, :]  # [5, K] one per window
+    rows = torch.linspace(0.5, 1.5, 5)[:, None] * base + torch.linspace(-1, 1, 5)[:, None]  # [5, K]: a base per window
     torch.testing.assert_close(net(x, rows), rows)
     torch.nn.init.normal_(net.head.weight, std=3.0)  # any head: still increasing
     assert (torch.diff(net(x, base), dim=1) > 0).all() and (torch.diff(net(x, rows), dim=1) > 0).all()
