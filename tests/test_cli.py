@@ -14,6 +14,7 @@ from arch import arch_model
 from scipy import stats
 
 from coincast import Forecaster, load
+from coincast.models.step import cpu_runs_bf16_lstm
 from tests.conftest import TINY_FLAGS, assert_user_error
 
 
@@ -123,6 +124,14 @@ def test_run_bad_input(cli, files, args, message):
     p = cli("run", *TINY_FLAGS, *args, "--out", "runs", cwd=files) if "--out" not in args else cli("run", *TINY_FLAGS, *args, cwd=files)
     assert_user_error(p, message)
     assert not (files / "runs").exists() or not any((files / "runs").iterdir())
+
+
+@pytest.mark.skipif(cpu_runs_bf16_lstm(), reason="this CPU runs LSTM layers in bf16")
+def test_bf16_on_a_cpu_without_it_is_a_user_error(cli, files):
+    """An AVX2-only CPU (oneDNN has no bf16 LSTM kernels there): one line before training, nothing written."""
+    p = cli("run", *TINY_FLAGS, "--data", "ok.csv", "--precision", "bf16", "--out", "runs_bf16", cwd=files)
+    assert_user_error(p, "precision bf16: this CPU cannot run LSTM layers in bf16")
+    assert not (files / "runs_bf16").exists() or not any((files / "runs_bf16").iterdir())
 
 
 def test_run_predict_and_bad_models(cli, files, tmp_path):

@@ -17,7 +17,7 @@ from coincast.config import TrainSettings
 from coincast.models.bilstm import BiLSTM, run_as_is
 from coincast.models.forecaster import Forecaster
 from coincast.models.padding import run_even
-from coincast.models.step import ShardedStep
+from coincast.models.step import ShardedStep, cpu_runs_bf16_lstm
 from coincast.models.training import train
 from tests.conftest import tiny
 
@@ -127,7 +127,10 @@ def test_shard_gradients_add_up_to_the_batch_gradient(btc):
         torch.testing.assert_close(p.grad, plain[name], atol=1e-6, rtol=1e-5, msg=name)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+NO_BF16 = pytest.mark.skipif(not cpu_runs_bf16_lstm(), reason="this CPU cannot run LSTM layers in bf16 (no AVX-512)")
+
+
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=NO_BF16)])
 def test_shards_side_by_side_train_the_same_model_as_one_after_another(btc, precision):
     """The fast path (2 threads) and the plain path (1 thread) on a fixed seed, dropout on."""
     X, y = real_windows(btc)
@@ -142,6 +145,7 @@ def test_shards_side_by_side_train_the_same_model_as_one_after_another(btc, prec
     torch.testing.assert_close(preds[1], preds[0], atol=1e-5, rtol=1e-4)
 
 
+@NO_BF16
 def test_bf16_training_reaches_the_fp32_validation_loss(btc):
     """bf16 autocast (odd layers padded) trains to a validation loss within 10% of fp32's."""
     X, y = real_windows(btc)

@@ -12,15 +12,20 @@ The fast path for training on a CPU, measured in BENCHMARKS.md:
   natively: AVX-512 BF16/AMX CPUs (oneDNN then runs the recurrent layers on AMX tiles) and
   bf16 GPUs. Elsewhere bf16 would be emulated and slower, so `auto` stays fp32. On a CPU,
   layers of odd size then run one unit larger (models/padding.py: same function, faster).
+  An explicit `bf16` on a CPU whose oneDNN has no bf16 recurrent kernels at all (AVX2 only, e.g.
+  an AMD EPYC without AVX-512: "could not create a primitive descriptor") is a ConfigError
+  before training, not a traceback in the first batch.
 """
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import nn
 
+from coincast.errors import ConfigError
 from coincast.models.padding import run_even
 
 
@@ -33,8 +38,22 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
+@functools.cache
+def cpu_runs_bf16_lstm() -> bool:
+    """Can this CPU run an LSTM under bf16 autocast at all? Tried once on a 2-unit layer."""
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            nn.LSTM(1, 2, batch_first=True)(torch.zeros(1, 2, 1))
+    except RuntimeError:
+        return False
+    return True
+
+
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for a `precision` setting (auto, fp32, bf16); None = plain fp32."""
+    if precision == "bf16" and device.type == "cpu" and not cpu_runs_bf16_lstm():
+        raise ConfigError("precision bf16: this CPU cannot run LSTM layers in bf16 (its oneDNN has no bf16 kernels "
+                          "without AVX-512): use --precision auto or fp32")
     if precision == "bf16" or (precision == "auto" and native_bf16(device)):
         return torch.bfloat16
     return None
