@@ -40,9 +40,10 @@ def native_bf16(device: torch.device) -> bool:
 
 @functools.cache
 def cpu_runs_bf16_lstm() -> bool:
-    """Can this CPU run an LSTM under bf16 autocast at all? Tried once on a 2-unit layer."""
+    """Can this CPU run an LSTM under bf16 autocast at all? Tried once on a 2-unit layer, whose
+    initial weights come from a forked RNG: the caller's seeded stream is untouched."""
     try:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.random.fork_rng(), torch.autocast("cpu", dtype=torch.bfloat16):
             nn.LSTM(1, 2, batch_first=True)(torch.zeros(1, 2, 1))
     except RuntimeError:
         return False
