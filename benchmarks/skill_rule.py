@@ -98,6 +98,8 @@ RULES = {
     "record, a - 1.5 se": {"z": 1.5},
     "record, a - 2 se": {"z": 2.0},
     "record, a - 2.5 se": {"z": 2.5},  # the default (coincast.models.shrinkage.RECORD_Z)
+    "min 182, a - 1 se": {"min_record": 182, "z": 1.0},
+    "min 182, a - 1.5 se": {"min_record": 182, "z": 1.5},
 }
 
 
