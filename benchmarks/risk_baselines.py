@@ -11,7 +11,8 @@ the risk section of BENCHMARKS.md (`make skill` runs it after the point table).
 
     .venv/bin/python benchmarks/risk_baselines.py [--coins btc-usd,eth-usd] [--days 730] [--retrain-every 7]
         [--end 2024-01-06 --section risk_tuning --out ...]   the same on data cut at --end
-        [--network record=730,shrink=1.0]                     the network's settings (NetworkRisk's keywords)
+        [--network record=730,shrink=1.0]                     the network's settings (NetworkRisk's keywords;
+                                                              pool=0: trained on the coin's own windows only)
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from doc_section import replace_section  # benchmarks/: run as scripts
 import coincast
 from coincast.evaluation import risk
 from coincast.flows.backtest_risk import candle_columns
+from coincast.data.datasets import daily_coins
 from coincast.machine import cpu_model
 from coincast.models.risk_baselines import all_baselines
 from coincast.models.risk_network import NetworkRisk
-from coincast.models.risk_walk import walk_forward_risk
+from coincast.models.risk_walk import pooled_returns, walk_forward_risk
 
 COINS = ("btc-usd", "eth-usd", "ltc-usd", "xrp-usd", "ada-usd", "bnb-usd")
 REFERENCE, GARCH = "empirical", "garch_t"
@@ -41,11 +43,13 @@ ISSUE = {"garch_gain": (0.3, 1.9), "garch_dm_below_05": 4, "cov80": (0.79, 0.83)
 
 def one(coin: str, days: int, retrain_every: int, end: str | None, network: dict) -> list[dict]:
     candles = candle_columns(coincast.load(coin))  # a user's CSV may say Open/High/Low/Close
-    coin = Path(coin).stem if Path(coin).suffix else coin  # a file: its name in the table
     if end is not None:
         candles = candles.loc[:end]
     t0 = time.perf_counter()
-    net = NetworkRisk(**network)
+    network = dict(network)
+    pool = pooled_returns(candles, daily_coins(but=coin)) if network.pop("pool", 1) else {}  # as risk_part
+    net = NetworkRisk(**network, pool=pool)
+    coin = Path(coin).stem if Path(coin).suffix else coin  # a file: its name in the table
     enough = len(candles) - days - 1 >= net.min_history  # returns before the first day
     walk = walk_forward_risk(candles, start=candles.index[-days], retrain_every=retrain_every,
                              baselines=all_baselines() + ([net] if enough else []))
@@ -65,7 +69,8 @@ def one(coin: str, days: int, retrain_every: int, end: str | None, network: dict
         })
         if name == "network":
             g = risk.crps_dm(y, walk.q(name), walk.q(GARCH), walk.tau)
-            rows[-1].update({"crps_ratio_garch": g["ratio"], "dm_p_garch": g["dm_p"], "epochs": net.epochs})
+            rows[-1].update({"crps_ratio_garch": g["ratio"], "dm_p_garch": g["dm_p"], "epochs": net.epochs,
+                             "windows": net.pooled})
     return rows
 
 

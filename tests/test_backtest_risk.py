@@ -17,13 +17,14 @@ from coincast.backtest.engine import BacktestSettings
 from coincast.backtest import trading
 from coincast.backtest.trading import TradingSettings
 from coincast.data import load
+from coincast.data.datasets import daily_coins
 from coincast.errors import ConfigError
 from coincast.evaluation import risk
 from coincast.flows.backtest import run_backtest
 from coincast.flows.backtest_risk import risk_part
 from coincast.models.risk_baselines import all_baselines
 from coincast.models.risk_network import NetworkRisk
-from coincast.models.risk_walk import walk_forward_risk
+from coincast.models.risk_walk import pooled_returns, walk_forward_risk
 from tests.conftest import one_torch_thread, tiny
 
 one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
@@ -52,8 +53,9 @@ def run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def walk(run, btc):
     """Every risk model walked over the backtest's days, outside it."""
-    days = run.result.table.index
-    return walk_forward_risk(btc, start=days[0], retrain_every=7, end=days[-1], baselines=all_baselines() + [NetworkRisk()])
+    days, pool = run.result.table.index, pooled_returns(btc, daily_coins(but="btc-usd"))  # the head's pool, as the backtest's
+    return walk_forward_risk(btc, start=days[0], retrain_every=7, end=days[-1],
+                             baselines=all_baselines() + [NetworkRisk(pool=pool)])
 
 
 def test_scores_equal_walk_forward_risk_and_evaluation_risk_on_the_same_days(run, btc, walk):

@@ -10,13 +10,14 @@ import pandas as pd
 import pytest
 
 from coincast import load, run
+from coincast.data.datasets import daily_coins
 from coincast.errors import DataError, OutputError
 from coincast.evaluation import risk
 from coincast.evaluation.metrics import verdict
 from coincast.flows.run_risk import run_risk
 from coincast.models.risk_baselines import all_baselines
 from coincast.models.risk_network import NetworkRisk
-from coincast.models.risk_walk import walk_forward_risk
+from coincast.models.risk_walk import pooled_returns, walk_forward_risk
 from tests.conftest import tiny
 
 RISK_MODELS = ["empirical", "ewma_t", "garch_t", "har_t", "network"]
@@ -75,9 +76,10 @@ def test_same_seed_gives_identical_metrics_json(btc_run, tmp_path):
 @pytest.fixture(scope="module")
 def risk_walk(btc_run):
     """Every risk model walked over the run's test days in one fold, outside the run."""
-    days = btc_run.forecast.index
-    return walk_forward_risk(load("btc-usd"), start=days[0], retrain_every=len(days), end=days[-1],
-                             baselines=all_baselines() + [NetworkRisk()])
+    days, btc = btc_run.forecast.index, load("btc-usd")
+    pool = pooled_returns(btc, daily_coins(but="btc-usd"))  # the head trains on the other bundled coins too
+    return walk_forward_risk(btc, start=days[0], retrain_every=len(days), end=days[-1],
+                             baselines=all_baselines() + [NetworkRisk(pool=pool)])
 
 
 def test_risk_scores_are_one_fold_of_walk_forward_risk_on_the_test_days(btc_run, risk_walk):

@@ -4,6 +4,7 @@ monotone, the conformal shifts by hand, the calibration days disjoint from the s
 all before the cut, no future data in any fold, the same seed the same forecast."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -12,7 +13,8 @@ from coincast.evaluation.risk import LEVELS
 from coincast.models import risk_baselines as rb
 from coincast.models.risk_net import RiskNet
 from coincast.models.risk_network import NetworkRisk, conformal_shifts
-from coincast.models.risk_walk import percent_returns, walk_forward_risk
+from coincast.data.datasets import daily_coins
+from coincast.models.risk_walk import percent_returns, pooled_returns, walk_forward_risk
 
 START, END = 520, 533  # candle rows of the first and last target day: 14 days, two folds
 
@@ -101,3 +103,58 @@ def test_no_future_data_and_same_seed(walk, candles):
 def test_too_little_history_is_explained(candles):
     with pytest.raises(Exception, match="need"):
         walk_forward_risk(candles, start=300, end=310, baselines=[tiny()])
+
+
+def pool_of(candles, but="btc-usd"):
+    return pooled_returns(candles, daily_coins(but=but))
+
+
+def test_pool_is_aligned_by_calendar_day(candles):
+    """Each pooled coin's returns sit on the data's own days, matched by date (a user's file stamped
+    at 23:59:59 lines up with the bundled candles' 00:00), NaN where it has none; the data's own coin
+    is not pooled."""
+    pool = pool_of(candles)
+    assert list(pool) == ["eth-usd", "ltc-usd", "xrp-usd", "ada-usd", "bnb-usd"]
+    eth = load("eth-usd")
+    r_eth = 100 * np.diff(np.log(eth["close"].to_numpy()))  # [T-1] on eth's days 1..
+    day = candles.index[100]  # the pooled row 99 is the return of candles' row 100
+    np.testing.assert_allclose(pool["eth-usd"][0][99], r_eth[eth.index.get_loc(day) - 1])
+    late = candles.copy()
+    late.index = late.index + pd.Timedelta(hours=23, minutes=59, seconds=59)
+    np.testing.assert_array_equal(pooled_returns(late, {"eth-usd": eth})["eth-usd"][0], pool["eth-usd"][0])
+    short = pooled_returns(candles, {"eth-usd": eth.iloc[-100:]})["eth-usd"][0]  # eth's last 100 days only
+    assert np.isnan(short[:-99]).all() and not np.isnan(short[-99:]).any()
+
+
+def test_pooled_first_fit(candles, monkeypatch):
+    """The first fit trains on every pooled coin's windows of the same dates as its own (one coin
+    with a gap and one that starts too late are left out), the pool changes the head, and the pool's
+    rows from the first fold's cut on change nothing trained on (a row before it does: the pooled
+    coin's own GARCH-t is fitted on every row before the cut)."""
+    pool = {k: (r.copy(), gk) for k, (r, gk) in pool_of(candles).items()}
+    pool["ltc-usd"][0][200] = np.nan  # a gap: left out
+    pool["xrp-usd"][0][:400] = np.nan  # starts too late: left out
+    cut = START - 1  # the first fold's cut among the returns
+    seen = []  # the (train, select) data of each first fit
+    train = NetworkRisk._train
+    monkeypatch.setattr(NetworkRisk, "_train", lambda self, *data: seen.append(data) or train(self, *data))
+
+    def head(pool):
+        net = tiny(pool=pool, lr=1e-2)
+        return walk_forward_risk(candles, start=START, end=END, baselines=[net]).q("network"), net
+
+    q, net = head(pool)
+    own = net.spans["train"][1] - net.spans["train"][0]
+    assert net.pooled == {"own": own, "eth-usd": own, "ada-usd": own, "bnb-usd": own}
+    assert len(seen[0][0][2]) == 4 * own and len(seen[0][1][2]) == 4 * 60  # four coins' windows, their selection tails
+    assert not np.allclose(q, head({})[0])  # trained on its own windows alone
+
+    def moved(frm):
+        return {k: (np.where(np.arange(len(r)) >= frm, 3 * r, r), gk) for k, (r, gk) in pool.items()}
+
+    def same(a, b) -> bool:
+        return all(torch.equal(x, y) for part_a, part_b in zip(a, b) for x, y in zip(part_a, part_b))
+
+    head(moved(cut))
+    head(moved(cut - 1))
+    assert same(seen[0], seen[2]) and not same(seen[0], seen[3])

@@ -25,12 +25,13 @@ import pandas as pd
 from coincast.backtest import trading
 from coincast.backtest.engine import BacktestSettings, check, walk_forward
 from coincast.config import Settings
+from coincast.data.datasets import daily_coins
 from coincast.data.exogenous import read_series
 from coincast.data.frame import day_on
 from coincast.errors import CoincastError, DataError
 from coincast.models.risk_baselines import all_baselines
 from coincast.models.risk_network import NetworkRisk
-from coincast.models.risk_walk import walk_forward_risk
+from coincast.models.risk_walk import pooled_returns, walk_forward_risk
 from coincast.prep.inputs import Inputs, build_inputs
 from coincast.prep.windows import fill_zeros
 
@@ -213,21 +214,28 @@ def audit_backtest(
     return res
 
 
-def audit_risk(raw: pd.DataFrame, cutoff, start=None, retrain_every: int = 7, seed: int = 0) -> AuditResult | str:
+def audit_risk(raw: pd.DataFrame, cutoff, start=None, retrain_every: int = 7, seed: int = 0,
+               data: str | None = None) -> AuditResult | str:
     """Walk the risk models (every baseline, and the network's head where the history allows) from
     `start` (default: the cut-off falls in the middle of the second fold) over the candles and over
     them perturbed from `cutoff` on, refitted every `retrain_every` days, and compare each model's
-    quantiles of every day up to the cut-off. Returns the one-line reason instead where the risk
-    models do not apply to these candles."""
+    quantiles of every day up to the cut-off. The head's pool (the bundled daily coins but `data`,
+    as flows/backtest_risk.risk_part gives it) is perturbed from the cut-off's date on as well.
+    Returns the one-line reason instead where the risk models do not apply to these candles."""
     cut = _cut_position(raw, cutoff)
     first = cut - retrain_every - retrain_every // 2 if start is None else int(
         raw.index.searchsorted(day_on(raw.index, start, "start", "--start")))
     raw, pert, res = _perturbed(raw, cut, retrain_every, seed)
     with_network = first - 1 >= NetworkRisk().min_history  # returns before the first forecast day
+    pools = ({}, {})
+    if with_network:
+        others = daily_coins(but=data)
+        moved = {k: perturb(o, int(o.index.searchsorted(res.cutoff.normalize())), seed=seed) for k, o in others.items()}
+        pools = (others, moved)
     try:
-        a, b = (walk_forward_risk(candles, start=first, retrain_every=retrain_every,
-                                  baselines=all_baselines() + ([NetworkRisk(seed=seed)] if with_network else []))
-                for candles in (raw, pert))
+        a, b = (walk_forward_risk(candles, start=first, retrain_every=retrain_every, baselines=all_baselines() + (
+                    [NetworkRisk(seed=seed, pool=pooled_returns(candles, pool))] if with_network else []))
+                for candles, pool in zip((raw, pert), pools))
     except CoincastError as e:  # no open/high/low/close, too little history
         return f"the risk models do not apply to these candles: {str(e).rstrip('.')}"
     upto = a.actual.index <= res.cutoff  # [N]

@@ -195,7 +195,7 @@ def audit(
     # soft_wrap: one line each, however long the column list (a verdict is never split)
     out.print(f"inputs ({', '.join(c.removeprefix('feature ') for c in feats.compared)}): {feats.summary()}", soft_wrap=True)
     out.print(f"forecasts, intervals and positions of {', '.join(c for c in model.compared if ' ' not in c and c[:2] not in ('lo', 'hi'))}: {model.summary()}", soft_wrap=True)
-    risk = audit_risk(raw, model.cutoff, start, retrain_every, seed)
+    risk = audit_risk(raw, model.cutoff, start, retrain_every, seed, data)
     if isinstance(risk, str):
         out.print(f"risk quantiles: not audited: {risk}", soft_wrap=True)
     else:

@@ -136,6 +136,12 @@ def load(spec: str | Path, timestamps: str = "open") -> pd.DataFrame:
     return read_file(spec_s, timestamps)
 
 
+def daily_coins(but: str | Path | None = None) -> dict[str, pd.DataFrame]:
+    """The bundled daily coins' candles by name, all but the dataset named `but`: the network's risk
+    head trains on them beside the data's own (models/risk_network.py)."""
+    return {d.name: load(d.name) for d in DATASETS.values() if d.bar == "1D" and d.name != str(but)}
+
+
 def default_target(spec: str | Path) -> str | None:
     """The target a bundled dataset is made for (None for files: the caller decides)."""
     d = DATASETS.get(str(spec))

@@ -151,7 +151,7 @@ def run_backtest(
     try:
         result = walk_forward(inputs, settings, bt, extra=raw, log=log, on_fold=on_fold, on_start=on_start or say_plan)
         # the risk baselines over the same test days, from the raw candles (skipped, with the reason, where they do not apply)
-        risk = risk_part(raw, result.table.index, bt.retrain_every, settings.model.risk_head)
+        risk = risk_part(raw, result.table.index, bt.retrain_every, settings.model.risk_head, str(data))
         forecast, no_risk = trading_forecast(risk, result.table.index)  # the risk model trading uses, or why none
         summary, sims, lines = evaluate(result, t, n_boot, forecast, no_risk)
         summary = {"data": str(data), "features": ",".join(inputs.frame.columns), **summary, "risk": risk.summary}

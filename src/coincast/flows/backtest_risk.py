@@ -27,12 +27,13 @@ from dataclasses import dataclass
 import pandas as pd
 
 from coincast.backtest.trading import RiskForecast
+from coincast.data.datasets import daily_coins
 from coincast.data.frame import bar_length
 from coincast.errors import CoincastError
 from coincast.evaluation import risk
 from coincast.models.risk_baselines import all_baselines
 from coincast.models.risk_network import NetworkRisk
-from coincast.models.risk_walk import RiskWalk, walk_forward_risk
+from coincast.models.risk_walk import RiskWalk, pooled_returns, walk_forward_risk
 from coincast.prep.features import PRICES
 
 REFERENCE = "empirical"  # the random walk every baseline's CRPS is divided by
@@ -81,9 +82,12 @@ def skip_reason(candles: pd.DataFrame, days: pd.DatetimeIndex) -> str | None:
     return None
 
 
-def risk_part(candles: pd.DataFrame, days: pd.DatetimeIndex, retrain_every: int, head: bool = True) -> RiskPart:
+def risk_part(candles: pd.DataFrame, days: pd.DatetimeIndex, retrain_every: int, head: bool = True,
+              data: str | None = None) -> RiskPart:
     """The risk baselines, and the network's head if `head` (settings.model.risk_head), walked over
-    `days` (the backtest's test days) and scored, or skipped with the reason."""
+    `days` (the backtest's test days) and scored, or skipped with the reason. The head trains on
+    the bundled daily coins' windows beside the data's own (all six but `data`, the data spec,
+    where it is one of them)."""
     candles = candle_columns(candles)
     reason = skip_reason(candles, days)
     if reason is not None:
@@ -94,6 +98,7 @@ def risk_part(candles: pd.DataFrame, days: pd.DatetimeIndex, retrain_every: int,
     if not head:
         network_skipped = "the network's risk head is turned off (model.risk_head = false)"
     elif before >= network.min_history:
+        network.pool = pooled_returns(candles, daily_coins(but=data))
         models.append(network)
     else:
         network_skipped = f"the network's risk head needs {network.min_history} daily returns before the first test day; the data have {before}"

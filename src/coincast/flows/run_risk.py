@@ -27,9 +27,9 @@ def run_risk(raws: dict[str, pd.DataFrame], days: pd.Index, head: bool = True) -
     """The risk models walked over the run's test `days` in one fold and scored, or skipped with the reason."""
     if len(raws) > 1:
         return RiskPart({"skipped": f"the risk part runs on one asset; this run has {len(raws)}"}, None)
-    candles = next(iter(raws.values()))
+    data, candles = next(iter(raws.items()))
     span = len(candles.loc[days[0] : days[-1]])  # candles of the test period, gap days included: one fold
-    return risk_part(candles, days, span, head)
+    return risk_part(candles, days, span, head, data)
 
 
 def quantile_columns(part: RiskPart, table: pd.DataFrame) -> tuple[pd.DataFrame | None, dict]:

@@ -11,7 +11,12 @@ with the same folds, and it is scored beside them:
   `har_weight` (0.5; 0 is GARCH-t alone). The first fit trains the network from that start on every
   window before a calibration tail (the last `calibration` days), early-stopping on a selection
   tail just before it (the `selection` days before the calibration tail), and forecasts the
-  calibration tail out of sample: the calibration record starts there. Later fits keep the network
+  calibration tail out of sample: the calibration record starts there. With a `pool` (other coins'
+  returns on the same days: models/risk_walk.pooled_returns) it trains and early-stops on their
+  windows of the same dates too, each coin standardised by its own GARCH-t and HAR-t fitted on its
+  returns before the cut; on the two tuning periods this pooled head scored below the one trained on
+  its own coin on 9 of 10 coin-periods (BENCHMARKS.md). The calibration uses the coin's own
+  forecasts only. Later fits keep the network
   as it is (frozen) and refit GARCH, HAR and the calibration only: on the six coins' 730 days
   before `make skill`'s test period, warm refits (2 epochs a fold on the last 365 windows, without
   a selection tail) scored worse than GARCH-t and the frozen network did not (BENCHMARKS.md).
@@ -65,7 +70,8 @@ class NetworkRisk:
 
     def __init__(self, window: int = 30, hidden: int = 16, calibration: int = 250, selection: int = 250,
                  max_epochs: int = 40, patience: int = 5, record: int = 365, min_record: int = 100,
-                 lr: float = 1e-3, batch: int = 64, seed: int = 0, har_weight: float = 0.5, shrink: float = 0.5):
+                 lr: float = 1e-3, batch: int = 64, seed: int = 0, har_weight: float = 0.5, shrink: float = 0.5,
+                 pool: dict[str, tuple[np.ndarray, np.ndarray]] | None = None):
         self.window, self.hidden, self.calibration, self.selection = window, hidden, calibration, selection
         self.max_epochs, self.patience = max_epochs, patience
         self.record, self.min_record, self.lr, self.batch, self.seed = record, min_record, lr, batch, seed
@@ -80,6 +86,8 @@ class NetworkRisk:
         self.spans: dict[str, tuple[int, int]] = {}  # the first fit's days trained on, selected on, calibrated on
         self.epochs: int | None = None  # the best epoch of the first fit (0: the base distribution kept)
         self.generator = torch.Generator().manual_seed(seed)
+        self.pool = pool or {}  # other coins' (r, gk) [T] by name, on this coin's days (NaN where they have none)
+        self.pooled: dict[str, int] = {}  # the first fit's training windows: "own", then each pooled coin's used
 
     # -- the base distribution and the windows ------------------------------------------------
 
@@ -125,8 +133,16 @@ class NetworkRisk:
             if pick - first < self.selection:
                 raise DataError(f"the network's risk head needs {self.min_history} returns before its first fold; "
                                 f"the data have {n}: start the walk later")
-            self.epochs = self._train(self._data(r, gk, s, mu, np.arange(first, pick)),
-                                      self._data(r, gk, s, mu, np.arange(pick, tail)))
+            train = [self._data(r, gk, s, mu, np.arange(first, pick))]
+            select = [self._data(r, gk, s, mu, np.arange(pick, tail))]
+            self.pooled = {"own": pick - first}
+            for name, (ro, go) in self.pool.items():
+                part = self._pool_data(ro, go, n, pick, tail)
+                if part is not None:
+                    train.append(part[0])
+                    select.append(part[1])
+                    self.pooled[name] = len(part[0][2])
+            self.epochs = self._train(*(tuple(torch.cat(parts) for parts in zip(*data)) for data in (train, select)))
             days = np.arange(tail, n)
             z = self._z(*self._inputs(r, gk, s, mu, days))  # [C, K] out of sample: trained before the tail
             self.residuals.extend(list((r[days] - mu)[:, None] / s[days][:, None] - z))
@@ -141,6 +157,27 @@ class NetworkRisk:
     def _data(self, r, gk, s, mu, days) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(windows, base, [D] standardised targets) of the target days `days`."""
         return *self._inputs(r, gk, s, mu, days), torch.tensor((r[days] - mu) / s[days], dtype=torch.float32)
+
+    def _pool_data(self, r: np.ndarray, gk: np.ndarray, n: int, pick: int, tail: int):
+        """(training data, selection data) of one pooled coin, whose returns r and variances gk are on
+        this coin's days (NaN where it has none): from its rows before the cut n, the target days of
+        the same dates as this coin's training and selection days, standardised by the coin's own
+        GARCH-t and HAR-t fitted on those rows. None where it has gaps or too little history."""
+        r, gk = np.asarray(r, float)[:n], np.asarray(gk, float)[:n]  # [n] before the cut
+        have = ~(np.isnan(r) | np.isnan(gk))  # [n]
+        start = int(np.argmax(have))  # its first day
+        if not have.any() or not have[start:].all():
+            return None
+        own = NetworkRisk(window=self.window, har_weight=self.har_weight)  # its own base distribution
+        r, gk = r[start:], gk[start:]
+        first = own.window + own.garch.min_history  # its first day trained on
+        if pick - start < first:  # it starts too late for a day before the selection tail
+            return None
+        own.garch.fit(r, gk)
+        own.har.fit(r, gk)
+        mu, s = own._sigma(r)
+        return (own._data(r, gk, s, mu, np.arange(first, pick - start)),
+                own._data(r, gk, s, mu, np.arange(pick - start, tail - start)))
 
     @one_thread
     def _train(self, train, select) -> int:

@@ -54,6 +54,19 @@ def percent_returns(candles: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.I
     return r, gk, candles.index[1:]
 
 
+def pooled_returns(candles: pd.DataFrame, others: dict[str, pd.DataFrame]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The network's risk head's pool: each of `others`' (name -> daily candles) percent log returns
+    and Garman-Klass variances ([T-1] each) on the calendar days of `candles`' returns, NaN on a day
+    it has none, so that a fit given the returns before row n takes the other coins' rows before n."""
+    days = candles.index[1:].normalize()  # [T-1] the days of its returns (percent_returns)
+    pool = {}
+    for name, other in others.items():
+        r, gk, index = percent_returns(other)
+        both = pd.DataFrame({"r": r, "gk": gk}, index=index.normalize()).reindex(days)  # [T-1, 2]
+        pool[name] = (both["r"].to_numpy(float), both["gk"].to_numpy(float))
+    return pool
+
+
 def next_move(candles: pd.DataFrame, tau) -> tuple[np.ndarray, int]:
     """([K] quantiles at `tau` of the next candle's percent log return, returns fitted on): GARCH(1,1)-t,
     the risk baseline measured best on the bundled coins (BENCHMARKS.md), fitted on every close-to-
