@@ -45,7 +45,8 @@ bench-quick: $(VENV)/.installed
 	bash benchmarks/run_bench.sh --quick
 
 # Walk-forward skill of the default, default+ta and tutorial presets on all six bundled daily coins, then the
-# risk forecasts (the network's distribution head and the four baselines) on the same days (28 min on 2 cores, 2026-12-02).
+# risk forecasts (the network's distribution head and the four baselines) on the same days (2026-12-02, 2 cores:
+# 28 min on an AVX-512-BF16 AMD EPYC, 73 min on an Intel Xeon with AMX).
 skill: $(VENV)/.installed
 	$(VENV)/bin/coincast evaluate --jobs 2 --out runs/skill
 	$(PY) benchmarks/skill.py runs/skill
