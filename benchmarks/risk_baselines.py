@@ -27,9 +27,9 @@ from pathlib import Path
 
 from doc_section import replace_section  # benchmarks/: run as scripts
 import coincast
+from coincast.data.datasets import daily_coins
 from coincast.evaluation import risk
 from coincast.flows.backtest_risk import candle_columns
-from coincast.data.datasets import daily_coins
 from coincast.machine import cpu_model
 from coincast.models.risk_baselines import all_baselines
 from coincast.models.risk_network import NetworkRisk

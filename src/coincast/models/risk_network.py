@@ -168,16 +168,16 @@ class NetworkRisk:
         start = int(np.argmax(have))  # its first day
         if not have.any() or not have[start:].all():
             return None
-        own = NetworkRisk(window=self.window, har_weight=self.har_weight)  # its own base distribution
+        other = NetworkRisk(window=self.window, har_weight=self.har_weight)  # its own base distribution
         r, gk = r[start:], gk[start:]
-        first = own.window + own.garch.min_history  # its first day trained on
+        first = other.window + other.garch.min_history  # its first day trained on
         if pick - start < first:  # it starts too late for a day before the selection tail
             return None
-        own.garch.fit(r, gk)
-        own.har.fit(r, gk)
-        mu, s = own._sigma(r)
-        return (own._data(r, gk, s, mu, np.arange(first, pick - start)),
-                own._data(r, gk, s, mu, np.arange(pick - start, tail - start)))
+        other.garch.fit(r, gk)
+        other.har.fit(r, gk)
+        mu, s = other._sigma(r)
+        return (other._data(r, gk, s, mu, np.arange(first, pick - start)),
+                other._data(r, gk, s, mu, np.arange(pick - start, tail - start)))
 
     @one_thread
     def _train(self, train, select) -> int:
