@@ -82,6 +82,11 @@ def _results(model_return, model_sharpe, hold_return=-0.104, hold_sharpe=-0.34):
     (_results(-0.025, -0.05), {"lo": None, "hi": None},
      "After costs the model's strategy did better than buy-and-hold, but not significantly: total return -2.5% "
      "vs -10.4%, Sharpe -0.05 vs -0.34, max drawdown -12.0% vs -25.0%; Sharpe difference CI undefined."),
+    # a strategy that never traded (persistence's forecast never says "up") has no returns to bootstrap
+    ({"model": {"total_return": 0.0, "sharpe": 0.0, "max_drawdown": 0.0, "n_trades": 0},
+      "buy_and_hold": {"total_return": 4.568, "sharpe": 1.46, "max_drawdown": -0.32}}, {"lo": None, "hi": None},
+     "After costs the model's strategy did NOT beat buy-and-hold: total return +0.0% vs +456.8%, Sharpe 0.00 vs "
+     "1.46, max drawdown 0.0% vs -32.0%; it never traded, so its Sharpe difference has no CI."),
     (_results(-0.2, -0.8), {"lo": -2.9, "hi": 0.3},
      "After costs the model's strategy did NOT beat buy-and-hold: total return -20.0% vs -10.4%, Sharpe -0.80 "
      "vs -0.34, max drawdown -12.0% vs -25.0%; Sharpe difference 95% block-bootstrap CI [-2.90, 0.30]."),

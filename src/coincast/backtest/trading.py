@@ -294,6 +294,7 @@ def verdict(results: dict, sharpe_ci: dict | None, model: str = "model", label: 
              f"max drawdown {100 * m['max_drawdown']:.1f}% vs {100 * b['max_drawdown']:.1f}%")
     defined = sharpe_ci is not None and sharpe_ci.get("lo") is not None
     ci = (f"Sharpe difference 95% block-bootstrap CI [{sharpe_ci['lo']:.2f}, {sharpe_ci['hi']:.2f}]" if defined
+          else "it never traded, so its Sharpe difference has no CI" if m.get("n_trades") == 0
           else "Sharpe difference CI undefined")
     better = m["total_return"] > b["total_return"] and m["sharpe"] > b["sharpe"]
     if better and defined and sharpe_ci["lo"] > 0:
