@@ -8,6 +8,7 @@
 """
 
 import importlib
+from importlib.metadata import PackageNotFoundError, version
 
 from coincast.config import Settings, preset
 from coincast.errors import CoincastError
@@ -18,7 +19,10 @@ _LAZY = {"load": "coincast.data", "Forecaster": "coincast.models.forecaster",
          "RunResult": "coincast.flows.run", "run": "coincast.flows.run"}
 
 __all__ = ["CoincastError", "Forecaster", "RunResult", "Settings", "load", "preset", "run"]
-__version__ = "0.1.0"
+try:  # one source: pyproject.toml's version, as installed
+    __version__ = version("coincast")
+except PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 
 def __getattr__(name: str):

@@ -14,9 +14,25 @@ from rich.table import Table
 from coincast.cli import options as opt
 from coincast.errors import CoincastError, DataError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Honest next-step crypto forecasts with a bidirectional LSTM.")
+app = typer.Typer(no_args_is_help=True, help="Honest next-step crypto forecasts with a bidirectional LSTM.")
 out = Console()
 err = Console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from coincast import __version__
+
+        out.print(f"coincast {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print coincast's version and exit."),
+) -> None:
+    """Honest next-step crypto forecasts with a bidirectional LSTM."""
 
 
 @app.command()
