@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # torch first, pinned: the CPU wheel served locally, so pip never pulls a CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: run test serve load install dev bench bench-quick bench-tune skill clean
+.PHONY: run test serve load install dev wheel-check bench bench-quick bench-tune skill clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.dev
 	$(PY) -m pytest
+
+# Build the sdist and wheel, install the wheel into a clean venv and run coincast outside the source tree (~1-2 min).
+wheel-check: $(VENV)/.dev
+	PYTHON=$(PY) PYTHON3=$(PYTHON) bash .ci/wheel_check.sh
 
 # The live demo with its API and dashboard at http://127.0.0.1:8000 (Ctrl-C stops).
 serve: $(VENV)/.installed
