@@ -181,8 +181,28 @@ def test_tune_report_sections_and_wrapped_tables(tune_html):
     assert text.count("data:image/png;base64,") == 2 and '<p class="verdict">' in text
 
 
+SHOTS = {"run_html": "run-report", "backtest_html": "backtest-report"}  # the docs' pictures
+
+
+def _screenshot(report, data_path, name: str, tmp_path, width: int = 1280, height: int = 960) -> None:
+    """With COINCAST_SCREENSHOTS=DIR, the top of the report as DIR/NAME.png (verdicts and first
+    tables); the temporary file the tests give the data is shown as the dataset it holds."""
+    folder = os.environ.get("COINCAST_SCREENSHOTS")
+    if not folder:
+        return
+    page = tmp_path / "shot.html"
+    page.write_text(report.read_text().replace(str(markupsafe.escape(str(data_path))), "btc-usd"))
+    os.makedirs(folder, exist_ok=True)
+    subprocess.run([_chromium(), "--headless", "--disable-gpu", "--no-sandbox", "--hide-scrollbars",
+                    f"--window-size={width},{height}", f"--user-data-dir={tmp_path / 'shot-profile'}",
+                    f"--screenshot={os.path.join(folder, name + '.png')}", page.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+
+
 @pytest.mark.parametrize("which", ["backtest_html", "run_html", "tune_html"])
 def test_reports_do_not_scroll_sideways_at_1280_pixels(which, request, tmp_path):
     size = _layout(request.getfixturevalue(which), tmp_path)
     assert size["innerWidth"] == 1280
     assert size["scrollWidth"] <= size["innerWidth"], size
+    if which in SHOTS:
+        _screenshot(request.getfixturevalue(which), request.getfixturevalue("data_path"), SHOTS[which], tmp_path)

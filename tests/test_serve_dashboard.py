@@ -10,6 +10,7 @@ import os
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -65,6 +66,8 @@ POINTS = "return window.coincast.charts.price.data[2].filter(v => v !== null).le
 
 
 def test_dashboard_in_a_real_browser(tmp_path):
+    shots = Path(os.environ.get("COINCAST_SCREENSHOTS") or tmp_path)  # a folder to keep them in: the docs' pictures
+    shots.mkdir(parents=True, exist_ok=True)
     browser = _browser()
     with demo_api(tmp_path / "live.duckdb", days=9) as demo:
         sock = bind("127.0.0.1", 0)
@@ -81,7 +84,7 @@ def test_dashboard_in_a_real_browser(tmp_path):
             assert browser.execute_script(POINTS) == expected
             assert browser.find_element("id", "next").text not in ("", "–")
             assert "btc-1d-m1" in browser.find_element("id", "models").text
-            browser.save_screenshot(str(tmp_path / "dashboard.png"))
+            browser.save_screenshot(str(shots / "dashboard.png"))
 
             demo.clock.advance(DAY)  # a candle closes: the service scores it and forecasts the next
             assert served_count(base, "btc-1d") == expected + 1
@@ -98,11 +101,11 @@ def test_dashboard_in_a_real_browser(tmp_path):
             time.sleep(0.5)
             size = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
             assert size[0] <= size[1], size
-            browser.save_screenshot(str(tmp_path / "dashboard-phone.png"))
+            browser.save_screenshot(str(shots / "dashboard-phone.png"))
             errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
             assert not errors, errors
         finally:
             browser.quit()
             server.should_exit = True
             thread.join(timeout=30)
-    assert (tmp_path / "dashboard.png").stat().st_size > 10_000 and (tmp_path / "dashboard-phone.png").exists()
+    assert (shots / "dashboard.png").stat().st_size > 10_000 and (shots / "dashboard-phone.png").exists()
