@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # torch first, pinned: the CPU wheel served locally, so pip never pulls a CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: run test serve load install dev wheel-check bench bench-quick bench-tune skill clean
+.PHONY: run test serve load install dev docs wheel-check bench bench-quick bench-tune skill clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(VENV)/.installed: $(PY) pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.installed
-	$(PY) -m pip install -q -e ".[dev,ray]"
+	$(PY) -m pip install -q -e ".[dev,ray,docs]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -27,6 +27,10 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.dev
 	$(PY) -m pytest
+
+# The documentation site into site/ (strict: a broken link or reference fails); `mkdocs serve` to browse it.
+docs: $(VENV)/.dev
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 # Build the sdist and wheel, install the wheel into a clean venv and run coincast outside the source tree (~1-2 min).
 wheel-check: $(VENV)/.dev
