@@ -4,7 +4,8 @@
 - reference/config.md from the settings dataclasses (keys, types, defaults of both presets, the
   comment beside each field) and the allowed values `config.validate` enforces;
 - reference/http-api.md and reference/openapi.json from the FastAPI app's OpenAPI schema;
-- benchmarks.md and changelog.md from BENCHMARKS.md and CHANGELOG.md at the repository root.
+- benchmarks.md, benchmarks-history.md and changelog.md from BENCHMARKS.md,
+  benchmarks/results/HISTORY.md and CHANGELOG.md.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def on_files(files, config):
         "reference/http-api.md": http_page(),
         "reference/openapi.json": json.dumps(openapi(), indent=2),
         "benchmarks.md": root_page("BENCHMARKS.md"),
+        "benchmarks-history.md": root_page("benchmarks/results/HISTORY.md"),
         "changelog.md": root_page("CHANGELOG.md"),
     }
     for uri, text in pages.items():
@@ -192,8 +194,16 @@ def _schema_type(s: dict) -> str:
 
 
 # -- pages kept at the repository root -----------------------------------------------------------
+# repository files that are pages of the site
+PAGES = {"BENCHMARKS.md": "benchmarks.md", "benchmarks/results/HISTORY.md": "benchmarks-history.md",
+         "CHANGELOG.md": "changelog.md"}
+
+
 def root_page(name: str) -> str:
-    """A root Markdown file as a page: links to repository files point at their path as text."""
-    text = (ROOT / name).read_text()
-    text = re.sub(r"\[([^\]]+)\]\((?!https?://|#)([^)]+)\)", lambda m: f"{m.group(1)} (`{m.group(2)}`)", text)
-    return text
+    """A repository Markdown file as a page: links to other such files point at their pages,
+    links to any other repository file become its path as text."""
+    def link(m: re.Match) -> str:
+        target = m.group(2)
+        return f"[{m.group(1)}]({PAGES[target]})" if target in PAGES else f"{m.group(1)} (`{target}`)"
+
+    return re.sub(r"\[([^\]]+)\]\((?!https?://|#)([^)]+)\)", link, (ROOT / name).read_text())
