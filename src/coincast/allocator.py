@@ -2,17 +2,16 @@
 
 Why: every training step allocates and frees tensors of tens of MB. glibc's malloc hands
 that memory back to the kernel (munmap, trimming the shard threads' 64 MB heaps) and the
-next step faults it in again, page by page: about 490,000 minor page faults per epoch of
-the tutorial network (issue 12 measured 10.3 s of system time in 24.6 s of wall time).
+next step faults it in again, page by page: hundreds of thousands of minor page faults per
+epoch of the tutorial network, a large share of its wall time spent in the kernel.
 
 What coincast does about it:
 - The `coincast` command, for the commands that train (`run`, `backtest`, `audit`, `live`, `serve`), starts
   itself once more with mimalloc preloaded (`LD_PRELOAD`, the library of the pip package
   `cmeel-mimalloc`, a dependency on Linux) and mimalloc told to keep freed memory
   (`MIMALLOC_PURGE_DELAY=-1`) and to leave transparent huge pages alone
-  (`MIMALLOC_ALLOW_THP=0`: measured on a shared 2-core AMD EPYC, huge pages cost about 1 s
-  more in the first epoch, about 3.3 s instead of 0.9 s of system time over 6 epochs, and
-  gained at most ~3% per later epoch; set the variable yourself to choose). A marker variable makes the
+  (`MIMALLOC_ALLOW_THP=0`: huge pages cost more system time in the first epoch than they
+  gain later; set the variable yourself to choose). A marker variable makes the
   re-exec happen once; `COINCAST_ALLOCATOR=system` turns it off; a missing library leaves
   the process on glibc, with a note in timing.json.
 - In any other process (the Python API, `coincast.Forecaster().fit(...)` in your own

@@ -1,9 +1,9 @@
 """Recurrent layers with an odd hidden size, run as the next even size: same function, faster in bf16.
 
 oneDNN packs bf16 values in pairs along the reduction dimension, and a layer of 49 units
-(the tutorial's first and last) falls off its AMX kernels: measured on one core, a
-bidirectional LSTM(196 -> 49) takes 0.29 s forward and backward for 512 windows in bf16,
-the same layer with 50 units 0.21 s. So the bf16 path runs each odd layer with one more
+(the tutorial's first and last) falls off its AMX kernels and trains markedly slower than
+the same layer with 50 units ("Speed" in benchmarks/results/HISTORY.md). So the bf16 path
+runs each odd layer with one more
 unit whose weights are all zero. That unit's gates are constant, its cell and output stay
 exactly 0 from the zero initial state, and it feeds nothing (its column of the recurrent
 weights is zero too): the real units compute what they compute without it. The padded

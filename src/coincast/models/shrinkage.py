@@ -13,10 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 MIN_RECORD = 28  # scored forecasts before the record may move a off 0 (four weekly folds)
-# Standard errors the record's a is lowered by: the smallest z (in steps of 0.5) that met issue
-# 16's point targets on both tuning periods before `make skill`'s test period
-# (benchmarks/skill_rule.py): 2022-2023 alone allowed z = 1, but on 2021 z = 1 lost 1.4% RMSE
-# on xrp (p 0.95) and z = 2 still 0.3% (p 0.96); z = 2.5 was within 0.01% on every coin of both.
+# Standard errors the record's a is lowered by before it may leave 0: the smallest z (in steps of
+# 0.5) that kept every bundled coin within noise of persistence on both tuning periods before
+# `make skill`'s test period (benchmarks/skill_rule.py; the tables: benchmarks/results/HISTORY.md).
 RECORD_Z = 2.5
 
 

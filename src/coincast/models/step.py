@@ -1,10 +1,11 @@
 """One batch's loss and gradients: split into shards, run side by side, bf16 where native.
 
-The fast path for training on a CPU, measured in BENCHMARKS.md:
+The fast path for training on a CPU (its measurements: BENCHMARKS.md, and "Speed" in
+benchmarks/results/HISTORY.md):
 - A batch is split into `shards` equal parts whose gradients add up to the batch's. oneDNN's
-  recurrent kernels use two cores poorly (fp32: one batch of 1024 on 2 threads takes 1.15 s,
-  one half on 1 thread 0.93 s), so each shard runs forward and backward on its own thread
-  with one intra-op thread.
+  recurrent kernels use two cores poorly (half a batch on one thread takes nearly as long as
+  the whole batch on two), so each shard runs forward and backward on its own thread with one
+  intra-op thread.
 - Each shard draws its dropout masks from its own generator, seeded from the training
   generator, so a run repeats exactly and the shards give the same gradients whether they
   run side by side or one after the other (`threads=1`, the plain path).
