@@ -1,6 +1,6 @@
 """The Python API in one script: train and score a model, walk it forward, forecast the next day.
 
-    python examples/api.py                    # small settings: about a minute on 2 cores
+    python examples/api.py                    # small settings: seconds, not minutes
     python examples/api.py --out /tmp/runs    # where the run folders go (default: runs/)
 
 Every function here is what the `coincast` command calls; see the docs' Python API reference.
