@@ -32,7 +32,8 @@ def check_live_config(path: Path, tmp_path: Path) -> None:
 
 def check_api_script(path: Path, tmp_path: Path) -> None:
     """The script as a user runs it, from another folder, writing its run folders under --out."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(EXAMPLES.parent / "src"), os.environ.get("PYTHONPATH", "")])}
+    paths = [str(EXAMPLES.parent / "src"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     done = subprocess.run([sys.executable, str(path), "--out", str(tmp_path / "runs")], cwd=tmp_path,
                           capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
