@@ -18,12 +18,13 @@ import tempfile
 from pathlib import Path
 
 import typer
-from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def on_files(files, config):
+    from mkdocs.structure.files import File
+
     pages = {
         "reference/cli.md": cli_page(),
         "reference/config.md": config_page(),
@@ -81,7 +82,7 @@ def _param_row(p, ctx) -> str:
 
 
 # -- settings ------------------------------------------------------------------------------------
-# What config.validate accepts, per key (the validator's messages say the same).
+# What config.validate accepts, per key (tests/test_docs.py checks the bounds and choices against it).
 ALLOWED = {
     "data.target": "a column name or 0-based index", "data.features": "columns and indicator names",
     "data.exog": "bundled series names or CSV paths", "data.exog_max_age": "> 0 days", "data.window": ">= 3",
