@@ -3,11 +3,20 @@ one section per question with distinct headings and the markers its scripts rewr
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
+from coincast.config import SECTIONS, preset, validate
+from coincast.errors import ConfigError
+
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "docs_hooks"))
+from reference import ALLOWED  # noqa: E402  (the docs' hook: what the Configuration page states)
 
 
 def headings(text: str) -> list[str]:
@@ -65,17 +74,6 @@ def _allowed_cases(rule: str, kind) -> tuple[list, list]:
 
 def test_the_settings_reference_states_what_validate_enforces():
     """The docs' Configuration page lists an allowed range or choice per setting; each one is checked here."""
-    import dataclasses
-    import sys
-
-    import pytest
-
-    from coincast.config import SECTIONS, preset, validate
-    from coincast.errors import ConfigError
-
-    sys.path.insert(0, str(ROOT / "docs_hooks"))
-    from reference import ALLOWED
-
     checked = 0
     for key, rule in ALLOWED.items():
         section, name = key.split(".")
