@@ -59,13 +59,13 @@ def test_conformal_shifts_by_hand():
 def test_first_fit_days_and_calibration(walk, candles):
     w, net = walk
     cut = START - 1  # the first target day's row among the returns
-    spans = net.spans
+    spans = net.spans_
     assert spans["train"][1] == spans["selection"][0] and spans["selection"][1] == spans["calibration"][0]
     assert spans["calibration"] == (cut - 60, cut) and spans["selection"] == (cut - 120, cut - 60)
     # the record: the 60 calibration days, then the first fold's 7 once known
-    assert len(net.residuals) == 67 and net.shift is not None and net.epochs is not None
+    assert len(net.residuals_) == 67 and net.shift_ is not None and net.epochs_ is not None
     # the calibration moves each level by half its residuals' tau-quantile (shrink 0.5)
-    np.testing.assert_allclose(net.shift, 0.5 * conformal_shifts(np.array(net.residuals), LEVELS))
+    np.testing.assert_allclose(net.shift_, 0.5 * conformal_shifts(np.array(net.residuals_), LEVELS))
     q = w.q("network")  # [14, K]
     assert q.shape == (14, len(LEVELS)) and (np.diff(q, axis=1) >= 0).all()  # calibrated rows are sorted: ties allowed
     # without calibration (a record too short for it) the network at epoch 0 is its base: the mean of
@@ -144,8 +144,8 @@ def test_pooled_first_fit(candles, monkeypatch):
         return walk_forward_risk(candles, start=START, end=END, baselines=[net]).q("network"), net
 
     q, net = head(pool)
-    own = net.spans["train"][1] - net.spans["train"][0]
-    assert net.pooled == {"own": own, "eth-usd": own, "ada-usd": own, "bnb-usd": own}
+    own = net.spans_["train"][1] - net.spans_["train"][0]
+    assert net.pooled_ == {"own": own, "eth-usd": own, "ada-usd": own, "bnb-usd": own}
     assert len(seen[0][0][2]) == 4 * own and len(seen[0][1][2]) == 4 * 60  # four coins' windows, their selection tails
     assert not np.allclose(q, head({})[0])  # trained on its own windows alone
 

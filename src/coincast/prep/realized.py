@@ -90,3 +90,22 @@ def on_days(measures: pd.DataFrame, days: pd.DatetimeIndex) -> pd.DataFrame:
     out["hours"] = out["hours"].fillna(0).astype(int)
     out.index = days
     return out
+
+
+def model_inputs(measures: pd.DataFrame, gk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rm [N] a structured array with the fields MEASURES, filled [N] bool) of the days of
+    `measures` (on_days), for the risk models: a day without measures (too few hours, or none), or
+    with no movement at all (RV 0, whose log a HAR cannot take), gets its Garman-Klass variance gk
+    [N] (percent^2) as RV, BV and RS+ + RS- (half each) and gk^2 as RQ, and is marked filled; RV
+    (and RQ) stay at least the least positive RV (its square), so that a log is finite."""
+    gk = np.asarray(gk, float)
+    rv = measures["rv"].to_numpy(float)
+    filled = ~(np.isfinite(rv) & (rv > 0))  # [N]
+    rm = np.zeros(len(rv), dtype=[(m, float) for m in MEASURES])
+    fill = {"rv": gk, "bv": gk, "rs_pos": gk / 2, "rs_neg": gk / 2, "rq": gk**2}
+    for m in MEASURES:
+        rm[m] = np.where(filled, fill[m], measures[m].to_numpy(float))
+    positive = rm["rv"][rm["rv"] > 0]
+    floor = positive.min() if positive.size else 1e-8  # a flat candle's GK is 0 too: the least positive RV
+    rm["rv"], rm["rq"] = np.maximum(rm["rv"], floor), np.maximum(rm["rq"], floor**2)
+    return rm, filled
