@@ -158,3 +158,27 @@ def test_pooled_first_fit(candles, monkeypatch):
     head(moved(cut))
     head(moved(cut - 1))
     assert same(seen[0], seen[2]) and not same(seen[0], seen[3])
+
+
+def test_one_thread_is_local_to_the_call():
+    """The decorated call runs in one torch thread; the caller's count is back after it, also when
+    it raises."""
+    from coincast.models.risk_network import one_thread
+
+    seen = []
+
+    @one_thread
+    def work(fail: bool):
+        seen.append(torch.get_num_threads())
+        if fail:
+            raise ValueError("boom")
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        work(False)
+        with pytest.raises(ValueError):
+            work(True)
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
