@@ -26,16 +26,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from coincast.backtest.trading import RiskForecast
 from coincast.data.datasets import daily_coins
 from coincast.data.frame import bar_length
-from coincast.errors import CoincastError
+from coincast.errors import CoincastError, DataError
 from coincast.evaluation import risk
-from coincast.models.risk_baselines import all_baselines
+from coincast.models.risk_baselines import GarchT, HarRV, Harq, all_baselines
 from coincast.models.risk_network import NetworkRisk
-from coincast.models.risk_walk import RiskWalk, pooled_returns, walk_forward_risk
+from coincast.models.risk_walk import COMBINATIONS, RiskWalk, percent_returns, pooled_returns, walk_forward_risk
+from coincast.prep import realized
 from coincast.prep.features import PRICES
 
 REFERENCE = "empirical"  # the random walk every baseline's CRPS is divided by
@@ -44,7 +46,7 @@ LABELS = {"empirical": "the empirical random walk", "ewma_t": "EWMA-t", "garch_t
           "garch_har": "the GARCH-t + HAR-RV average", "network_har": "the network + HAR-RV average"}
 GARCH = "garch_t"  # the baseline every model is also measured against
 # The served risk model: the first of these the walk holds (fixed before the test period: RULE.md).
-SERVED_MODELS = ("network", "garch_t")
+SERVED_MODELS = ("network_har", "network", "garch_har", "har_rv", "harq", "garch_t")
 CHOICE = f"the first of {', '.join(SERVED_MODELS)} the risk walk holds, fixed before the test period"
 MCS_SIZE = 0.10  # the Model Confidence Set's size: the 90% set
 CSV_LEVELS = (0.025, 0.10, 0.50, 0.90, 0.975)  # risk.csv's quantiles of each baseline
@@ -140,6 +142,48 @@ def trading_forecast(part: RiskPart, days: pd.DatetimeIndex) -> tuple[RiskForeca
         return None, f"the risk walk holds none of {', '.join(SERVED_MODELS)}"
     q = part.walk.quantiles[name].reindex(days).to_numpy(float)  # [N, K] NaN rows: days without a forecast
     return RiskForecast(name, LABELS.get(name, name), q, part.walk.tau), None
+
+
+def served_move(candles: pd.DataFrame, tau, intraday: pd.DataFrame | None = None, head: bool = True,
+                data: str | None = None) -> tuple[np.ndarray, int, str]:
+    """([K] the served model's quantiles at `tau` of the next candle's percent log return, the returns
+    fitted on, its label): the first of SERVED_MODELS these inputs can give (the intraday models need
+    `intraday` and daily open/high/low/close, the network `head` and its history), fitted on every
+    return of `candles` and forecast from the data through the last candle; GARCH(1,1)-t needs only
+    the closes. A DataError where not even GARCH-t has the returns it needs."""
+    tau = risk.check_levels(tau)
+    candles = candle_columns(candles)
+    r = 100 * np.diff(np.log(candles["close"].to_numpy(float)))  # [T-1]
+    n = len(r)
+    try:
+        _, gk, index = percent_returns(candles)
+    except DataError:  # no open/high/low: GARCH-t from the closes only
+        gk = index = None
+    rm = None
+    if intraday is not None and gk is not None:
+        rm, _ = realized.model_inputs(realized.on_days(realized.daily_measures(intraday), index), gk)
+
+    def model(name: str):
+        """A fresh, runnable instance of one model (None: these inputs cannot give it)."""
+        made = {"garch_t": GarchT, "har_rv": HarRV, "harq": Harq, "network": NetworkRisk}.get(name)
+        if made is None or (name != "garch_t" and gk is None) or (name in ("har_rv", "harq") and rm is None):
+            return None
+        m = made()
+        if name == "network":
+            if not head or n < m.min_history:
+                return None
+            m.pool = pooled_returns(candles, daily_coins(but=data))
+        return m if n >= m.min_history else None
+
+    for name in SERVED_MODELS:
+        members = [model(m) for m in COMBINATIONS.get(name, (name,))]
+        if all(m is not None for m in members):
+            break
+    else:
+        raise DataError(f"the risk forecast needs {GarchT.min_history} returns; the data has {n}")
+    rows = [m.fit(r, gk, rm).forecast(r, gk, n, risk.LEVELS, rm)[-1] for m in members]  # [K] each: the day after the data
+    q = np.mean(rows, axis=0)  # [101] level by level
+    return np.interp(tau, risk.LEVELS, q), n, LABELS.get(name, name)
 
 
 def scores(walk: RiskWalk) -> dict[str, dict]:

@@ -31,7 +31,7 @@ import pandas as pd
 
 from coincast.errors import ConfigError, DataError
 from coincast.evaluation.risk import LEVELS, check_levels
-from coincast.models.risk_baselines import GarchT, all_baselines
+from coincast.models.risk_baselines import all_baselines
 from coincast.prep import realized
 from coincast.prep.volatility import PERCENT2, garman_klass
 
@@ -86,18 +86,6 @@ def pooled_returns(candles: pd.DataFrame, others: dict[str, pd.DataFrame]) -> di
         both = pd.DataFrame({"r": r, "gk": gk}, index=index.normalize()).reindex(days)  # [T-1, 2]
         pool[name] = (both["r"].to_numpy(float), both["gk"].to_numpy(float))
     return pool
-
-
-def next_move(candles: pd.DataFrame, tau) -> tuple[np.ndarray, int]:
-    """([K] quantiles at `tau` of the next candle's percent log return, returns fitted on): GARCH(1,1)-t,
-    the risk baseline measured best on the bundled coins (BENCHMARKS.md), fitted on every close-to-
-    close return of `candles` and forecast from the data through the last candle."""
-    r = 100 * np.diff(np.log(candles["close"].to_numpy(float)))  # [T-1]
-    model = GarchT()
-    if len(r) < model.min_history:
-        raise DataError(f"the risk forecast needs {model.min_history} returns; the data has {len(r)}")
-    model.fit(r, None)
-    return model.forecast(r, None, len(r), check_levels(tau))[-1], len(r)  # [K]: the row after the data
 
 
 def walk_forward_risk(candles: pd.DataFrame, start, retrain_every: int = 7, tau=LEVELS,
