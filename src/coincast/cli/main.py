@@ -121,17 +121,17 @@ def predict(
             f"({fc['change_pct']:+.2f}% from {_price(fc['last_price'])}, {fc['direction']})",
             soft_wrap=True,
         )
-        out.print(f"  {_risk(candles, fc['last_price'], data=asset)}", soft_wrap=True)
+        out.print(f"  {_risk(candles, fc['last_price'], head=f.settings.model.risk_head, data=asset)}", soft_wrap=True)
 
 
-def _risk(candles, last: float, intraday=None, data: str | None = None) -> str:
+def _risk(candles, last: float, intraday=None, head: bool = True, data: str | None = None) -> str:
     """The next move's median and 80%/95% ranges from the served risk model (flows/backtest_risk.served_move)."""
     import numpy as np
 
     from coincast.flows.backtest_risk import served_move
 
     try:
-        q, n, label = served_move(candles, (0.025, 0.1, 0.5, 0.9, 0.975), intraday=intraday, data=data)  # percent log returns
+        q, n, label = served_move(candles, (0.025, 0.1, 0.5, 0.9, 0.975), intraday, head, data)  # percent log returns
     except DataError as exc:
         return f"risk: no range ({exc})"
     price = last * np.exp(q / 100)
