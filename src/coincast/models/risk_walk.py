@@ -119,16 +119,16 @@ def walk_forward_risk(candles: pd.DataFrame, start, retrain_every: int = 7, tau=
 
     parts: dict[str, list[np.ndarray]] = {b.name: [] for b in baselines}
     var: dict[str, list[np.ndarray]] = {b.name: [] for b in baselines}
-    head = (lambda n: None) if rm is None else (lambda n: rm[:n])  # the realized measures of rows before n
+    head = (lambda n: {}) if rm is None else (lambda n: {"rm": rm[:n]})  # the realized measures of rows before n
     rows = []
     for cut in range(first, stop, retrain_every):
         fold_end = min(cut + retrain_every, stop)  # the fold forecasts rows cut..fold_end-1
         for b in baselines:
-            b.fit(r[:cut], gk[:cut], head(cut))  # rows before the cut only
+            b.fit(r[:cut], gk[:cut], **head(cut))  # rows before the cut only
             # data through the day before the fold's last day: forecasts of rows cut..fold_end-1
             seen = (r[: fold_end - 1], gk[: fold_end - 1])
-            parts[b.name].append(b.forecast(*seen, cut, tau, head(fold_end - 1)))
-            var[b.name].append(b.variance(*seen, cut, head(fold_end - 1)))
+            parts[b.name].append(b.forecast(*seen, cut, tau, **head(fold_end - 1)))
+            var[b.name].append(b.variance(*seen, cut, **head(fold_end - 1)))
             rows.append({"cut": index[cut], "days": fold_end - cut, "baseline": b.name, **b.info_})
 
     days = index[first:stop]
