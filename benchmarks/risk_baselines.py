@@ -217,11 +217,10 @@ def section(rows: list[dict], meta: dict, name: str) -> str:
 def panel(daily: dict[str, dict], a: str, b: str) -> dict:
     """Model a against b over every coin's days pooled: the ratio of summed CRPS and the one-sided
     DM p on the daily cross-coin mean of the CRPS differences (dates any coin has)."""
-    diffs = pd.concat([pd.Series(np.subtract(d["crps"][a], d["crps"][b]), index=d["days"]) for d in daily.values()])
-    mean = diffs.groupby(level=0).mean().sort_index()  # [D] one value a date
-    _, p = diebold_mariano(mean.to_numpy() + 1.0, np.ones(len(mean)))  # DM on the differences themselves
-    ratio = sum(np.sum(d["crps"][a]) for d in daily.values()) / sum(np.sum(d["crps"][b]) for d in daily.values())
-    return {"ratio": float(ratio), "dm_p": p, "days": int(len(diffs))}
+    both = pd.concat([pd.DataFrame({"a": d["crps"][a], "b": d["crps"][b]}, index=d["days"]) for d in daily.values()])
+    mean = both.groupby(level=0).mean().sort_index()  # [D, 2] each date's mean over the coins that have it
+    _, p = diebold_mariano(mean["a"].to_numpy(), mean["b"].to_numpy())
+    return {"ratio": float(both["a"].sum() / both["b"].sum()), "dm_p": p, "days": len(both)}
 
 
 def served_targets(rows: list[dict], daily: dict[str, dict], served: str) -> tuple[list[str], dict]:
@@ -300,6 +299,7 @@ def main() -> None:
         print(json.dumps(rank(a.rank.split(","), a.candidates.split(",")), indent=2))
         return
     network = {k: float(v) if "." in v else int(v) for k, v in (kv.split("=") for kv in a.network.split(",") if kv)}
+    commit = os.popen("git rev-parse --short HEAD").read().strip()  # the code the run starts with
     t0 = time.perf_counter()
     rows, daily = [], {}
     for coin in a.coins.split(","):
@@ -316,7 +316,7 @@ def main() -> None:
             "garch_fits": sum(x["fits"] for x in g), "garch_nonconverged": sum(x["nonconverged"] for x in g),
             "garch_warm_ignored": sum(x["warm_start_ignored"] for x in g), "seconds": time.perf_counter() - t0,
             "nice": os.nice(0), "load": f"{os.getloadavg()[0]:.1f}", "intraday": a.intraday, "served": a.served,
-            "commit": os.popen("git rev-parse --short HEAD").read().strip(),
+            "commit": commit,
             "filled": {c: d["realized"] for c, d in daily.items()}}
     result = {"meta": meta, "rows": rows, "daily": daily}
     if a.served:
