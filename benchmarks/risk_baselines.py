@@ -68,7 +68,9 @@ def one(coin: str, days: int, retrain_every: int, end: str | None, network: dict
     hours = hourly(intraday, coin, end)
     t0 = time.perf_counter()
     network = dict(network)
-    pool = pooled_returns(candles, daily_coins(but=coin)) if network.pop("pool", 1) else {}  # as risk_part
+    others = daily_coins(but=coin)
+    pool_hourly = {c: hourly(intraday, c, end) for c in others} if network.get("realized") else None
+    pool = pooled_returns(candles, others, pool_hourly) if network.pop("pool", 1) else {}  # as risk_part
     net = NetworkRisk(**network, pool=pool)
     coin = Path(coin).stem if Path(coin).suffix else coin  # a file: its name in the table
     enough = len(candles) - days - 1 >= net.min_history  # returns before the first day

@@ -34,7 +34,11 @@ folds: the network trained once, the calibration record growing); a fresh instan
   tails beyond them are GARCH-t's shape).
 
 Inputs of day j in the window of target day t: (r[j] - mu) / s[t], sqrt(gk[j]) / s[t] and
-ln(s[j] / s[t]): returns, ranges and GARCH's volatility path relative to the day's forecast.
+ln(s[j] / s[t]): returns, ranges and GARCH's volatility path relative to the day's forecast. With
+`realized=True` (hourly candles: the walk's realized measures rm, the pool's too) also
+sqrt(RV[j]) / s[t], sqrt(RS-[j]) / s[t] and sqrt(BV[j]) / s[t], and the base blends HAR-RV's
+quantiles in place of HAR-t's (benchmarks/results/intraday_risk/SUMMARY.md has what it scored on
+the tuning periods).
 """
 
 from __future__ import annotations
@@ -46,8 +50,10 @@ import torch
 
 from coincast.errors import DataError
 from coincast.evaluation.risk import LEVELS, crps_columns
-from coincast.models.risk_baselines import GarchT, HarT, std_t_ppf
+from coincast.models.risk_baselines import GarchT, HarRV, HarT, std_t_ppf
 from coincast.models.risk_net import RiskNet
+
+REALIZED_INPUTS = ("rv", "rs_neg", "bv")  # with realized=True: sqrt of each, in units of the day's volatility
 
 
 def one_thread(method):
@@ -72,12 +78,13 @@ class NetworkRisk:
     def __init__(self, window: int = 30, hidden: int = 16, calibration: int = 250, selection: int = 250,
                  max_epochs: int = 40, patience: int = 5, record: int = 365, min_record: int = 100,
                  lr: float = 1e-3, batch: int = 64, seed: int = 0, har_weight: float = 0.5, shrink: float = 0.5,
-                 pool: dict[str, tuple[np.ndarray, np.ndarray]] | None = None):
+                 pool: dict[str, tuple] | None = None, realized: bool = False):
         self.window, self.hidden, self.calibration, self.selection = window, hidden, calibration, selection
         self.max_epochs, self.patience = max_epochs, patience
         self.record, self.min_record, self.lr, self.batch, self.seed = record, min_record, lr, batch, seed
         self.har_weight, self.shrink = har_weight, shrink
-        self.pool = pool  # other coins' (r, gk) [T] by name, on this coin's days (NaN where they have none)
+        self.pool = pool  # other coins' (r, gk[, rm]) [T] by name, on this coin's days (NaN where they have none)
+        self.realized = realized  # realized measures in the inputs and HAR-RV in the base (needs rm)
 
     @property
     def min_history(self) -> int:
@@ -86,13 +93,13 @@ class NetworkRisk:
 
     # -- the base distribution and the windows ------------------------------------------------
 
-    def _base(self, gk: np.ndarray, s: np.ndarray, mu: float, days: np.ndarray) -> torch.Tensor:
+    def _base(self, gk: np.ndarray, s: np.ndarray, mu: float, days: np.ndarray, rm=None) -> torch.Tensor:
         """[D, K] The base quantiles of each day in `days` in units of GARCH's volatility: GARCH-t's
         and HAR-t's (the fold's fits) blended level by level, HAR-t with weight `har_weight`."""
         garch = std_t_ppf(self.tau, self.garch_.params_[4])[None, :]  # [1, K]
         first = max(self.har_.windows)  # the first day HAR forecasts
         h = np.full((len(s), len(self.tau)), np.nan)  # [n + 1, K] HAR-t quantiles of each day (returns)
-        h[first:] = self.har_.forecast(None, gk, first, self.tau)
+        h[first:] = self.har_.forecast(None, gk, first, self.tau, rm=rm)
         har = (h[days] - mu) / s[days][:, None]  # [D, K] standardised
         return torch.tensor((1 - self.har_weight) * garch + self.har_weight * har, dtype=torch.float32)
 
@@ -100,35 +107,39 @@ class NetworkRisk:
         """(mu, s [n + 1]): GARCH's mean and the volatility of each day t = 0..n given r[:t]."""
         return float(self.garch_.params_[0]), np.sqrt(self.garch_.variance(r, None, 0))
 
-    def _windows(self, r: np.ndarray, gk: np.ndarray, s: np.ndarray, mu: float, days: np.ndarray) -> torch.Tensor:
-        """[D, L, 3] the inputs of each target day in `days` (each at least `window`)."""
+    def _windows(self, r: np.ndarray, gk: np.ndarray, s: np.ndarray, mu: float, days: np.ndarray, rm=None) -> torch.Tensor:
+        """[D, L, F] the inputs of each target day in `days` (each at least `window`)."""
         idx = days[:, None] - self.window + np.arange(self.window)[None, :]  # [D, L] the days before each target
         st = s[days][:, None]  # [D, 1]
-        x = np.stack([(r[idx] - mu) / st, np.sqrt(np.maximum(gk[idx], 0.0)) / st, np.log(s[idx] / st)], axis=-1)
-        return torch.tensor(x, dtype=torch.float32)
+        x = [(r[idx] - mu) / st, np.sqrt(np.maximum(gk[idx], 0.0)) / st, np.log(s[idx] / st)]
+        if self.realized:  # realized volatility, its downside part and the jump-robust one, in the day's units
+            x += [np.sqrt(rm[m][idx]) / st for m in REALIZED_INPUTS]
+        return torch.tensor(np.stack(x, axis=-1), dtype=torch.float32)
 
     # -- fit ----------------------------------------------------------------------------------
 
     def fit(self, r: np.ndarray, gk: np.ndarray, rm=None) -> "NetworkRisk":
         r, gk = np.asarray(r, float), np.asarray(gk, float)
+        if self.realized and rm is None:
+            raise ValueError("the network with realized=True needs the realized measures of hourly candles (rm)")
         n = len(r)
         first_fit = getattr(self, "net_", None) is None
         if first_fit:
-            self.garch_, self.har_ = GarchT(), HarT()
+            self.garch_, self.har_ = GarchT(), (HarRV() if self.realized else HarT())
             self.pending_: dict[int, tuple[float, float, np.ndarray]] = {}  # day -> (mu, s, z [K]) not yet scored
             self.residuals_: list[np.ndarray] = []  # [K] y - z of each scored out-of-sample forecast, in day order
         self._score_pending(r)
         self.garch_.fit(r, gk)
-        self.har_.fit(r, gk)
+        self.har_.fit(r, gk, rm)
         mu, s = self._sigma(r)
         if first_fit:
-            self._first_fit(r, gk, s, mu)
+            self._first_fit(r, gk, s, mu, rm)
         self.shift_ = self._calibration()  # [K] the calibration's shifts (standardised units), or None
         self.info_ = {"epochs": self.epochs_, "record": min(len(self.residuals_), self.record),
                       "calibrated": self.shift_ is not None, "nu": self.garch_.info_["nu"]}
         return self
 
-    def _first_fit(self, r: np.ndarray, gk: np.ndarray, s: np.ndarray, mu: float) -> None:
+    def _first_fit(self, r: np.ndarray, gk: np.ndarray, s: np.ndarray, mu: float, rm=None) -> None:
         """Train the network (own windows and the pool's) and score it on the calibration tail."""
         n = len(r)
         tail = n - self.calibration  # first day of the calibration tail
@@ -139,13 +150,16 @@ class NetworkRisk:
                             f"the data have {n}: start the walk later")
         with torch.random.fork_rng():  # the LSTM's initial weights from the seed, the caller's RNG untouched
             torch.manual_seed(self.seed)
-            net = RiskNet(3, len(self.tau), int(np.argmin(np.abs(self.tau - 0.5))), self.hidden)
+            features = 3 + (len(REALIZED_INPUTS) if self.realized else 0)
+            net = RiskNet(features, len(self.tau), int(np.argmin(np.abs(self.tau - 0.5))), self.hidden)
         self.spans_ = {"train": (first, pick), "selection": (pick, tail), "calibration": (tail, n)}  # days [from, to)
-        train = [self._data(r, gk, s, mu, np.arange(first, pick))]
-        select = [self._data(r, gk, s, mu, np.arange(pick, tail))]
+        train = [self._data(r, gk, s, mu, np.arange(first, pick), rm)]
+        select = [self._data(r, gk, s, mu, np.arange(pick, tail), rm)]
         self.pooled_ = {"own": pick - first}  # the training windows: own, then each pooled coin's used
-        for name, (ro, go) in (self.pool or {}).items():
-            part = self._pool_data(ro, go, n, pick, tail)
+        for name, other in (self.pool or {}).items():
+            if self.realized and len(other) < 3:
+                continue  # no realized measures for this coin
+            part = self._pool_data(*other[:2], n, pick, tail, other[2] if self.realized else None)
             if part is not None:
                 train.append(part[0])
                 select.append(part[1])
@@ -153,36 +167,41 @@ class NetworkRisk:
         self.net_ = net
         self.epochs_ = self._train(*(tuple(torch.cat(parts) for parts in zip(*data)) for data in (train, select)))
         days = np.arange(tail, n)
-        z = self._z(*self._inputs(r, gk, s, mu, days))  # [C, K] out of sample: trained before the tail
+        z = self._z(*self._inputs(r, gk, s, mu, days, rm))  # [C, K] out of sample: trained before the tail
         self.residuals_.extend(list((r[days] - mu)[:, None] / s[days][:, None] - z))
 
-    def _inputs(self, r, gk, s, mu, days) -> tuple[torch.Tensor, torch.Tensor]:
-        """([D, L, 3] windows, [D, K] base quantiles) of the target days `days`."""
-        return self._windows(r, gk, s, mu, days), self._base(gk, s, mu, days)
+    def _inputs(self, r, gk, s, mu, days, rm=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """([D, L, F] windows, [D, K] base quantiles) of the target days `days`."""
+        return self._windows(r, gk, s, mu, days, rm), self._base(gk, s, mu, days, rm)
 
-    def _data(self, r, gk, s, mu, days) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _data(self, r, gk, s, mu, days, rm=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(windows, base, [D] standardised targets) of the target days `days`."""
-        return *self._inputs(r, gk, s, mu, days), torch.tensor((r[days] - mu) / s[days], dtype=torch.float32)
+        return *self._inputs(r, gk, s, mu, days, rm), torch.tensor((r[days] - mu) / s[days], dtype=torch.float32)
 
-    def _pool_data(self, r: np.ndarray, gk: np.ndarray, n: int, pick: int, tail: int):
+    def _pool_data(self, r: np.ndarray, gk: np.ndarray, n: int, pick: int, tail: int, rm=None):
         """(training data, selection data) of one pooled coin, whose returns r and variances gk are on
         this coin's days (NaN where it has none): from its rows before the cut n, the target days of
         the same dates as this coin's training and selection days, standardised by the coin's own
         GARCH-t and HAR-t fitted on those rows. None where it has gaps or too little history."""
         r, gk = np.asarray(r, float)[:n], np.asarray(gk, float)[:n]  # [n] before the cut
         have = ~(np.isnan(r) | np.isnan(gk))  # [n]
+        if rm is not None:
+            rm = rm[:n]
+            have &= ~np.isnan(rm["rv"])
         start = int(np.argmax(have))  # its first day
         if not have.any() or not have[start:].all():
             return None
         r, gk = r[start:], gk[start:]
+        rm = None if rm is None else rm[start:]
         first = self.window + GarchT.min_history  # its first day trained on
         if pick - start < first:  # it starts too late for a day before the selection tail
             return None
-        other = NetworkRisk(window=self.window, har_weight=self.har_weight)  # its own base distribution
-        other.garch_, other.har_ = GarchT().fit(r, gk), HarT().fit(r, gk)
+        other = NetworkRisk(window=self.window, har_weight=self.har_weight, realized=self.realized)  # its own base
+        other.garch_ = GarchT().fit(r, gk)
+        other.har_ = (HarRV() if self.realized else HarT()).fit(r, gk, rm)
         mu, s = other._sigma(r)
-        return (other._data(r, gk, s, mu, np.arange(first, pick - start)),
-                other._data(r, gk, s, mu, np.arange(pick - start, tail - start)))
+        return (other._data(r, gk, s, mu, np.arange(first, pick - start), rm),
+                other._data(r, gk, s, mu, np.arange(pick - start, tail - start), rm))
 
     @one_thread
     def _train(self, train, select) -> int:
@@ -244,12 +263,12 @@ class NetworkRisk:
         with torch.no_grad():
             return self.net_(x, base).numpy().astype(float)  # [D, K]
 
-    def _standardised(self, r: np.ndarray, gk: np.ndarray, first: int):
+    def _standardised(self, r: np.ndarray, gk: np.ndarray, first: int, rm=None):
         """(mu, s [n + 1], days [D], z [D, K] before calibration) of the days first..n."""
         r, gk = np.asarray(r, float), np.asarray(gk, float)
         mu, s = self._sigma(r)
         days = np.arange(first, len(r) + 1)  # [D] the last is the day after the data
-        return mu, s, days, self._z(*self._inputs(r, gk, s, mu, days))  # z: windows end the day before each
+        return mu, s, days, self._z(*self._inputs(r, gk, s, mu, days, rm))  # z: windows end the day before each
 
     def _calibrated(self, z: np.ndarray) -> np.ndarray:
         return z if self.shift_ is None else np.sort(z + self.shift_[None, :], axis=1)
@@ -257,13 +276,13 @@ class NetworkRisk:
     def forecast(self, r: np.ndarray, gk: np.ndarray, first: int, tau, rm=None) -> np.ndarray:
         if not np.array_equal(np.asarray(tau, float), self.tau):
             raise ValueError("the risk network forecasts the levels it was trained on (evaluation.risk.LEVELS)")
-        mu, s, days, z = self._standardised(r, gk, first)
+        mu, s, days, z = self._standardised(r, gk, first, rm)
         for t, zt in zip(days, z):
             self.pending_[int(t)] = (mu, float(s[t]), zt)
         return mu + s[days][:, None] * self._calibrated(z)  # [D, K]
 
     def variance(self, r: np.ndarray, gk: np.ndarray, first: int, rm=None) -> np.ndarray:
-        _, s, days, z = self._standardised(r, gk, first)
+        _, s, days, z = self._standardised(r, gk, first, rm)
         grid = crps_columns(self.tau)  # the 1..99% columns
         ratio = self._calibrated(z)[:, grid].var(axis=1) / std_t_ppf(self.tau[grid], self.garch_.params_[4]).var()
         return s[days] ** 2 * ratio  # [D]

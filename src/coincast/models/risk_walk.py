@@ -75,16 +75,23 @@ def percent_returns(candles: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.I
     return r, gk, candles.index[1:]
 
 
-def pooled_returns(candles: pd.DataFrame, others: dict[str, pd.DataFrame]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def pooled_returns(candles: pd.DataFrame, others: dict[str, pd.DataFrame],
+                   hourly: dict[str, pd.DataFrame] | None = None) -> dict[str, tuple]:
     """The network's risk head's pool: each of `others`' (name -> daily candles) percent log returns
     and Garman-Klass variances ([T-1] each) on the calendar days of `candles`' returns, NaN on a day
-    it has none, so that a fit given the returns before row n takes the other coins' rows before n."""
+    it has none, so that a fit given the returns before row n takes the other coins' rows before n.
+    With `hourly` (name -> hourly candles), a third element: the coin's realized measures on those
+    days (prep/realized.model_inputs; NaN where it has no return)."""
     days = candles.index[1:].normalize()  # [T-1] the days of its returns (percent_returns)
     pool = {}
     for name, other in others.items():
         r, gk, index = percent_returns(other)
         both = pd.DataFrame({"r": r, "gk": gk}, index=index.normalize()).reindex(days)  # [T-1, 2]
         pool[name] = (both["r"].to_numpy(float), both["gk"].to_numpy(float))
+        if hourly is not None and name in hourly:
+            gk_days = both["gk"].to_numpy(float)
+            rm, _ = realized.model_inputs(realized.on_days(realized.daily_measures(hourly[name]), days), gk_days)
+            pool[name] += (rm,)
     return pool
 
 
