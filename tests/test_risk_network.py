@@ -182,3 +182,27 @@ def test_one_thread_is_local_to_the_call():
         assert seen == [1, 1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_realized_inputs_and_base(candles):
+    """realized=True: six inputs (returns, ranges, GARCH's path, then sqrt RV, RS- and BV), the base
+    the mean of GARCH-t's and HAR-RV's quantiles (epoch 0, no calibration), and it refuses to fit
+    without realized measures."""
+    from coincast.prep import realized
+
+    r, gk, index = percent_returns(candles)
+    hourly = load("btc-usd-1h").loc[str(index[0].date()) :]
+    rm, _ = realized.model_inputs(realized.on_days(realized.daily_measures(hourly), index), gk)
+    cut = START - 1
+    net = tiny(max_epochs=0, min_record=10**6, realized=True).fit(r[:cut], gk[:cut], rm[:cut])
+    assert net.net_.lstm.input_size == 6 and isinstance(net.har_, rb.HarRV)
+    got = net.forecast(r[: cut + 6], gk[: cut + 6], cut, LEVELS, rm[: cut + 6])  # [7, K]
+    want = [m.fit(r[:cut], gk[:cut], rm[:cut]).forecast(r[: cut + 6], gk[: cut + 6], cut, LEVELS, rm[: cut + 6])
+            for m in (rb.GarchT(), rb.HarRV())]
+    np.testing.assert_allclose(got, (want[0] + want[1]) / 2, rtol=1e-5, atol=1e-5)
+    mu, s = net._sigma(r)
+    x = net._windows(r, gk, s, mu, np.array([cut]), rm)  # [1, L, 6]: the window before day cut
+    np.testing.assert_allclose(x[0, -1, 3:].numpy(), np.sqrt([rm[m][cut - 1] for m in ("rv", "rs_neg", "bv")]) / s[cut],
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="needs the realized measures"):
+        tiny(realized=True).fit(r[:cut], gk[:cut])
