@@ -59,7 +59,7 @@ REALIZED_INPUTS = ("rv", "rs_neg", "bv")  # with realized=True: sqrt of each, in
 def one_thread(method):
     """Run `method` in one torch thread, the caller's count restored after (also on an error):
     batches of 64 windows of 30 days are too small for more threads to help, and a second thread
-    on a busy machine slows them down many times (benchmarks/results/risk_levers)."""
+    on a busy machine slows them down many times (benchmarks/results/intraday_risk/SUMMARY.md)."""
     @functools.wraps(method)
     def wrapped(*args, **kwargs):
         before = torch.get_num_threads()
