@@ -148,12 +148,9 @@ def test_mistakes_are_explained(candles):
         walk_forward_risk(candles, start=START, end=END, tau=[0.9, 0.1])
 
 
-def test_benchmark_script_writes_its_section_only(tmp_path, monkeypatch):
-    """benchmarks/risk_baselines.py on one coin's last 20 days: the JSON, and a marked section that a
-    second run replaces while the rest of the document stays as it was."""
+def load_bench(monkeypatch):
+    """benchmarks/risk_baselines.py as a module."""
     import importlib.util
-    import json
-    import sys
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "risk_baselines.py"
@@ -161,6 +158,35 @@ def test_benchmark_script_writes_its_section_only(tmp_path, monkeypatch):
     spec = importlib.util.spec_from_file_location("risk_baselines_bench", script)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_benchmark_panel_and_rule_by_hand(tmp_path, monkeypatch):
+    """The pooled panel: summed CRPS over every coin's days, DM on each date's mean over the coins;
+    the rule: the most coin-periods below GARCH-t first, ties by the lower mean ratio."""
+    import json
+
+    from coincast.evaluation.metrics import diebold_mariano
+
+    bench = load_bench(monkeypatch)
+    daily = {"x": {"days": ["d1", "d2", "d3"], "crps": {"a": [1.0, 2.0, 3.0], "b": [2.0, 2.0, 4.0]}},
+             "y": {"days": ["d2", "d3", "d4"], "crps": {"a": [1.0, 1.0, 1.0], "b": [1.0, 3.0, 2.0]}}}
+    got = bench.panel(daily, "a", "b")
+    assert got["ratio"] == pytest.approx(9 / 14) and got["days"] == 6
+    assert got["dm_p"] == pytest.approx(diebold_mariano(np.array([1.0, 1.5, 2.0, 1.0]), np.array([2.0, 1.5, 3.5, 2.0]))[1])
+    rows = [{"baseline": m, "crps_ratio_garch": x} for m, xs in
+            {"p": [0.99, 1.01], "q": [0.995, 0.999], "s": [0.98, 0.999]}.items() for x in xs]
+    (tmp_path / "t.json").write_text(json.dumps({"rows": rows}))
+    assert [x["model"] for x in bench.rank([str(tmp_path / "t.json")], ["p", "q", "s"])] == ["s", "q", "p"]
+
+
+def test_benchmark_script_writes_its_section_only(tmp_path, monkeypatch):
+    """benchmarks/risk_baselines.py on one coin's last 20 days: the JSON, and a marked section that a
+    second run replaces while the rest of the document stays as it was."""
+    import json
+    import sys
+
+    bench = load_bench(monkeypatch)
     doc, out = tmp_path / "BENCHMARKS.md", tmp_path / "risk.json"
     doc.write_text("# Benchmarks\n\nother sections\n")
     argv = ["risk_baselines.py", "--coins", "btc-usd", "--days", "20", "--out", str(out), "--doc", str(doc)]
