@@ -324,7 +324,7 @@ def main() -> None:
     if a.served:
         meta["served_targets"], result["served"] = served_targets(rows, daily, a.served)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
+    Path(a.out).write_text(json.dumps(result, separators=(",", ":")) + "\n")  # compact: the daily CRPS lists are long
     replace_section(a.doc, *markers(a.section), section(rows, meta, a.section))
 
 
