@@ -3,7 +3,9 @@ tiny model: the scores of the four baselines and the network's distribution head
 walk_forward_risk + evaluation.risk on the same days, the report shows them, trading on the
 network's P(up) and forecast volatility is what the trading
 module gives on those quantiles, nothing after a day moves its quantiles, and data they do not fit
-are skipped with the reason while the backtest still succeeds."""
+are skipped with the reason while the backtest still succeeds. With hourly candles the intraday
+models are scored beside the daily ones (QLIKE, the MCS, risk.csv's daily CRPS and variance) and
+the served model is named; `served_move` gives `predict` the served model's forecast."""
 
 import json
 import re
