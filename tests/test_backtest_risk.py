@@ -3,7 +3,9 @@ tiny model: the scores of the four baselines and the network's distribution head
 walk_forward_risk + evaluation.risk on the same days, the report shows them, trading on the
 network's P(up) and forecast volatility is what the trading
 module gives on those quantiles, nothing after a day moves its quantiles, and data they do not fit
-are skipped with the reason while the backtest still succeeds."""
+are skipped with the reason while the backtest still succeeds. With hourly candles the intraday
+models are scored beside the daily ones (QLIKE, the MCS, risk.csv's daily CRPS and variance) and
+the served model is named; `served_move` gives `predict` the served model's forecast."""
 
 import json
 import re
@@ -191,3 +193,65 @@ def test_candles_the_range_variance_refuses_are_skipped_not_raised(btc):
     # a user's CSV with Open/High/Low/Close capitalised gets the same risk part
     shouted = risk_part(btc.rename(columns=str.capitalize), days, 7, head=False)
     pd.testing.assert_frame_equal(shouted.table, ok.table)
+
+
+@pytest.fixture(scope="module")
+def intraday_part(btc):
+    """The risk part of 21 October days with BTC's hourly candles, the head off: the daily and the
+    intraday models side by side, GARCH-t + HAR-RV served (the network is not walked)."""
+    days = btc.loc["2025-10-01":"2025-10-21"].index
+    return risk_part(btc, days, 7, head=False, intraday=load("btc-usd-1h")), days
+
+
+def test_intraday_models_are_scored_beside_the_daily_ones_and_the_served_one_is_named(btc, intraday_part):
+    from coincast.flows.backtest_risk import SERVED_MODELS, served_model
+
+    part, days = intraday_part
+    m, w = part.summary, part.walk
+    assert list(m["baselines"]) == ["empirical", "ewma_t", "garch_t", "har_t", "har_rv", "harq", "garch_har"]
+    assert m["intraday_skipped"] is None and w.counts["realized"]["days_filled"] == 0
+    served = served_model(w.names)
+    assert served == "garch_har" == m["forecast"] and SERVED_MODELS.index("garch_har") < SERVED_MODELS.index("garch_t")
+    g = m["baselines"]["garch_har"]
+    assert m["verdict"].endswith(f"The served risk model, the GARCH-t + HAR-RV average, "
+                                 f"{'beat' if g['crps_ratio_garch'] < 1 else 'did NOT beat'} GARCH(1,1)-t"
+                                 f"{'' if g['crps_ratio_garch'] >= 1 else ' significantly' if g['dm_p_garch'] < 0.05 else ' not significantly'}"
+                                 f": CRPS {g['crps_ratio_garch']:.3f}x, DM p = {g['dm_p_garch']:.3g}.")
+    assert f"HAR-RV {m['baselines']['har_rv']['crps_ratio_garch']:.3f}, HARQ " in m["verdict"]
+    y, rv = w.actual.to_numpy(), w.realized["rv"].to_numpy()
+    for name in m["baselines"]:
+        v = risk.variance_dm(rv, w.variance[name].to_numpy(), w.variance["garch_t"].to_numpy())
+        assert m["baselines"][name]["qlike_ratio_garch"] == pytest.approx(v["qlike_ratio"], rel=1e-12)
+        assert part.table[f"{name}_crps"].to_numpy() == pytest.approx(risk.crps(y, w.q(name), w.tau), rel=1e-12)
+        assert part.table[f"{name}_var"].to_numpy() == pytest.approx(w.variance[name].to_numpy(), rel=1e-12)
+    assert part.table["rv"].to_numpy() == pytest.approx(rv) and (part.table["hours"] == 24).all()
+    assert set(m["mcs"]["included"]) <= set(m["baselines"]) and m["mcs"]["included"]
+    without = risk_part(btc, days, 7, head=False)
+    assert without.summary["intraday_skipped"] == "no hourly candles were given (--intraday)"
+    assert without.summary["forecast"] == "garch_t" and "qlike" not in without.summary["baselines"]["garch_t"]
+
+
+def test_predict_uses_the_served_model(btc):
+    """served_move: with hourly candles and no head, the GARCH-t + HAR-RV average fitted on every
+    return, the day after the data; without hourly candles GARCH-t; with too few returns for them
+    the next model of the rule's order, or the reason there is none."""
+    from coincast.errors import DataError
+    from coincast.flows.backtest_risk import served_move
+    from coincast.models import risk_baselines as rb
+    from coincast.models.risk_walk import percent_returns
+    from coincast.prep import realized
+
+    candles, hourly = btc.loc["2024-01-01":"2025-11-30"], load("btc-usd-1h").loc["2024-01-01":"2025-11-30 23:00"]
+    tau = [0.025, 0.1, 0.5, 0.9, 0.975]
+    q, n, label = served_move(candles, tau, intraday=hourly, head=False)
+    r, gk, index = percent_returns(candles)
+    rm, _ = realized.model_inputs(realized.on_days(realized.daily_measures(hourly), index), gk)
+    want = [m.fit(r, gk, rm).forecast(r, gk, len(r), tau, rm)[-1] for m in (rb.GarchT(), rb.HarRV())]
+    assert (n, label) == (len(r), "the GARCH-t + HAR-RV average")
+    np.testing.assert_allclose(q, np.mean(want, axis=0), rtol=1e-12)
+    q, _, label = served_move(candles, tau, head=False)
+    assert label == "GARCH(1,1)-t" and np.allclose(q, want[0], rtol=1e-12)
+    # 199 returns: too few for GARCH-t, so the next of the rule's order that runs: HAR-RV (60)
+    assert served_move(candles.iloc[:200], tau, intraday=hourly, head=False)[1:] == (199, "HAR-RV")
+    with pytest.raises(DataError, match="needs 250 returns; the data has 199"):
+        served_move(candles.iloc[:200], tau, head=False)

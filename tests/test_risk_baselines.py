@@ -16,7 +16,7 @@ from coincast.errors import ConfigError, DataError
 from coincast.evaluation.risk import LEVELS
 from coincast.models import risk_baselines as rb
 from coincast.models.risk_walk import percent_returns, walk_forward_risk
-from coincast.prep import volatility as vol
+from coincast.prep import realized, volatility as vol
 
 START = 800  # candle row of the first target day in the 1,000-candle stretch below
 END = START + 23  # the last (inclusive): 24 days, folds of 7, 7, 7 and 3
@@ -148,12 +148,9 @@ def test_mistakes_are_explained(candles):
         walk_forward_risk(candles, start=START, end=END, tau=[0.9, 0.1])
 
 
-def test_benchmark_script_writes_its_section_only(tmp_path, monkeypatch):
-    """benchmarks/risk_baselines.py on one coin's last 20 days: the JSON, and a marked section that a
-    second run replaces while the rest of the document stays as it was."""
+def load_bench(monkeypatch):
+    """benchmarks/risk_baselines.py as a module."""
     import importlib.util
-    import json
-    import sys
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "risk_baselines.py"
@@ -161,6 +158,35 @@ def test_benchmark_script_writes_its_section_only(tmp_path, monkeypatch):
     spec = importlib.util.spec_from_file_location("risk_baselines_bench", script)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_benchmark_panel_and_rule_by_hand(tmp_path, monkeypatch):
+    """The pooled panel: summed CRPS over every coin's days, DM on each date's mean over the coins;
+    the rule: the most coin-periods below GARCH-t first, ties by the lower mean ratio."""
+    import json
+
+    from coincast.evaluation.metrics import diebold_mariano
+
+    bench = load_bench(monkeypatch)
+    daily = {"x": {"days": ["d1", "d2", "d3"], "crps": {"a": [1.0, 2.0, 3.0], "b": [2.0, 2.0, 4.0]}},
+             "y": {"days": ["d2", "d3", "d4"], "crps": {"a": [1.0, 1.0, 1.0], "b": [1.0, 3.0, 2.0]}}}
+    got = bench.panel(daily, "a", "b")
+    assert got["ratio"] == pytest.approx(9 / 14) and got["days"] == 6
+    assert got["dm_p"] == pytest.approx(diebold_mariano(np.array([1.0, 1.5, 2.0, 1.0]), np.array([2.0, 1.5, 3.5, 2.0]))[1])
+    rows = [{"baseline": m, "crps_ratio_garch": x} for m, xs in
+            {"p": [0.99, 1.01], "q": [0.995, 0.999], "s": [0.98, 0.999]}.items() for x in xs]
+    (tmp_path / "t.json").write_text(json.dumps({"rows": rows}))
+    assert [x["model"] for x in bench.rank([str(tmp_path / "t.json")], ["p", "q", "s"])] == ["s", "q", "p"]
+
+
+def test_benchmark_script_writes_its_section_only(tmp_path, monkeypatch):
+    """benchmarks/risk_baselines.py on one coin's last 20 days: the JSON, and a marked section that a
+    second run replaces while the rest of the document stays as it was."""
+    import json
+    import sys
+
+    bench = load_bench(monkeypatch)
     doc, out = tmp_path / "BENCHMARKS.md", tmp_path / "risk.json"
     doc.write_text("# Benchmarks\n\nother sections\n")
     argv = ["risk_baselines.py", "--coins", "btc-usd", "--days", "20", "--out", str(out), "--doc", str(doc)]
@@ -175,3 +201,84 @@ def test_benchmark_script_writes_its_section_only(tmp_path, monkeypatch):
     assert text.startswith("# Benchmarks\n\nother sections\n") and text.count(bench.markers("risk")[0]) == 1
     assert "| btc-usd | garch_t |" in text and "issue 16 quotes" in text and "| btc-usd | network |" in text
     assert "CRPS at or below GARCH(1,1)-t's on at least four: " in text
+
+
+@pytest.fixture(scope="module")
+def hourly(candles):
+    return load("btc-usd-1h").loc[str(candles.index[0].date()) :]
+
+
+@pytest.fixture(scope="module")
+def intraday_walk(candles, hourly):
+    return walk_forward_risk(candles, start=START, end=END, intraday=hourly)
+
+
+def test_har_rv_and_harq_by_hand(candles, hourly, intraday_walk):
+    """HAR-RV and HARQ's coefficients are least squares on the 1/7/30-day averages through the day
+    before (arch's HARX agrees with a plain lstsq), their first day's quantiles are sqrt(h) times
+    the standardised training returns' empirical quantiles, and the combination is the
+    level-by-level mean of GARCH-t's and HAR-RV's quantiles with the mean standard deviation."""
+    w = intraday_walk
+    assert w.names == ["empirical", "ewma_t", "garch_t", "har_t", "har_rv", "harq", "garch_har"]
+    r, gk, index = percent_returns(candles)
+    m = realized.on_days(realized.daily_measures(hourly), index)
+    rv, rq = m["rv"].to_numpy(), m["rq"].to_numpy()
+    assert m["hours"].iloc[: END].eq(24).all()  # full days: nothing filled
+    cut = START - 1
+    avg = vol.har_averages(np.log(rv[:cut]))  # [cut, 3]
+    A = np.column_stack([np.ones(cut - 30), avg[29:-1]])
+    coef = np.linalg.lstsq(A, np.log(rv[30:cut]), rcond=None)[0]
+    folds = w.folds[w.folds.baseline == "har_rv"].iloc[0]
+    np.testing.assert_allclose([folds.b0, folds.b1, folds.b2, folds.b3], coef, rtol=1e-8)
+    h_train = np.exp(A @ coef)  # [cut - 30] the training days' variances
+    z = r[30:cut] / np.sqrt(h_train)
+    h = math.exp(coef[0] + np.log(rv[cut - 1]) * coef[1] + np.mean(np.log(rv[cut - 7 : cut])) * coef[2]
+                 + np.mean(np.log(rv[cut - 30 : cut])) * coef[3])
+    np.testing.assert_allclose(w.q("har_rv")[0], math.sqrt(h) * np.quantile(z, LEVELS), rtol=1e-8)
+    assert w.variance["har_rv"].iloc[0] == pytest.approx(h * np.mean(z**2), rel=1e-8)
+    # HARQ: the level regression with sqrt(RQ[t-1]) RV[t-1] beside the averages
+    lv = vol.har_averages(rv[:cut])
+    X = np.column_stack([np.ones(cut - 30), lv[29:-1], (np.sqrt(rq) * rv)[29 : cut - 1]])
+    coef_q = np.linalg.lstsq(X, rv[30:cut], rcond=None)[0]
+    hq = w.folds[w.folds.baseline == "harq"].iloc[0]
+    np.testing.assert_allclose([hq.b0, hq.b1, hq.b2, hq.b3, hq.b4], coef_q, rtol=1e-5)  # ill-conditioned: RQ is large
+    # the combination
+    np.testing.assert_allclose(w.q("garch_har"), (w.q("garch_t") + w.q("har_rv")) / 2)
+    np.testing.assert_allclose(w.variance["garch_har"], ((np.sqrt(w.variance["garch_t"]) + np.sqrt(w.variance["har_rv"])) / 2) ** 2)
+    # GARCH-t's variance forecast is arch's, the same as the one its quantiles use
+    sd = (w.q("garch_t")[:, list(LEVELS).index(0.9)] - w.q("garch_t")[:, list(LEVELS).index(0.5)])
+    g = w.folds[w.folds.baseline == "garch_t"].iloc[0]
+    assert sd[0] == pytest.approx(math.sqrt(w.variance["garch_t"].iloc[0]) * (rb.std_t_ppf([0.9], g.nu)[0] - rb.std_t_ppf([0.5], g.nu)[0]))
+    for name in ("har_rv", "harq"):
+        assert (np.diff(w.q(name), axis=1) >= 0).all() and (w.variance[name] > 0).all()
+
+
+def test_hourly_candles_after_a_day_do_not_move_its_intraday_forecasts(candles, hourly, intraday_walk):
+    """Hourly candles changed from day D on (D inside the second fold) move no intraday model's
+    forecast for D or earlier, and do move later ones."""
+    d = intraday_walk.actual.index[10]
+    shaken = hourly.copy()
+    late = shaken.index >= d
+    shaken.loc[late, "close"] *= np.exp(np.random.default_rng(2).normal(0, 0.01, late.sum()))  # each hour's own return moves
+    shaken["high"], shaken["low"] = shaken[["high", "close"]].max(axis=1), shaken[["low", "close"]].min(axis=1)
+    other = walk_forward_risk(candles, start=START, end=END, intraday=shaken)
+    upto = intraday_walk.actual.index <= d
+    for name in ("har_rv", "harq", "garch_har"):
+        np.testing.assert_array_equal(intraday_walk.q(name)[upto], other.q(name)[upto])
+        assert not np.allclose(intraday_walk.q(name)[~upto], other.q(name)[~upto]), name
+
+
+def test_days_without_their_hours_are_filled_and_counted(candles, hourly):
+    """A test day with too few hours gets its Garman-Klass variance as RV, is counted, and keeps
+    every model forecasting; HAR-RV without hourly candles is refused with the reason."""
+    r, gk, index = percent_returns(candles)
+    day = index[START + 2]
+    gap = hourly[(hourly.index < day) | (hourly.index >= day + pd.Timedelta(hours=8))]  # 16 hours left that day
+    w = walk_forward_risk(candles, start=START, end=END, intraday=gap)
+    assert w.counts["realized"] == {"days_filled_before": 0, "days_filled": 1}
+    assert w.realized.loc[day, "filled"] and w.realized.loc[day, "hours"] == 16
+    rm, filled = realized.model_inputs(realized.on_days(realized.daily_measures(gap), index), gk)
+    assert filled[:END].sum() == 1 and rm["rv"][START + 2] == gk[START + 2] and rm["rq"][START + 2] == gk[START + 2] ** 2
+    assert np.isfinite(w.q("har_rv")).all()
+    with pytest.raises(ConfigError, match="HAR-RV and HARQ need hourly candles"):
+        walk_forward_risk(candles, start=START, end=END, baselines=[rb.HarRV()])

@@ -59,13 +59,13 @@ def test_conformal_shifts_by_hand():
 def test_first_fit_days_and_calibration(walk, candles):
     w, net = walk
     cut = START - 1  # the first target day's row among the returns
-    spans = net.spans
+    spans = net.spans_
     assert spans["train"][1] == spans["selection"][0] and spans["selection"][1] == spans["calibration"][0]
     assert spans["calibration"] == (cut - 60, cut) and spans["selection"] == (cut - 120, cut - 60)
     # the record: the 60 calibration days, then the first fold's 7 once known
-    assert len(net.residuals) == 67 and net.shift is not None and net.epochs is not None
+    assert len(net.residuals_) == 67 and net.shift_ is not None and net.epochs_ is not None
     # the calibration moves each level by half its residuals' tau-quantile (shrink 0.5)
-    np.testing.assert_allclose(net.shift, 0.5 * conformal_shifts(np.array(net.residuals), LEVELS))
+    np.testing.assert_allclose(net.shift_, 0.5 * conformal_shifts(np.array(net.residuals_), LEVELS))
     q = w.q("network")  # [14, K]
     assert q.shape == (14, len(LEVELS)) and (np.diff(q, axis=1) >= 0).all()  # calibrated rows are sorted: ties allowed
     # without calibration (a record too short for it) the network at epoch 0 is its base: the mean of
@@ -144,8 +144,8 @@ def test_pooled_first_fit(candles, monkeypatch):
         return walk_forward_risk(candles, start=START, end=END, baselines=[net]).q("network"), net
 
     q, net = head(pool)
-    own = net.spans["train"][1] - net.spans["train"][0]
-    assert net.pooled == {"own": own, "eth-usd": own, "ada-usd": own, "bnb-usd": own}
+    own = net.spans_["train"][1] - net.spans_["train"][0]
+    assert net.pooled_ == {"own": own, "eth-usd": own, "ada-usd": own, "bnb-usd": own}
     assert len(seen[0][0][2]) == 4 * own and len(seen[0][1][2]) == 4 * 60  # four coins' windows, their selection tails
     assert not np.allclose(q, head({})[0])  # trained on its own windows alone
 
@@ -158,3 +158,51 @@ def test_pooled_first_fit(candles, monkeypatch):
     head(moved(cut))
     head(moved(cut - 1))
     assert same(seen[0], seen[2]) and not same(seen[0], seen[3])
+
+
+def test_one_thread_is_local_to_the_call():
+    """The decorated call runs in one torch thread; the caller's count is back after it, also when
+    it raises."""
+    from coincast.models.risk_network import one_thread
+
+    seen = []
+
+    @one_thread
+    def work(fail: bool):
+        seen.append(torch.get_num_threads())
+        if fail:
+            raise ValueError("boom")
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        work(False)
+        with pytest.raises(ValueError):
+            work(True)
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_realized_inputs_and_base(candles):
+    """realized=True: six inputs (returns, ranges, GARCH's path, then sqrt RV, RS- and BV), the base
+    the mean of GARCH-t's and HAR-RV's quantiles (epoch 0, no calibration), and it refuses to fit
+    without realized measures."""
+    from coincast.prep import realized
+
+    r, gk, index = percent_returns(candles)
+    hourly = load("btc-usd-1h").loc[str(index[0].date()) :]
+    rm, _ = realized.model_inputs(realized.on_days(realized.daily_measures(hourly), index), gk)
+    cut = START - 1
+    net = tiny(max_epochs=0, min_record=10**6, realized=True).fit(r[:cut], gk[:cut], rm[:cut])
+    assert net.net_.lstm.input_size == 6 and isinstance(net.har_, rb.HarRV)
+    got = net.forecast(r[: cut + 6], gk[: cut + 6], cut, LEVELS, rm[: cut + 6])  # [7, K]
+    want = [m.fit(r[:cut], gk[:cut], rm[:cut]).forecast(r[: cut + 6], gk[: cut + 6], cut, LEVELS, rm[: cut + 6])
+            for m in (rb.GarchT(), rb.HarRV())]
+    np.testing.assert_allclose(got, (want[0] + want[1]) / 2, rtol=1e-5, atol=1e-5)
+    mu, s = net._sigma(r)
+    x = net._windows(r, gk, s, mu, np.array([cut]), rm)  # [1, L, 6]: the window before day cut
+    np.testing.assert_allclose(x[0, -1, 3:].numpy(), np.sqrt([rm[m][cut - 1] for m in ("rv", "rs_neg", "bv")]) / s[cut],
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="needs the realized measures"):
+        tiny(realized=True).fit(r[:cut], gk[:cut])

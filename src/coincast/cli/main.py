@@ -137,21 +137,21 @@ def predict(
             f"({fc['change_pct']:+.2f}% from {_price(fc['last_price'])}, {fc['direction']})",
             soft_wrap=True,
         )
-        out.print(f"  {_risk(candles, fc['last_price'])}", soft_wrap=True)
+        out.print(f"  {_risk(candles, fc['last_price'], head=f.settings.model.risk_head, data=asset)}", soft_wrap=True)
 
 
-def _risk(candles, last: float) -> str:
-    """The next move's median and 80%/95% ranges, from GARCH(1,1)-t (models/risk_walk.next_move)."""
+def _risk(candles, last: float, intraday=None, head: bool = True, data: str | None = None) -> str:
+    """The next move's median and 80%/95% ranges from the served risk model (flows/backtest_risk.served_move)."""
     import numpy as np
 
-    from coincast.models.risk_walk import next_move
+    from coincast.flows.backtest_risk import served_move
 
     try:
-        q, n = next_move(candles, (0.025, 0.1, 0.5, 0.9, 0.975))  # percent log returns
+        q, n, label = served_move(candles, (0.025, 0.1, 0.5, 0.9, 0.975), intraday, head, data)  # percent log returns
     except DataError as exc:
         return f"risk: no range ({exc})"
     price = last * np.exp(q / 100)
-    return (f"risk (GARCH(1,1)-t on {n:,} returns): median {_price(price[2])} ({q[2]:+.2f}%), "
+    return (f"risk ({label} on {n:,} returns): median {_price(price[2])} ({q[2]:+.2f}%), "
             f"80% range {_price(price[1])} .. {_price(price[3])} ({q[1]:+.2f}% .. {q[3]:+.2f}%), "
             f"95% range {_price(price[0])} .. {_price(price[4])} ({q[0]:+.2f}% .. {q[4]:+.2f}%)")
 

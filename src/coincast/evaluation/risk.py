@@ -1,4 +1,4 @@
-"""Scores of quantile forecasts of the next-step log return (issue 16, item 2).
+"""Scores of quantile forecasts of the next-step log return, and of their variance forecasts.
 
 A risk forecast is a table of quantiles: `Q` [N, K], the forecast quantiles at levels `tau` [K]
 (increasing, strictly between 0 and 1) of the realised values `y` [N], here daily log returns in
@@ -21,12 +21,19 @@ percent. Everything here is pure numpy/scipy and returns numbers; rendering is r
   breaches against independent ones) and their sum, the conditional-coverage LR (chi2, 2 dof).
 - A Diebold-Mariano test on the per-day CRPS differences of two forecasts of the same days,
   through `evaluation.metrics.diebold_mariano` (HLN-corrected, one-sided).
+- Variance forecasts h [N] against a proxy of the day's variance (the realized variance from
+  hourly returns, or another conditionally unbiased proxy): QLIKE, proxy/h - ln(proxy/h) - 1, and
+  the squared error (proxy - h)^2, the two losses Patton (2011) shows rank forecasts the same with
+  a noisy proxy as with the true variance; a DM test on either's daily differences.
+- The Model Confidence Set (Hansen, Lunde & Nason 2011) of several forecasts' daily losses,
+  through `arch.bootstrap.MCS`: the models not rejected at the given size.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import stats
+from arch.bootstrap import MCS
 from scipy.special import xlogy
 
 from coincast.evaluation.metrics import diebold_mariano
@@ -209,3 +216,41 @@ def risk_scores(y, Q, tau) -> dict:
         "intervals": {c: interval(y, Q, t, c) for c in INTERVALS},
         "var": {f"{p:g}": var_tests(y, Q, t, p) if has(p) else None for p in VAR_LEVELS},
     }
+
+
+def qlike(proxy, h) -> np.ndarray:
+    """[N] QLIKE loss of variance forecasts h [N] against the proxy [N]: proxy/h - ln(proxy/h) - 1 (0 at h = proxy)."""
+    x = np.asarray(proxy, float) / _positive(h)
+    return x - np.log(x) - 1
+
+
+def mse(proxy, h) -> np.ndarray:
+    """[N] Squared error of variance forecasts h [N] against the proxy [N]."""
+    return (np.asarray(proxy, float) - _positive(h)) ** 2
+
+
+def _positive(h) -> np.ndarray:
+    h = np.asarray(h, float)
+    if not np.all(np.isfinite(h) & (h > 0)):
+        raise ValueError("variance forecasts must be positive and finite")
+    return h
+
+
+def variance_dm(proxy, h_a, h_b) -> dict:
+    """Variance forecast A against B of the same days: mean QLIKE and MSE of each, their ratios (A/B)
+    and the one-sided DM p that A is better on each loss."""
+    out = {}
+    for name, loss in (("qlike", qlike), ("mse", mse)):
+        a, b = loss(proxy, h_a), loss(proxy, h_b)  # [N] each
+        stat, p = diebold_mariano(a, b)
+        out.update({name: float(a.mean()), f"{name}_ratio": float(a.mean() / b.mean()), f"{name}_dm_p": p})
+    return out
+
+
+def model_confidence_set(losses, size: float = 0.10, reps: int = 1000, seed: int = 0) -> dict:
+    """{model: its MCS p-value} and the models in the (1 - size) Model Confidence Set, from daily
+    losses (a DataFrame [N, M], one column per model; arch's stationary bootstrap, `reps` draws)."""
+    mcs = MCS(losses, size=size, reps=reps, seed=seed)
+    mcs.compute()
+    p = mcs.pvalues["Pvalue"]
+    return {"pvalues": {str(k): float(v) for k, v in p.items()}, "included": [str(k) for k in mcs.included]}

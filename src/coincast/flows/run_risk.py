@@ -8,9 +8,8 @@ before), scored beside every baseline with the backtest's verdict. It needs one 
 open/high/low/close candles with enough history; elsewhere (hourly bars, no OHLC, several assets,
 too little history) the run goes on and metrics.json's `risk` says why in one line.
 
-forecast.csv gets the quantiles of the next close from the risk model trading would use
-(backtest_risk.TRADING_MODELS: the network where it was walked, else GARCH(1,1)-t; a fixed rule,
-never chosen by the test period's scores), as prices: previous close x exp(q / 100), q the
+forecast.csv gets the quantiles of the next close from the served risk model
+(backtest_risk.SERVED_MODELS: a fixed rule, never chosen by the test period's scores), as prices: previous close x exp(q / 100), q the
 quantile of the day's percent log return.
 """
 

@@ -1,8 +1,9 @@
 """A run folder's risk files, the same in `coincast run` and `coincast backtest`: risk.csv (per test
-day the previous and actual close, the realised percent log return and every risk model's quantiles
-of it) and risk_fan.png (the price with the 80%/95% ranges of the model forecasts use:
-flows/backtest_risk.TRADING_MODELS' fixed rule); the report shows the fan
-chart beside the score table (templates/macros.html `risk_section`).
+day the previous and actual close, the realised percent log return, its realized variance where
+hourly candles were given, and every risk model's quantiles of it, daily CRPS and variance
+forecast: flows/backtest_risk.table) and risk_fan.png (the price with the 80%/95% ranges of the
+served model: flows/backtest_risk.SERVED_MODELS' fixed rule); the report shows the fan chart beside
+the score table (templates/macros.html `risk_section`).
 """
 
 from __future__ import annotations
