@@ -55,6 +55,7 @@ def test_demo_runs_and_models_commands_read_and_change_its_registry(cli, tmp_pat
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "replay exchange on http://127.0.0.1:" in out
+    assert "demo model: window 20, hidden [8, 8], 5 epochs" in out and "shrinkage on" in out
     assert "btc-1d   training btc-1d-m1 on 1100 candles through 2025-05-31 00:00 (first model)" in out
     assert "forecast for the 2025-06-01 00:00 candle's close" in out and "[serves]" in out and "[shadow]" in out
     assert "eth-1d   scored through 2025-06-01 00:00: champion eth-1d-m1" in out

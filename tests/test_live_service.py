@@ -110,7 +110,7 @@ def test_shadow_decisions_recorded_with_figures_from_the_same_candles(live):
             assert len(rows) == SHADOW
             err = rows["point"] - rows["actual"]
             assert fig[key] == pytest.approx(float(np.sqrt(np.mean(err**2))), rel=1e-12)
-        assert fig["promote"] == (fig["challenger_rmse"] <= fig["champion_rmse"])
+        assert fig["promote"] == (fig["challenger_rmse"] < fig["champion_rmse"]) and not fig["tie"]
         assert (row.kind == "promotion") == fig["promote"]
 
 

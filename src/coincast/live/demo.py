@@ -21,6 +21,7 @@ from coincast.live.clock import SimClock
 from coincast.live.config import LiveConfig, Stream, check
 from coincast.live.replay import Replay, ReplayExchange
 from coincast.live.service import Service
+from coincast.models.shrinkage import MIN_RECORD
 
 START = "2025-06-01"
 HISTORY_DAYS = 1100  # candles fetched before the start: three years to train on
@@ -36,10 +37,13 @@ def demo_settings() -> Settings:
     s.train.epochs = 5
     s.train.batch_size = 256
     s.train.shards = 1
-    # Forecasts are the network's own: with shrinkage a model this small is mostly shrunk to
-    # persistence on validation, and every forecast and comparison of the demo would be a tie.
-    s.model.shrink = False
-    return s
+    return s  # shrinkage stays on, as by default: persistence's price until the record shows skill
+
+
+DEMO_CHANGES = ("demo model: window 20, hidden [8, 8], 5 epochs (small, so it trains in about a second); "
+                "everything else as by default: shrinkage on, so forecasts are persistence's price until "
+                "a stream's live record holds {n} scored forecasts with skill, and a challenger that ties "
+                "its champion is not promoted")
 
 
 def demo_config(store: Path, start: pd.Timestamp, settings: Settings | None = None, retrain_every: int = 7,
@@ -87,6 +91,8 @@ def demo_service(store: Path, start: pd.Timestamp, speed: float | None, days: in
     with ReplayExchange(Replay(clock, days_before_today=None)) as exchange:
         log(f"replay exchange on {exchange.url}: bundled BTC/USDT and ETH/USDT daily candles from {start.date()}, "
             + (f"{speed / DAY_S:g} simulated day(s) per second" if speed else "virtual time"))
+        if settings is None:
+            log(DEMO_CHANGES.format(n=MIN_RECORD))
         yield Service(config, clock, lambda name: exchange.client(timeout_ms=10_000), log, grace=GRACE,
                       hold="all" if clock.virtual else "first", threads=threads, fetch_backoff_s=0.05), until
 

@@ -238,11 +238,12 @@ class Service:
             st.fallback = st.fallback and not lifted
             self.log(st, f"DECISION: promoted {challenger} over {champion}: {both}")
         else:
+            why = "tie" if verdict["tie"] else "challenger worse"
             with self.reg.transaction():
                 self.reg.set_status(challenger, "retired")
-                self.reg.decide(s.name, now, "rejection", challenger, champion, figures=verdict, reason=both)
+                self.reg.decide(s.name, now, "rejection", challenger, champion, figures=verdict, reason=f"kept: {why}: {both}")
             self.loaded.pop(challenger, None)
-            self.log(st, f"DECISION: kept {champion}, retired {challenger}: {both}")
+            self.log(st, f"DECISION: kept {champion} ({why}), retired {challenger}: {both}")
 
     # -- 3. training -------------------------------------------------------------------------
     def _train_if_due(self, st: StreamState, last: pd.Timestamp) -> None:
