@@ -4,6 +4,7 @@
 import duckdb
 import pytest
 
+from coincast.live.registry import models_dir
 from tests.conftest import assert_user_error
 
 GOOD = """
@@ -30,11 +31,12 @@ def config(tmp_path, body: str, store: str | None = None) -> str:
     (GOOD.replace("retrain_every", "retrain_evry"), "stream 'btc-1d': unknown key(s) retrain_evry; known are"),
     (GOOD + '[stream.settings.model]\nhiden = [4]\n', "unknown setting 'model.hiden'"),
     ("", "has no streams: add at least one [[stream]] table"),
+    (GOOD + 'train_timeout = 600\n', "stream 'btc-1d': train_timeout must be a duration above zero, e.g. \"90min\""),
 ])
 def test_bad_config_is_one_line_exit_2_and_nothing_written(cli, tmp_path, body, message):
     done = cli("live", "--config", config(tmp_path, body), cwd=tmp_path)
     assert_user_error(done, message)
-    assert not (tmp_path / "live.duckdb").exists() and not (tmp_path / "models").exists()
+    assert not (tmp_path / "live.duckdb").exists() and not models_dir(tmp_path / "live.duckdb").exists()
 
 
 def test_unwritable_store_path_is_one_line_exit_2(cli, tmp_path):
@@ -61,6 +63,9 @@ def test_demo_runs_and_models_commands_read_and_change_its_registry(cli, tmp_pat
     assert "eth-1d   scored through 2025-06-01 00:00: champion eth-1d-m1" in out
     assert "btc-1d-m2 trained in" in out and "shadow for the next 7 candles" in out
     assert out.rstrip().splitlines()[-1].startswith("stopped cleanly")
+    # while it runs, nothing points to `models ls`: the service holds the store's lock
+    assert not any("models ls" in line for line in out.rstrip().splitlines()[:-1])
+    assert "`coincast serve --demo` shows the same demo" in out
     listed = cli("models", "ls", "--store", str(store), cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert "btc-1d-m1" in listed.stdout and "eth-1d-m2" in listed.stdout and "champion" in listed.stdout
@@ -90,12 +95,14 @@ def test_demo_runs_and_models_commands_read_and_change_its_registry(cli, tmp_pat
         con.close()
     assert status == {"btc-1d-m1": "champion", "btc-1d-m2": "retired"}
 
-    # a champion whose files do not load stops the service at start: one line, exit 2
-    weights = store.parent / "models" / "btc-1d-m1" / "model.safetensors"
+    # a champion whose files do not load fails its own stream only: the other keeps forecasting
+    weights = models_dir(store) / "btc-1d-m1" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     broken = cli("live", "--demo", "--speed", "0", "--days", "1", "--from", "2025-06-11", "--store", str(store), cwd=tmp_path)
-    assert_user_error(broken, "model.safetensors is corrupt or truncated")
-    assert "forecast for" not in broken.stdout
+    assert broken.returncode == 0, broken.stderr
+    assert "btc-1d   FAILED: ModelFileError: " in broken.stdout and "model.safetensors is corrupt or truncated" in broken.stdout
+    assert "eth-1d   forecast for the 2025-06-11 00:00 candle's close" in broken.stdout
+    assert "btc-1d   forecast for" not in broken.stdout
 
 
 def test_sigterm_stops_the_demo_cleanly_and_the_store_has_one_writer(tmp_path):

@@ -87,7 +87,8 @@ def _demo(speed: float, start: Optional[str], days: Optional[int], store: Option
 
     first = demo_start(start)
     path = store or Path(tempfile.mkdtemp(prefix="coincast-live-demo-")) / "live.duckdb"
-    out.print(f"demo store: {path} (inspect it with `coincast models ls --store {path}`)")
+    out.print(f"demo store: {path} (the running service holds its lock: `coincast serve --demo` shows the same "
+              "demo through an HTTP API and a dashboard while it runs)")
     with stop_on_signals() as stop:
         run_demo(path, first, speed * DAY_S or None, days, stop, say)
     out.print(f"stopped cleanly; `coincast models ls --store {path}` lists the models and their live records")

@@ -18,8 +18,13 @@ Tables (in the candle store's DuckDB file; the live service is its one writer):
   promotions and rollbacks by hand (`coincast models promote|rollback`: who and why), each
   with its figures (JSON text) and a reason.
 
-Model files live in `<store folder>/models/<id>/` (model.safetensors + model.json); a
-training writes `models/.tmp-<id>/` and the registry renames it into place when it succeeds.
+Model files live in a folder that belongs to the store alone, named after the store file
+(`live.duckdb.models/` beside `live.duckdb`) and marked as the registry's by a MARKER file:
+`<id>/` holds model.safetensors + model.json; a training writes `.tmp-<id>/` and the registry
+renames it into place when it succeeds. The registry removes only folders it made there (named
+after its own models), so files of anyone else beside the store are never touched. A store
+made when models lived in `<store folder>/models/<id>/` is read where its files are; a writable
+open moves each of its models' folders (and only those) into the store's own folder.
 """
 
 from __future__ import annotations
@@ -67,6 +72,16 @@ ISSUED = ["stream", "model", "target_time", "issued_at", "data_through", "role",
 REALISED = ["actual", "error", "persistence_error", "direction_hit", "realised_at"]
 
 
+MARKER = ".coincast-models"  # in the store's model folder: written by the registry, so the folder is its own
+LEGACY = "models"  # where older stores kept their models: a folder beside the store, shared with anything else
+
+
+def models_dir(store: str | Path) -> Path:
+    """The folder of the store's model files: the store file's name + `.models`, beside it."""
+    store = Path(store)
+    return store.with_name(store.name + ".models")
+
+
 def naive(t: pd.Timestamp | None):
     """UTC timestamps are stored naive (as the candle table does)."""
     return None if t is None else pd.Timestamp(t).tz_convert("UTC").tz_localize(None)
@@ -102,7 +117,25 @@ class Registry:
         tables = {t for (t,) in self.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         if not {"models", "forecasts", "decisions"} <= tables:
             raise StoreError(f"store {store.path} holds no live registry: run `coincast live` on it first")
-        self.models_dir = store.path.parent / "models"
+        self.models_dir = models_dir(store.path)
+        self.legacy_dir = store.path.parent / LEGACY
+        if create:
+            self._own_models_dir()
+
+    def _own_models_dir(self) -> None:
+        """Make the store's model folder with its marker, and move an older store's models into it."""
+        fresh = not (self.models_dir / MARKER).exists()
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        if fresh and self.legacy_dir.is_dir():
+            for model_id in self._ids():
+                old = self.legacy_dir / model_id
+                if old.is_dir() and not (self.models_dir / model_id).exists():
+                    old.rename(self.models_dir / model_id)
+        (self.models_dir / MARKER).write_text("model files of the live registry in the store beside this folder; "
+                                              "the registry removes only folders named after its models\n")
+
+    def _ids(self, where: str = "") -> list[str]:
+        return [i for (i,) in self._run(f"SELECT id FROM models {where} ORDER BY id")]
 
     @contextmanager
     def transaction(self):
@@ -121,7 +154,12 @@ class Registry:
 
     # -- models --------------------------------------------------------------------------
     def folder(self, model_id: str) -> Path:
-        return self.models_dir / model_id
+        """The model's files (an older store, not yet opened by the service: where it kept them)."""
+        own = self.models_dir / model_id
+        old = self.legacy_dir / model_id
+        if not (self.models_dir / MARKER).exists() and not own.exists() and old.is_dir():
+            return old
+        return own
 
     def staging(self, model_id: str) -> Path:
         return self.models_dir / f".tmp-{model_id}"
@@ -166,10 +204,11 @@ class Registry:
             with self.transaction():
                 self._run("UPDATE models SET status = 'discarded' WHERE id = ?", [model_id])
                 self.decide(stream, at, "failure", model_id, reason="the service stopped during this training; it is redone")
-        if self.models_dir.exists():
-            known = {i for (i,) in self.con.execute("SELECT id FROM models WHERE status NOT IN ('failed', 'discarded')").fetchall()}
+        if (self.models_dir / MARKER).exists():  # only in the store's own folder, only what it wrote there
+            gone = set(self._ids("WHERE status IN ('failed', 'discarded')"))
+            ours = gone | {f".tmp-{i}" for i in self._ids()}
             for path in self.models_dir.iterdir():
-                if path.is_dir() and path.name not in known:
+                if path.is_dir() and path.name in ours:
                     shutil.rmtree(path, ignore_errors=True)
         return ids
 

@@ -36,10 +36,11 @@ from coincast.live import judge, skill
 from coincast.live.config import LiveConfig, Stream
 from coincast.live.control import Alarm, Control
 from coincast.live.registry import Registry, utc
-from coincast.live.worker import Worker
+from coincast.live.worker import Worker, default_timeout
 from coincast.models.forecaster import Forecaster
 
 REREAD = 2  # stored candles fetched again at each tick, so a revision after close is picked up
+MAX_RETRY = pd.Timedelta(hours=1)  # the longest wait between tries of a failing stream
 
 
 @dataclass
@@ -51,19 +52,23 @@ class StreamState:
     fallback: bool = False  # serving persistence: the guard tripped
     stale: bool = False
     waiting_logged: bool = False
-    last_error: str | None = None  # the last fetch or forecast failure, until the next success
+    last_error: str | None = None  # the last fetch, forecast or step failure, until the next success
+    failures: int = 0  # the stream's steps that failed in a row
+    failure: str | None = None  # while failing: the error of the last failed step
+    retry_at: pd.Timestamp | None = None  # while failing: when its step is tried again
 
 
 class Service:
     def __init__(self, config: LiveConfig, clock, client_for: Callable[[str], object], log: Callable[[str], None] = print,
                  grace: pd.Timedelta = pd.Timedelta(seconds=10), hold: str = "none",
                  threads: int | None = None, fetch_retries: int = 5, fetch_backoff_s: float = 1.0,
-                 stale_retry: pd.Timedelta = pd.Timedelta(minutes=5)):
+                 stale_retry: pd.Timedelta = pd.Timedelta(minutes=5), failure_retry: pd.Timedelta = pd.Timedelta(minutes=1)):
         self.config, self.clock, self.client_for, self._log = config, clock, client_for, log
         if hold != "none" and not getattr(clock, "simulated", False):
             raise ValueError("only a simulated clock can be held for trainings")
         self.grace, self.hold = grace, hold
         self.stale_retry = stale_retry  # how soon a stale stream is checked again (at most bar / 12)
+        self.failure_retry = failure_retry  # first wait after a failed step; doubles, up to a bar or MAX_RETRY
         self.fetch_retries, self.fetch_backoff_s = fetch_retries, fetch_backoff_s
         self.states = [StreamState(s) for s in config.streams]
         self.worker = Worker(threads)
@@ -95,25 +100,29 @@ class Service:
                 for model_id in self.reg.discard_unfinished(self.clock.now()):
                     self.log(None, f"discarded unfinished training {model_id}; it is redone")
                 for st in self.states:
-                    self._resume(st)
+                    self._isolated(st, self._resume)
                 self.opened.set()
                 self.running = self.control.accepting = True
                 self.worker.start()  # its start-up (imports) overlaps the first fetch
                 try:
                     due = None
                     while not stop.is_set():
+                        # cleared before the queue is read: a command queued from here on wakes the sleep below
+                        self.control.wake.clear()
                         self.control.run_pending()
                         if due is None or self.clock.now() >= due:
                             for st in self.states:
                                 if stop.is_set():
                                     break
-                                self.step(st)
+                                if st.retry_at is None or self.clock.now() >= st.retry_at:
+                                    self._isolated(st, self.step)
+                                self.control.run_pending()  # a command sent during the step: answered now
                             self._collect()
                             self.passes += 1
                             due = min(self._next_due(st) for st in self.states)
                             if until is not None and due > until:
                                 break
-                        self.control.wake.clear()
+                            continue  # commands that came during the pass run before the sleep
                         self.clock.sleep_until(due, alarm)
                 finally:
                     self.running = False
@@ -139,11 +148,38 @@ class Service:
         st.issued = self._newest_target(name)
         (newest,) = self.reg.con.execute("SELECT max(target_time) FROM forecasts WHERE stream = ?", [name]).fetchone()
         st.forecast = utc(newest)
-        champion = self.reg.with_status(name, "champion")
-        if champion is not None:
-            self.model(champion["id"])  # a champion that does not load is an error now, not at the next candle
+
+    def _isolated(self, st: StreamState, phase: Callable[[StreamState], None]) -> None:
+        """Run one stream's `phase`; an error ends that stream's step, never the loop: it is
+        recorded, shown in the stream's state, and the stream is tried again after a backoff."""
+        try:
+            phase(st)
+        except Exception as exc:  # anything: a broken model file, a missing folder, a bug in one stream's data
+            self._failed(st, exc)
+            return
+        if st.failures:
+            self.log(st, f"recovered after {st.failures} failed attempt(s)")
+            self.reg.decide(st.stream.name, self.clock.now(), "recovered",
+                            reason=f"the stream's step succeeded again after {st.failures} failed attempt(s)")
+            st.failures, st.failure, st.retry_at, st.last_error = 0, None, None, None
+
+    def _failed(self, st: StreamState, exc: Exception) -> None:
+        now = self.clock.now()
+        text = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        first = text != st.failure  # recorded once per kind of failure, not at every retry
+        st.failures, st.failure = st.failures + 1, text
+        longest = max(self.failure_retry, min(st.stream.bar, MAX_RETRY))
+        wait = min(self.failure_retry * 2 ** min(st.failures - 1, 16), longest)
+        st.retry_at = now + wait
+        st.last_error = f"{text} (failed {st.failures} time(s); next try {st.retry_at:%Y-%m-%d %H:%M})"
+        if first:
+            self.reg.decide(st.stream.name, now, "failure",
+                            reason=f"the stream's step failed: {text}; it is retried with a backoff, other streams go on")
+        self.log(st, f"FAILED: {text}; next try in {wait} (the other streams go on)")
 
     def _next_due(self, st: StreamState) -> pd.Timestamp:
+        if st.retry_at is not None:
+            return st.retry_at
         now, bar = self.clock.now(), st.stream.bar
         if st.stale:
             return now + min(bar / 12, self.stale_retry)
@@ -156,6 +192,9 @@ class Service:
         last = self.store.last_open_time(exchange, symbol, timeframe)
         if last is None:
             return
+        champion = self.reg.with_status(s.name, "champion")
+        if champion is not None:
+            self.model(champion["id"])  # a champion that does not load fails the step now, not at the next forecast
         if st.last_seen != last:
             self._score(st, last)
             st.last_seen = last
@@ -273,7 +312,7 @@ class Service:
         self.jobs[model_id] = st
         self.worker.submit({"id": model_id, "settings": s.settings.to_dict(), "candles": candles,
                             "init": str(self.reg.folder(champion["id"])) if warm else None,
-                            "staging": str(self.reg.staging(model_id))})
+                            "staging": str(self.reg.staging(model_id))}, self.train_timeout(s, len(candles)))
         kind = "first model" if champion is None else f"challenger to {champion['id']}, {'warm' if warm else 'fresh'}"
         kind += ", by hand" if force else ""
         self.log(st, f"training {model_id} on {len(candles)} candles through {last:%Y-%m-%d %H:%M} ({kind})")
@@ -281,6 +320,14 @@ class Service:
             with self.clock.held():
                 self._collect(block=True)
         return model_id
+
+    @staticmethod
+    def train_timeout(s: Stream, candles: int) -> float:
+        """Seconds a training of the stream on `candles` candles may take: its train_timeout, or
+        a default from its size (`live.worker.default_timeout`)."""
+        if s.train_timeout is not None:
+            return pd.Timedelta(s.train_timeout).total_seconds()
+        return default_timeout(candles, s.settings.train.epochs)
 
     def _collect(self, block: bool = False) -> None:
         result = self.worker.wait() if block else self.worker.poll()
