@@ -75,3 +75,38 @@ def test_a_broken_stream_and_a_down_exchange_leave_the_healthy_stream_forecastin
     down = service.state("down-1d")
     assert down.last_error.startswith("fetch failed: binance kept failing after 1 retries")
     assert any(re.match(r"\[\S+ \S+\] eth-1d\s+forecast for the 2025-06-08 00:00 candle", line) for line in lines)
+
+
+def test_a_finished_training_whose_files_vanished_is_a_failed_training(tmp_path):
+    """The worker reports success but the staging folder is gone (deleted by hand, a full disk):
+    the model is recorded failed with the reason, the loop goes on and the stream trains again."""
+    from coincast.live.worker import Worker
+
+    class Vanishing(Worker):
+        def poll(self, timeout=0.0):
+            result = super().poll(timeout)
+            if result is not None and result["id"] == "btc-1d-m1":
+                import shutil
+
+                shutil.rmtree(result_staging[0])
+            return result
+
+        def submit(self, job, timeout_s=None):
+            result_staging[:] = [job["staging"]]
+            super().submit(job, timeout_s)
+
+    result_staging, store, lines = [], tmp_path / "live.duckdb", []
+    clock = SimClock(START)
+    with ReplayExchange(Replay(clock, days_before_today=None)) as exchange:
+        service = Service(check(LiveConfig(streams("btc-1d"), store)), clock, lambda name: exchange.client(),
+                          lines.append, grace=pd.Timedelta(minutes=1), hold="all", threads=1, fetch_backoff_s=0.01)
+        service.worker = Vanishing(threads=1)
+        service.run(threading.Event(), until=pd.Timestamp("2025-06-02 00:01", tz=UTC))
+    assert service.failure is None
+    with duckdb.connect(str(store), read_only=True) as con:
+        status = dict(con.execute("SELECT id, status FROM models").fetchall())
+        failures = con.execute("SELECT model, reason FROM decisions WHERE kind = 'failure'").fetchall()
+        served = con.execute("SELECT model, target_time FROM forecasts WHERE served").fetchall()
+    assert status == {"btc-1d-m1": "failed", "btc-1d-m2": "champion"}
+    assert failures[0][0] == "btc-1d-m1" and failures[0][1].startswith("its files could not be moved into place")
+    assert [m for m, _ in served] == ["btc-1d-m2"]  # 06-02: the first candle after a model was in place

@@ -335,19 +335,23 @@ class Service:
             return
         st = self.jobs.pop(result["id"])
         name, now, model_id = st.stream.name, self.clock.now(), result["id"]
+        first = self.reg.with_status(name, "champion") is None
+        fig = result.get("figures")
+        if result["ok"]:
+            try:
+                with self.reg.transaction():  # registered and recorded together (the files move first)
+                    self.reg.finish_model(model_id, fig, "champion" if first else "shadow")
+                    if first:
+                        self.reg.decide(name, now, "first", model_id, figures=fig,
+                                        reason="the stream's first model: nothing to compare with")
+            except OSError as exc:  # its staging folder is gone or cannot be moved: a failed training
+                result = {"ok": False, "reason": f"its files could not be moved into place ({exc})"}
         if not result["ok"]:
             with self.reg.transaction():
                 self.reg.set_status(model_id, "failed")
                 self.reg.decide(name, now, "failure", model_id, reason=result["reason"])
             self.log(st, f"training {model_id} FAILED: {result['reason']}")
             return
-        first = self.reg.with_status(name, "champion") is None
-        fig = result["figures"]
-        with self.reg.transaction():  # registered and recorded together (the files move first)
-            self.reg.finish_model(model_id, fig, "champion" if first else "shadow")
-            if first:
-                self.reg.decide(name, now, "first", model_id, figures=fig,
-                                reason="the stream's first model: nothing to compare with")
         role = "champion (first model)" if first else f"shadow for the next {st.stream.shadow} candles"
         self.log(st, f"model {model_id} trained in {fig['seconds']:.1f} s ({fig['epochs_run']} epochs, "
                      f"{fig['windows']} windows): {role}")
