@@ -1,6 +1,9 @@
 """`coincast live` and `coincast models` from the command line: bad configs are one line and exit
 2 with nothing written; the demo runs on the replay exchange and its registry can be listed."""
 
+import json
+import re
+
 import duckdb
 import pytest
 
@@ -48,6 +51,7 @@ def test_unwritable_store_path_is_one_line_exit_2(cli, tmp_path):
 
 def test_live_needs_demo_or_config(cli, tmp_path):
     assert_user_error(cli("live", cwd=tmp_path), "give either --demo or --config live.toml")
+    assert_user_error(cli("live", "--demo", "--log-format", "xml", cwd=tmp_path), "--log-format xml is not a format: give text or json")
     assert_user_error(cli("live", "--demo", "--from", "2019-01-01", cwd=tmp_path), "--from 2019-01-01 is outside the replayable days")
 
 
@@ -63,6 +67,10 @@ def test_demo_runs_and_models_commands_read_and_change_its_registry(cli, tmp_pat
     assert "eth-1d   scored through 2025-06-01 00:00: champion eth-1d-m1" in out
     assert "btc-1d-m2 trained in" in out and "shadow for the next 7 candles" in out
     assert out.rstrip().splitlines()[-1].startswith("stopped cleanly")
+    # the service's lines: a UTC timestamp and a level, then the service's clock, the stream, the event
+    logged = [line for line in out.splitlines() if "btc-1d   " in line]
+    assert logged and all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ INFO    \[2025-06-\d\d 00:01\] btc-1d   ", line)
+                          for line in logged), logged[:3]
     # while it runs, nothing points to `models ls`: the service holds the store's lock
     assert not any("models ls" in line for line in out.rstrip().splitlines()[:-1])
     assert "`coincast serve --demo` shows the same demo" in out
@@ -136,3 +144,28 @@ def test_sigterm_stops_the_demo_cleanly_and_the_store_has_one_writer(tmp_path):
         assert con.execute("SELECT count(*) FROM forecasts WHERE actual IS NOT NULL").fetchone()[0] >= 1
     finally:
         con.close()
+
+
+def test_log_format_json_writes_one_object_a_line(cli, tmp_path):
+    done = cli("live", "--demo", "--speed", "0", "--days", "1", "--log-format", "json", "--store",
+               str(tmp_path / "live.duckdb"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]  # every line parses
+    assert all(set(r) == {"time", "level", "logger", "stream", "service_time", "message"} for r in records)
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", r["time"]) for r in records)
+    forecast = next(r for r in records if r["message"].startswith("forecast for the 2025-06-01 00:00 candle's close"))
+    assert forecast["level"] == "info" and forecast["stream"] in ("btc-1d", "eth-1d")
+    assert forecast["service_time"] == "2025-06-01T00:01:00+00:00" and forecast["logger"] == "coincast.live"
+    assert records[-1]["message"].startswith("stopped cleanly") and records[-1]["logger"] == "coincast.cli"
+
+
+def test_the_example_config_loads_with_the_live_loader(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from coincast.live.config import load_config
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # its store is under ~
+    cfg = load_config(Path(__file__).parents[1] / "examples" / "live.toml")
+    assert [s.data for s in cfg.streams] == ["store:binance/BTC/USDT/1d", "store:bybit/ETH/USDT/1h"]
+    assert cfg.store == tmp_path / "coincast" / "live.duckdb"
+    assert cfg.streams[1].train_timeout == "3h" and cfg.streams[1].settings.model.hidden == [32, 32]

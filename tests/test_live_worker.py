@@ -117,6 +117,7 @@ def test_the_service_records_a_timed_out_training_and_retrains_on_schedule(tmp_p
     from coincast.live.config import LiveConfig, Stream, check
     from coincast.live.replay import Replay, ReplayExchange
     from coincast.live.service import Service
+    from coincast.live.training import train_timeout
 
     class Stuck(Worker):
         """The real worker whose clock jumps a day ahead once a challenger is submitted: as if
@@ -144,7 +145,7 @@ def test_the_service_records_a_timed_out_training_and_retrains_on_schedule(tmp_p
         models = con.execute("SELECT id, status, trained_through FROM models ORDER BY created, id").df()
         failures = con.execute("SELECT model, reason FROM decisions WHERE kind = 'failure' ORDER BY id").df()
         served = con.execute("SELECT model, target_time FROM forecasts WHERE served ORDER BY target_time").df()
-    limit = service.train_timeout(stream, 1096)
+    limit = train_timeout(stream, 1096)
     assert list(models["status"]) == ["champion", "failed", "failed", "failed"]
     # on schedule: two candles after the data of the training before, failed or not
     assert list(models["trained_through"].dt.strftime("%m-%d")) == ["05-31", "06-02", "06-04", "06-06"]

@@ -13,7 +13,10 @@ Tables (in the candle store's DuckDB file; the live service is its one writer):
   that its realised fields (actual, error, persistence_error, direction_hit, realised_at)
   are filled in once, when that candle closes. `network` is the network's own forecast before
   shrinkage and `shrink` the a the point was shrunk with (`live/skill.py`); both NULL on
-  persistence's fallback rows and on rows issued before the columns existed.
+  persistence's fallback rows and on rows issued before the columns existed. A candle the
+  exchange revises after its forecast was scored keeps its first `actual` (and the errors
+  computed on it); its newest close goes to `final_actual` with `revised_at`, and live
+  records, shadow verdicts and the shrinkage a are computed on the final value.
 * `decisions`: promotions, rejections, fallbacks, failures, stale and missed candles, and
   promotions and rollbacks by hand (`coincast models promote|rollback`: who and why), each
   with its figures (JSON text) and a reason.
@@ -54,12 +57,14 @@ CREATE TABLE IF NOT EXISTS forecasts (
     served BOOLEAN NOT NULL, point DOUBLE NOT NULL, lo80 DOUBLE, hi80 DOUBLE, lo95 DOUBLE, hi95 DOUBLE,
     persistence DOUBLE NOT NULL,
     actual DOUBLE, error DOUBLE, persistence_error DOUBLE, direction_hit BOOLEAN, realised_at TIMESTAMP,
-    network DOUBLE, shrink DOUBLE,
+    network DOUBLE, shrink DOUBLE, final_actual DOUBLE, revised_at TIMESTAMP,
     PRIMARY KEY (stream, model, target_time)
 );
 -- stores made before the columns existed gain them (their rows keep NULL)
 ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS network DOUBLE;
 ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS shrink DOUBLE;
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS final_actual DOUBLE;
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS revised_at TIMESTAMP;
 CREATE SEQUENCE IF NOT EXISTS decision_id;
 CREATE TABLE IF NOT EXISTS decisions (
     id BIGINT PRIMARY KEY DEFAULT nextval('decision_id'), stream VARCHAR NOT NULL, decided_at TIMESTAMP NOT NULL,
@@ -70,6 +75,7 @@ CREATE TABLE IF NOT EXISTS decisions (
 ISSUED = ["stream", "model", "target_time", "issued_at", "data_through", "role", "served",
           "point", "lo80", "hi80", "lo95", "hi95", "persistence", "network", "shrink"]
 REALISED = ["actual", "error", "persistence_error", "direction_hit", "realised_at"]
+FINAL = "coalesce(final_actual, actual)"  # a forecast's realised value as the exchange last served it
 
 
 MARKER = ".coincast-models"  # in the store's model folder: written by the registry, so the folder is its own
@@ -212,6 +218,11 @@ class Registry:
                     shutil.rmtree(path, ignore_errors=True)
         return ids
 
+    def trained_through(self, stream: str) -> pd.Timestamp | None:
+        """The newest data any of the stream's trainings saw (failed ones too; not discarded ones)."""
+        (t,) = self._run("SELECT max(trained_through) FROM models WHERE stream = ? AND status <> 'discarded'", [stream])[0]
+        return utc(t)
+
     def promotable(self, model_id: str) -> dict:
         """The model's row, if it can be made champion by hand (a shadow or retired model)."""
         row = self.model_row(model_id)
@@ -285,6 +296,30 @@ class Registry:
         ).fetchone() or (0,)
         return int(n)
 
+    def newest_forecast(self, stream: str) -> pd.Timestamp | None:
+        """The newest target the stream has a forecast for."""
+        return utc(self._run("SELECT max(target_time) FROM forecasts WHERE stream = ?", [stream])[0][0])
+
+    def newest_target(self, stream: str) -> pd.Timestamp | None:
+        """The newest target forecast or recorded as stale, missed or without a forecast."""
+        (t,) = self._run("SELECT max(t) FROM (SELECT max(target_time) AS t FROM forecasts WHERE stream = ? UNION ALL "
+                         "SELECT max(target_time) FROM decisions WHERE stream = ? AND kind IN ('stale', 'missed', 'no_forecast'))",
+                         [stream, stream])[0]
+        return utc(t)
+
+    def revise(self, stream: str, exchange: str, symbol: str, timeframe: str, at: pd.Timestamp) -> list[tuple]:
+        """Scored forecasts whose candle the exchange has since revised: the new close goes to
+        `final_actual` (the first `actual` stays); one (target_time, close before, close now) per candle."""
+        cond = ("f.stream = ? AND f.actual IS NOT NULL AND c.exchange = ? AND c.symbol = ? AND c.timeframe = ? "
+                "AND c.open_time = f.target_time AND c.close <> coalesce(f.final_actual, f.actual)")
+        market = [stream, exchange.lower(), symbol.upper(), timeframe]
+        changed = self._run("SELECT DISTINCT f.target_time, coalesce(f.final_actual, f.actual), c.close "
+                            f"FROM forecasts f, candles c WHERE {cond} ORDER BY 1", market)
+        if changed:
+            self._run(f"UPDATE forecasts f SET final_actual = c.close, revised_at = ? FROM candles c WHERE {cond}",
+                      [naive(at), *market])
+        return [(utc(t), was, now) for t, was, now in changed]
+
     def forecasts(self, stream: str | None = None) -> pd.DataFrame:
         where, args = ("WHERE stream = ?", [stream]) if stream else ("", [])
         return self.con.execute(f"SELECT * FROM forecasts {where} ORDER BY stream, target_time, model", args).df()
@@ -293,9 +328,10 @@ class Registry:
         """The model's realised forecasts for the stream, oldest first (the last `last` of them)."""
         limit = f"LIMIT {int(last)}" if last else ""
         rows = self.con.execute(
-            f"SELECT * FROM (SELECT target_time, point, persistence, actual, error, persistence_error, direction_hit "
-            f"FROM forecasts WHERE stream = ? AND model = ? AND actual IS NOT NULL ORDER BY target_time DESC {limit}) "
-            "ORDER BY target_time", [stream, model]).df()
+            f"SELECT target_time, point, persistence, actual, point - actual AS error, persistence - actual AS persistence_error, "
+            f"(point > persistence) = (actual > persistence) AS direction_hit FROM (SELECT target_time, point, persistence, "
+            f"{FINAL} AS actual FROM forecasts WHERE stream = ? AND model = ? AND actual IS NOT NULL "
+            f"ORDER BY target_time DESC {limit}) ORDER BY target_time", [stream, model]).df()
         rows["target_time"] = pd.to_datetime(rows["target_time"]).dt.tz_localize("UTC")
         return rows
 
@@ -304,7 +340,7 @@ class Registry:
         or unserved while the guard serves persistence) whose target opens before `before`, oldest
         first: target_time, actual, network, persistence. What `live.skill` fits a on."""
         rows = self.con.execute(
-            "SELECT target_time, actual, network, persistence FROM forecasts WHERE stream = ? AND role = 'champion' "
+            f"SELECT target_time, {FINAL} AS actual, network, persistence FROM forecasts WHERE stream = ? AND role = 'champion' "
             "AND network IS NOT NULL AND actual IS NOT NULL AND target_time < ? ORDER BY target_time",
             [stream, naive(before)]).df()
         rows["target_time"] = pd.to_datetime(rows["target_time"]).dt.tz_localize("UTC")
@@ -332,6 +368,12 @@ class Registry:
         clauses = [c for c, v in (("stream = ?", stream), ("kind = ?", kind)) if v]
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         return self.con.execute(f"SELECT * FROM decisions {where} ORDER BY id", [v for v in (stream, kind) if v]).df()
+
+    def in_fallback(self, stream: str) -> bool:
+        """The guard set the stream's champion aside and has not lifted it since."""
+        rows = self._run("SELECT kind FROM decisions WHERE stream = ? AND kind IN ('fallback', 'fallback_end') "
+                         "ORDER BY id DESC LIMIT 1", [stream])
+        return bool(rows) and rows[0][0] == "fallback"
 
     def has_decision(self, stream: str, kind: str, target_time: pd.Timestamp) -> bool:
         return bool(self.con.execute("SELECT count(*) FROM decisions WHERE stream = ? AND kind = ? AND target_time = ?",

@@ -67,6 +67,7 @@ class Replay:
         self._lock = threading.Lock()
         self.faults: dict[int, str] = {}
         self.down = False  # True: every request is answered 500 (an exchange that is down)
+        self.retry_after = "1"  # the Retry-After header of an injected 429, in seconds
         # (start, end) of clock time during which the exchange publishes nothing new: it answers
         # as it did at `start` (an outage of its candle feed; the service must see stale data)
         self.outage: tuple[pd.Timestamp, pd.Timestamp] | None = None
@@ -153,7 +154,7 @@ def make_handler(replay: Replay):
         def klines(self, query: dict, fault: str | None):
             if fault == "429":
                 return self.send(429, {"code": -1003, "msg": "Too many requests; current limit is 6000 weight."},
-                                 {"Retry-After": "1"})
+                                 {"Retry-After": replay.retry_after})
             if fault == "500":
                 return self.send(500, {"code": -1001, "msg": "Internal error; unable to process your request."})
             if fault == "timeout":
