@@ -80,7 +80,7 @@ def stop_on_signals():
 
 def live(
     demo: bool = typer.Option(False, "--demo", help="Run against a local replay exchange of the bundled candles (no internet, no config)."),
-    config: Optional[Path] = typer.Option(None, help="TOML config with [[stream]] tables (see README, Live)."),
+    config: Optional[Path] = typer.Option(None, help="TOML config with [[stream]] tables (see docs/guides/live.md)."),
     speed: float = typer.Option(1.0, help="--demo: simulated days per real second (0: as fast as the work allows)."),
     start: Optional[str] = typer.Option(None, "--from", help="--demo: first simulated day, YYYY-MM-DD (default 2025-06-01)."),
     days: Optional[int] = typer.Option(None, help="--demo: stop after this many simulated days (default: at the end of the data)."),

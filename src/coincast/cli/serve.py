@@ -15,7 +15,7 @@ from coincast.errors import ConfigError
 
 def serve(
     demo: bool = typer.Option(False, "--demo", help="The live demo: a local replay exchange of the bundled candles (no internet, no config)."),
-    config: Optional[Path] = typer.Option(None, help="TOML config with [[stream]] tables (see README, Live)."),
+    config: Optional[Path] = typer.Option(None, help="TOML config with [[stream]] tables (see docs/guides/live.md)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on; any other than loopback needs a token."),
     port: int = typer.Option(8000, help="Port (0: any free one; the URL is printed)."),
     token_file: Optional[Path] = typer.Option(None, help="File whose first line is the write token (default: $COINCAST_TOKEN)."),

@@ -72,7 +72,7 @@ def load_config(path: str | Path) -> LiveConfig:
     try:
         doc = tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}; write one with [[stream]] tables (see README, Live)") from None
+        raise ConfigError(f"config file not found: {path}; write one with [[stream]] tables (see docs/guides/live.md)") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML ({exc}); fix the syntax") from None
     unknown = set(doc) - {"store", "stream"}

@@ -41,8 +41,8 @@ def demo_settings() -> Settings:
     return s  # shrinkage stays on, as by default: persistence's price until the record shows skill
 
 
-DEMO_CHANGES = ("demo model: window 20, hidden [8, 8], 5 epochs (small, so it trains in about a second); "
-                "everything else as by default: shrinkage on, so forecasts are persistence's price until "
+DEMO_CHANGES = ("demo model: window 20, hidden [8, 8], 5 epochs, batches of 256 in one shard (small, so it trains "
+                "in about a second); everything else as by default: shrinkage on, so forecasts are persistence's price until "
                 "a stream's live record holds {n} scored forecasts with skill, and a challenger that ties "
                 "its champion is not promoted")
 

@@ -17,8 +17,9 @@ Tables (in the candle store's DuckDB file; the live service is its one writer):
   exchange revises after its forecast was scored keeps its first `actual` (and the errors
   computed on it); its newest close goes to `final_actual` with `revised_at`, and live
   records, shadow verdicts and the shrinkage a are computed on the final value.
-* `decisions`: promotions, rejections, fallbacks, failures, stale and missed candles, and
-  promotions and rollbacks by hand (`coincast models promote|rollback`: who and why), each
+* `decisions`: promotions, rejections (a tie's reason starts "kept: tie"), fallbacks,
+  failures (of a training: its model; of a stream's step: no model) and recoveries, revisions
+  of scored candles, stale and missed candles, and promotions and rollbacks by hand (`coincast models promote|rollback`: who and why), each
   with its figures (JSON text) and a reason.
 
 Model files live in a folder that belongs to the store alone, named after the store file

@@ -39,7 +39,7 @@ from coincast.live.config import LiveConfig, Stream
 from coincast.live.control import Alarm, Control
 from coincast.live.log import LOGGER, line
 from coincast.live.registry import Registry
-from coincast.live.worker import Worker
+from coincast.live.worker import Worker, duration
 from coincast.models.forecaster import Forecaster
 
 MAX_RETRY = pd.Timedelta(hours=1)  # the longest wait between tries of a failing stream
@@ -58,6 +58,7 @@ class StreamState:
     failures: int = 0  # the stream's steps that failed in a row
     failure: str | None = None  # while failing: the error of the last failed step
     retry_at: pd.Timestamp | None = None  # while failing: when its step is tried again
+    resumed: bool = False  # picked up where a previous run stopped (`Service._resume`)
 
 
 class Service:
@@ -154,10 +155,13 @@ class Service:
         name = st.stream.name
         st.fallback = self.reg.in_fallback(name)
         st.issued, st.forecast = self.reg.newest_target(name), self.reg.newest_forecast(name)
+        st.resumed = True
 
     def step(self, st: StreamState) -> None:
         """One stream's tick: fetch, score, training hand-off, forecast."""
         s = st.stream
+        if not st.resumed:  # its resume failed at start: done before its first step
+            self._resume(st)
         fetching.fetch_new(self, st)
         last = self.store.last_open_time(*s.market)
         if last is None:
@@ -205,7 +209,7 @@ class Service:
         if first:
             self.reg.decide(st.stream.name, now, "failure",
                             reason=f"the stream's step failed: {text}; it is retried with a backoff, other streams go on")
-        self.log(st, f"FAILED: {text}; next try in {wait} (the other streams go on)", logging.ERROR)
+        self.log(st, f"FAILED: {text}; next try in {duration(wait.total_seconds())} (the other streams go on)", logging.ERROR)
 
     def _next_due(self, st: StreamState) -> pd.Timestamp:
         if st.retry_at is not None:
