@@ -55,14 +55,17 @@ def test_an_old_store_keeps_its_models_and_the_rest_of_models_is_left_alone(tmp_
         reg = Registry(db)
         old = reg.new_model("eth-1d", NOW, NOW, {})
         reg.set_status(old, "champion")
+        unfinished = reg.new_model("eth-1d", NOW, NOW, {})
     shutil.rmtree(models_dir(store))  # as an older version left it: no folder of the store's own
     # the old layout: the model's files in models/<id>/ beside the store, with a user's folder
     write(tmp_path / "models" / old / "model.json", "{}")
+    write(tmp_path / "models" / f".tmp-{unfinished}" / "model.json", "{}")  # a training it was stopped during
     write(tmp_path / "models" / "mine" / "notes.txt", "keep me")
     with Store(store, read_only=True) as db:  # listing an old store finds its files where they are
         assert Registry(db, create=False).folder(old) == tmp_path / "models" / old
     with Store(store) as db:  # the service opens it: its models move into the store's own folder
         reg = Registry(db)
         assert reg.folder(old) == models_dir(store) / old and (reg.folder(old) / "model.json").read_text() == "{}"
-        reg.discard_unfinished(NOW)
+        assert reg.discard_unfinished(NOW) == [unfinished]
     assert tree(tmp_path / "models") == {"mine/notes.txt": b"keep me"}
+    assert sorted(p.name for p in models_dir(store).iterdir()) == sorted([MARKER, old])

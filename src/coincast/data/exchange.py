@@ -3,8 +3,8 @@
 A fetch resumes after the newest stored candle, lets ccxt pace requests to the
 exchange's rate limit, retries transient failures (timeouts, 429, 5xx) with exponential
 backoff (a 429 that says how long to wait, `Retry-After`, waits that long instead), never
-stores the still-open candle, and commits each page on its own, so an
-interruption loses nothing already fetched: run the same command again to resume.
+stores the still-open candle, and commits each page on its own, so an interruption loses
+nothing already fetched: run the same command again to resume.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import difflib
 import email.utils
 import math
 import time
-from datetime import datetime, timezone
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 

@@ -19,8 +19,9 @@ Tables (in the candle store's DuckDB file; the live service is its one writer):
   records, shadow verdicts and the shrinkage a are computed on the final value.
 * `decisions`: promotions, rejections (a tie's reason starts "kept: tie"), fallbacks,
   failures (of a training: its model; of a stream's step: no model) and recoveries, revisions
-  of scored candles, stale and missed candles, and promotions and rollbacks by hand (`coincast models promote|rollback`: who and why), each
-  with its figures (JSON text) and a reason.
+  of scored candles, stale and missed candles, and promotions and rollbacks by hand
+  (`coincast models promote|rollback`: who and why), each with its figures (JSON text) and a
+  reason.
 
 Model files live in a folder that belongs to the store alone, named after the store file
 (`live.duckdb.models/` beside `live.duckdb`) and marked as the registry's by a MARKER file:
@@ -134,10 +135,10 @@ class Registry:
         fresh = not (self.models_dir / MARKER).exists()
         self.models_dir.mkdir(parents=True, exist_ok=True)
         if fresh and self.legacy_dir.is_dir():
-            for model_id in self._ids():
-                old = self.legacy_dir / model_id
-                if old.is_dir() and not (self.models_dir / model_id).exists():
-                    old.rename(self.models_dir / model_id)
+            for name in (n for model_id in self._ids() for n in (model_id, f".tmp-{model_id}")):
+                old = self.legacy_dir / name
+                if old.is_dir() and not (self.models_dir / name).exists():
+                    old.rename(self.models_dir / name)
         (self.models_dir / MARKER).write_text("model files of the live registry in the store beside this folder; "
                                               "the registry removes only folders named after its models\n")
 
