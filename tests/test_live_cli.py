@@ -169,3 +169,34 @@ def test_the_example_config_loads_with_the_live_loader(tmp_path, monkeypatch):
     assert [s.data for s in cfg.streams] == ["store:binance/BTC/USDT/1d", "store:bybit/ETH/USDT/1h"]
     assert cfg.store == tmp_path / "coincast" / "live.duckdb"
     assert cfg.streams[1].train_timeout == "3h" and cfg.streams[1].settings.model.hidden == [32, 32]
+
+
+def test_serve_log_format_json_writes_one_object_a_line(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "coincast", "serve", "--demo", "--port", "0", "--speed", "0.5",
+                             "--days", "1", "--log-format", "json", "--store", str(tmp_path / "live.duckdb")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:  # up to the server's URL
+        lines.append(line)
+        if "serving on http://127.0.0.1:" in line or len(lines) > 100:
+            break
+    url = re.search(r"serving on (http://127\.0\.0\.1:\d+)/", lines[-1]).group(1)
+    for _ in range(600):  # the server answers: its signal handlers are in place
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=5):
+                break
+        except OSError:
+            time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    records = [json.loads(line) for line in lines + out.splitlines()]
+    assert any(r["message"].startswith("serving on http://127.0.0.1:") for r in records)
+    assert any(r["message"] == "SIGTERM: stopping after this step" for r in records)
+    assert records[-1]["message"] == "stopped cleanly" and "Traceback" not in err
