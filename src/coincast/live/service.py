@@ -105,7 +105,7 @@ class Service:
             with Store(self.config.store) as store:
                 self.store, self.reg = store, Registry(store)
                 for model_id in self.reg.discard_unfinished(self.clock.now()):
-                    self.log(None, f"discarded unfinished training {model_id}; it is redone")
+                    self.log(None, f"discarded unfinished training {model_id}; it is redone", logging.WARNING)
                 for st in self.states:
                     self._isolated(st, self._resume)
                 self.opened.set()
