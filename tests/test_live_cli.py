@@ -1,9 +1,13 @@
 """`coincast live` and `coincast models` from the command line: bad configs are one line and exit
 2 with nothing written; the demo runs on the replay exchange and its registry can be listed."""
 
+import json
+import re
+
 import duckdb
 import pytest
 
+from coincast.live.registry import models_dir
 from tests.conftest import assert_user_error
 
 GOOD = """
@@ -30,11 +34,12 @@ def config(tmp_path, body: str, store: str | None = None) -> str:
     (GOOD.replace("retrain_every", "retrain_evry"), "stream 'btc-1d': unknown key(s) retrain_evry; known are"),
     (GOOD + '[stream.settings.model]\nhiden = [4]\n', "unknown setting 'model.hiden'"),
     ("", "has no streams: add at least one [[stream]] table"),
+    (GOOD + 'train_timeout = 600\n', "stream 'btc-1d': train_timeout must be a duration above zero, e.g. \"90min\""),
 ])
 def test_bad_config_is_one_line_exit_2_and_nothing_written(cli, tmp_path, body, message):
     done = cli("live", "--config", config(tmp_path, body), cwd=tmp_path)
     assert_user_error(done, message)
-    assert not (tmp_path / "live.duckdb").exists() and not (tmp_path / "models").exists()
+    assert not (tmp_path / "live.duckdb").exists() and not models_dir(tmp_path / "live.duckdb").exists()
 
 
 def test_unwritable_store_path_is_one_line_exit_2(cli, tmp_path):
@@ -46,6 +51,7 @@ def test_unwritable_store_path_is_one_line_exit_2(cli, tmp_path):
 
 def test_live_needs_demo_or_config(cli, tmp_path):
     assert_user_error(cli("live", cwd=tmp_path), "give either --demo or --config live.toml")
+    assert_user_error(cli("live", "--demo", "--log-format", "xml", cwd=tmp_path), "--log-format xml is not a format: give text or json")
     assert_user_error(cli("live", "--demo", "--from", "2019-01-01", cwd=tmp_path), "--from 2019-01-01 is outside the replayable days")
 
 
@@ -55,11 +61,19 @@ def test_demo_runs_and_models_commands_read_and_change_its_registry(cli, tmp_pat
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "replay exchange on http://127.0.0.1:" in out
+    assert "demo model: window 20, hidden [8, 8], 5 epochs" in out and "shrinkage on" in out
     assert "btc-1d   training btc-1d-m1 on 1100 candles through 2025-05-31 00:00 (first model)" in out
     assert "forecast for the 2025-06-01 00:00 candle's close" in out and "[serves]" in out and "[shadow]" in out
     assert "eth-1d   scored through 2025-06-01 00:00: champion eth-1d-m1" in out
     assert "btc-1d-m2 trained in" in out and "shadow for the next 7 candles" in out
     assert out.rstrip().splitlines()[-1].startswith("stopped cleanly")
+    # the service's lines: a UTC timestamp and a level, then the service's clock, the stream, the event
+    logged = [line for line in out.splitlines() if "btc-1d   " in line]
+    assert logged and all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ INFO    \[2025-06-\d\d 00:01\] btc-1d   ", line)
+                          for line in logged), logged[:3]
+    # while it runs, nothing points to `models ls`: the service holds the store's lock
+    assert not any("models ls" in line for line in out.rstrip().splitlines()[:-1])
+    assert "`coincast serve --demo` shows the same demo" in out
     listed = cli("models", "ls", "--store", str(store), cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert "btc-1d-m1" in listed.stdout and "eth-1d-m2" in listed.stdout and "champion" in listed.stdout
@@ -89,12 +103,14 @@ def test_demo_runs_and_models_commands_read_and_change_its_registry(cli, tmp_pat
         con.close()
     assert status == {"btc-1d-m1": "champion", "btc-1d-m2": "retired"}
 
-    # a champion whose files do not load stops the service at start: one line, exit 2
-    weights = store.parent / "models" / "btc-1d-m1" / "model.safetensors"
+    # a champion whose files do not load fails its own stream only: the other keeps forecasting
+    weights = models_dir(store) / "btc-1d-m1" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     broken = cli("live", "--demo", "--speed", "0", "--days", "1", "--from", "2025-06-11", "--store", str(store), cwd=tmp_path)
-    assert_user_error(broken, "model.safetensors is corrupt or truncated")
-    assert "forecast for" not in broken.stdout
+    assert broken.returncode == 0, broken.stderr
+    assert "btc-1d   FAILED: ModelFileError: " in broken.stdout and "model.safetensors is corrupt or truncated" in broken.stdout
+    assert "eth-1d   forecast for the 2025-06-11 00:00 candle's close" in broken.stdout
+    assert "btc-1d   forecast for" not in broken.stdout
 
 
 def test_sigterm_stops_the_demo_cleanly_and_the_store_has_one_writer(tmp_path):
@@ -128,3 +144,59 @@ def test_sigterm_stops_the_demo_cleanly_and_the_store_has_one_writer(tmp_path):
         assert con.execute("SELECT count(*) FROM forecasts WHERE actual IS NOT NULL").fetchone()[0] >= 1
     finally:
         con.close()
+
+
+def test_log_format_json_writes_one_object_a_line(cli, tmp_path):
+    done = cli("live", "--demo", "--speed", "0", "--days", "1", "--log-format", "json", "--store",
+               str(tmp_path / "live.duckdb"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]  # every line parses
+    assert all(set(r) == {"time", "level", "logger", "stream", "service_time", "message"} for r in records)
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", r["time"]) for r in records)
+    forecast = next(r for r in records if r["message"].startswith("forecast for the 2025-06-01 00:00 candle's close"))
+    assert forecast["level"] == "info" and forecast["stream"] in ("btc-1d", "eth-1d")
+    assert forecast["service_time"] == "2025-06-01T00:01:00+00:00" and forecast["logger"] == "coincast.live"
+    assert records[-1]["message"].startswith("stopped cleanly") and records[-1]["logger"] == "coincast.cli"
+
+
+def test_the_example_config_loads_with_the_live_loader(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from coincast.live.config import load_config
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # its store is under ~
+    cfg = load_config(Path(__file__).parents[1] / "examples" / "live.toml")
+    assert [s.data for s in cfg.streams] == ["store:binance/BTC/USDT/1d", "store:bybit/ETH/USDT/1h"]
+    assert cfg.store == tmp_path / "coincast" / "live.duckdb"
+    assert cfg.streams[1].train_timeout == "3h" and cfg.streams[1].settings.model.hidden == [32, 32]
+
+
+def test_serve_log_format_json_writes_one_object_a_line(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "coincast", "serve", "--demo", "--port", "0", "--speed", "0.5",
+                             "--days", "1", "--log-format", "json", "--store", str(tmp_path / "live.duckdb")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:  # up to the server's URL
+        lines.append(line)
+        if "serving on http://127.0.0.1:" in line or len(lines) > 100:
+            break
+    url = re.search(r"serving on (http://127\.0\.0\.1:\d+)/", lines[-1]).group(1)
+    for _ in range(600):  # the server answers: its signal handlers are in place
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=5):
+                break
+        except OSError:
+            time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    records = [json.loads(line) for line in lines + out.splitlines()]
+    assert any(r["message"].startswith("serving on http://127.0.0.1:") for r in records)
+    assert any(r["message"] == "SIGTERM: stopping after this step" for r in records)
+    assert records[-1]["message"] == "stopped cleanly" and "Traceback" not in err

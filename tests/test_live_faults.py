@@ -87,3 +87,68 @@ def test_a_candle_revised_after_it_was_stored_replaces_its_row(tmp_path):
     assert any("fetched 0 new candle(s), 1 revised" in line for line in lines)  # the restart re-reads at once
     kept = forecasts.set_index(["model", "target_time"]).loc[issued.set_index(["model", "target_time"]).index]
     assert (kept["point"].to_numpy() == issued["point"].to_numpy()).all()  # issued forecasts never change
+
+
+def test_a_429_waits_as_long_as_its_retry_after_says(tmp_path, monkeypatch):
+    """The real ccxt client against the replay exchange: a 429 with Retry-After: 7 waits 7 s (not
+    the backoff's 0.01 s), a 500 waits the backoff, and a Retry-After beyond what a fetch will
+    wait is a FetchError saying so. The waits are recorded, not slept."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from coincast.data import exchange as exchange_module
+    from coincast.data.exchange import FetchError, fetch
+
+    waits = []
+    monkeypatch.setattr(exchange_module, "time", SimpleNamespace(sleep=waits.append))
+    replay = Replay(SimClock(pd.Timestamp("2025-06-01 00:01", tz=UTC)), days_before_today=None)
+    replay.faults, replay.retry_after = {1: "429", 2: "500"}, "7"
+    with ReplayExchange(replay) as server:
+        got = fetch(server.client(), "BTC/USDT", "1d", since="2025-05-01", store=tmp_path / "a.duckdb",
+                    retries=3, backoff_s=0.01, progress=False)
+        assert waits == [7.0, 0.02] and got.inserted == 31  # the 429's wait, then the 500's backoff (2nd try)
+        replay.faults, replay.retry_after = {len(replay.klines) + 1: "429"}, "86400"
+        with pytest.raises(FetchError, match=r"binance asks to wait 86400 s before the next request \(HTTP 429"):
+            fetch(server.client(), "BTC/USDT", "1d", since="2025-05-01", store=tmp_path / "b.duckdb",
+                  retries=3, backoff_s=0.01, progress=False)
+
+
+def test_a_candle_revised_after_its_forecast_was_scored_keeps_the_first_actual_and_scores_the_final(tmp_path):
+    """The exchange revises a candle whose forecast was already scored: the row keeps the actual
+    it was first scored on (history is not rewritten), records the final value and when it came,
+    and the live record is computed on final values."""
+    import json
+
+    import numpy as np
+    import pytest
+
+    store, lines = tmp_path / "live.duckdb", []
+    clock = SimClock(pd.Timestamp("2025-06-01 00:01", tz=UTC))
+    replay = Replay(clock, days_before_today=None)
+    with ReplayExchange(replay) as exchange:
+        service(store, clock, exchange, lines).run(threading.Event(), until=pd.Timestamp("2025-06-05", tz=UTC))
+        _, scored, _ = stored(store)
+        revised = pd.Timestamp("2025-06-03", tz=UTC)  # stored, and its forecast scored at the 06-04 tick
+        first = scored.loc[scored["target_time"] == revised.tz_localize(None), "actual"].iloc[0]
+        assert not np.isnan(first)
+        frame = replay.candles
+        frame.loc[revised, "close"] *= 1.02
+        frame.loc[revised, "high"] = max(frame.loc[revised, "high"], frame.loc[revised, "close"])
+        final = round(frame.loc[revised, "close"], 8)
+        service(store, clock, exchange, lines).run(threading.Event(), until=pd.Timestamp("2025-06-07", tz=UTC))
+    with duckdb.connect(str(store), read_only=True) as con:
+        rows = con.execute("SELECT * FROM forecasts ORDER BY target_time").df()
+        live = json.loads(con.execute("SELECT live FROM models WHERE status = 'champion'").fetchone()[0])
+        decisions = con.execute("SELECT target_time, reason FROM decisions WHERE kind = 'revision'").df()
+    row = rows[rows["target_time"] == revised.tz_localize(None)].iloc[0]
+    assert row["actual"] == first and row["error"] == row["point"] - first  # as first scored
+    assert row["final_actual"] == final and pd.notna(row["revised_at"])
+    others = rows[rows["target_time"] != revised.tz_localize(None)]
+    assert others["final_actual"].isna().all()  # only the revised candle
+    assert list(decisions["target_time"]) == [revised.tz_localize(None)]
+    assert f"{first:,.2f}" in decisions["reason"].iloc[0] and f"{final:,.2f}" in decisions["reason"].iloc[0]
+    real = rows.dropna(subset=["actual"]).tail(10)
+    actual = real["final_actual"].fillna(real["actual"])
+    assert live["rmse"] == pytest.approx(np.sqrt(np.mean((real["point"] - actual) ** 2)), rel=1e-12)  # on final values
+    assert any("revised after it was scored" in line for line in lines)

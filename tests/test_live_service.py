@@ -16,6 +16,7 @@ import pytest
 
 from coincast.data.store import Store
 from coincast.live.demo import run_demo
+from coincast.live.registry import models_dir
 from coincast.models.forecaster import Forecaster
 from tests.conftest import dm_p_by_hand, tiny
 
@@ -93,7 +94,7 @@ def test_retrains_on_schedule_and_models_load(live, tmp_path):
         assert set(mine["status"]) <= {"champion", "shadow", "retired"}
         assert (mine["status"] == "champion").sum() == 1
         for model_id in mine.loc[mine["status"].isin(["champion", "shadow"]), "id"]:
-            Forecaster.load(live.store.parent / "models" / model_id)  # files exist and load
+            Forecaster.load(models_dir(live.store) / model_id)  # files exist and load
 
 
 def test_shadow_decisions_recorded_with_figures_from_the_same_candles(live):
@@ -110,7 +111,7 @@ def test_shadow_decisions_recorded_with_figures_from_the_same_candles(live):
             assert len(rows) == SHADOW
             err = rows["point"] - rows["actual"]
             assert fig[key] == pytest.approx(float(np.sqrt(np.mean(err**2))), rel=1e-12)
-        assert fig["promote"] == (fig["challenger_rmse"] <= fig["champion_rmse"])
+        assert fig["promote"] == (fig["challenger_rmse"] < fig["champion_rmse"]) and not fig["tie"]
         assert (row.kind == "promotion") == fig["promote"]
 
 
@@ -164,7 +165,7 @@ def test_with_shrinkage_off_a_model_serves_its_network_forecast(live):
     row = served(live.end, "btc-1d").query("model != 'persistence'").iloc[-1]  # the model's own forecast_next
     with Store(live.store, read_only=True) as store:
         candles = store.candles("binance", "BTC/USDT", "1d").loc[: pd.Timestamp(row["data_through"], tz="UTC")]
-    fc = Forecaster.load(live.store.parent / "models" / row["model"]).forecast_next(candles)
+    fc = Forecaster.load(models_dir(live.store) / row["model"]).forecast_next(candles)
     assert fc["date"] == row["target_time"].isoformat() and row["point"] == fc["predicted_price"]
     assert not any("shrunk a" in line for line in live.lines)
 

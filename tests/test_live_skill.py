@@ -121,7 +121,7 @@ def test_a_store_made_before_the_network_column_opens_and_gains_it(tmp_path):
         reg = Registry(store)
         cols = [c for (c,) in reg.con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = 'forecasts'")
                 .fetchall()]
-        assert cols[-2:] == ["network", "shrink"]
+        assert cols[-4:] == ["network", "shrink", "final_actual", "revised_at"]
         old = reg.forecasts("btc-1d")
         assert len(old) == 1 and old["network"].isna().all() and old["shrink"].isna().all()
         assert skill.record_a(reg, "btc-1d", pd.Timestamp("2025-06-01", tz="UTC")) == (0.0, 0)  # no network value

@@ -59,8 +59,8 @@ def test_a_killed_challenger_training_is_recorded_and_the_champion_keeps_serving
 
     real_submit = Worker.submit
 
-    def submit_then_kill(self, job):  # the real worker, killed right after it takes btc's challenger
-        real_submit(self, job)
+    def submit_then_kill(self, job, timeout_s=None):  # the real worker, killed right after it takes btc's challenger
+        real_submit(self, job, timeout_s)
         if job["id"] == "btc-1d-m2":
             os.kill(self.proc.pid, signal.SIGKILL)
 
@@ -77,3 +77,80 @@ def test_a_killed_challenger_training_is_recorded_and_the_champion_keeps_serving
     assert status["eth-1d-m2"] in ("shadow", "champion", "retired")  # the next job got a fresh worker
     assert ("btc-1d", "btc-1d-m1", 10) in served  # 06-01 .. 06-10: every candle, by the champion
     assert any("training btc-1d-m2 FAILED: the training process died" in line for line in lines)
+
+
+def test_a_hung_training_is_ended_at_its_time_limit_and_the_next_one_runs(tmp_path):
+    """A training that never returns: its warm start's model.json is a named pipe nobody writes,
+    so the worker blocks reading it. The worker's clock is the test's: no real waiting."""
+    candles = load("btc-usd").loc["2022-01-01":"2025-05-31"]
+    hung = tmp_path / "hung-init"
+    hung.mkdir()
+    os.mkfifo(hung / "model.json")
+    (hung / "model.safetensors").write_bytes(b"")
+    now = [1000.0]
+    worker = Worker(threads=1, clock=lambda: now[0])
+    try:
+        worker.submit({**job("hung", tmp_path / "hung", candles), "init": str(hung)}, timeout_s=600)
+        assert worker.poll() is None and worker.busy  # training (blocked), inside its limit
+        pid = worker.proc.pid
+        now[0] += 601
+        ended = worker.poll()
+        assert ended == {"ok": False, "id": "hung", "reason": "the training did not finish within its time limit "
+                         "of 10 min (train_timeout); its process was ended"}
+        assert not worker.busy and worker.proc is None
+        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
+
+        worker.submit(job("next", tmp_path / "next", candles), timeout_s=600)  # a fresh worker trains the next
+        done = worker.wait()
+        assert done["ok"] is True and Forecaster.load(tmp_path / "next") is not None
+    finally:
+        worker.stop()
+
+
+def test_the_service_records_a_timed_out_training_and_retrains_on_schedule(tmp_path):
+    import threading
+
+    import duckdb
+    import pandas as pd
+
+    from coincast.live.clock import SimClock
+    from coincast.live.config import LiveConfig, Stream, check
+    from coincast.live.replay import Replay, ReplayExchange
+    from coincast.live.service import Service
+    from coincast.live.training import train_timeout
+
+    class Stuck(Worker):
+        """The real worker whose clock jumps a day ahead once a challenger is submitted: as if
+        every challenger's training hung."""
+
+        def __init__(self):
+            self.jump = 0.0
+            super().__init__(threads=1, clock=lambda: time.monotonic() + self.jump)
+
+        def submit(self, job, timeout_s=None):
+            super().submit(job, timeout_s)
+            if job["id"] != "btc-1d-m1":
+                self.jump += 86_400.0
+
+    settings = tiny(window=20, model={"shrink": False}, train={"shards": 1})
+    stream = Stream("btc-1d", "store:binance/BTC/USDT/1d", settings, "2022-06-01", 2, "warm", 3, 10)
+    store, lines = tmp_path / "live.duckdb", []
+    clock = SimClock(pd.Timestamp("2025-06-01 00:01", tz="UTC"))
+    with ReplayExchange(Replay(clock, days_before_today=None)) as exchange:
+        service = Service(check(LiveConfig([stream], store)), clock, lambda name: exchange.client(), lines.append,
+                          grace=pd.Timedelta(minutes=1), hold="all", threads=1, fetch_backoff_s=0.01)
+        service.worker = Stuck()
+        service.run(threading.Event(), until=pd.Timestamp("2025-06-08", tz="UTC"))
+    with duckdb.connect(str(store), read_only=True) as con:
+        models = con.execute("SELECT id, status, trained_through FROM models ORDER BY created, id").df()
+        failures = con.execute("SELECT model, reason FROM decisions WHERE kind = 'failure' ORDER BY id").df()
+        served = con.execute("SELECT model, target_time FROM forecasts WHERE served ORDER BY target_time").df()
+    limit = train_timeout(stream, 1096)
+    assert list(models["status"]) == ["champion", "failed", "failed", "failed"]
+    # on schedule: two candles after the data of the training before, failed or not
+    assert list(models["trained_through"].dt.strftime("%m-%d")) == ["05-31", "06-02", "06-04", "06-06"]
+    assert list(failures["model"]) == ["btc-1d-m2", "btc-1d-m3", "btc-1d-m4"]
+    assert failures["reason"].str.startswith("the training did not finish within its time limit of").all()
+    assert 600 < limit < 86_400  # the default: from the stream's size, above ten minutes
+    assert (served["model"] == "btc-1d-m1").all() and len(served) == 7  # the champion served every candle
+    assert any("training btc-1d-m2 FAILED: the training did not finish" in line for line in lines)

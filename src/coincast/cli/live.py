@@ -12,6 +12,7 @@ Register them in cli/main.py:
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import tempfile
 import threading
@@ -28,9 +29,34 @@ from coincast.errors import ConfigError
 out = Console(soft_wrap=True, highlight=False)
 
 
+LOG_FORMAT_HELP = "Log lines as text (readable, a timestamp and a level on each) or json (one object a line, for log shippers)."
+_format = {"log": "text"}
+
+
+def use_log_format(fmt: str) -> None:
+    """Send the service's log lines to stdout in `fmt` (ConfigError for an unknown one)."""
+    from coincast.live.log import FORMATS, setup
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--log-format {fmt} is not a format: give {' or '.join(FORMATS)}")
+    _format["log"] = fmt
+    setup(fmt)
+
+
 def say(line: str) -> None:
-    """One progress line, printed as it is (no markup: lines hold [brackets])."""
-    out.print(line, markup=False)
+    """One line of the service (a URL, a signal): through `logging`, with a timestamp and a level."""
+    logging.getLogger("coincast.live").info(line)
+
+
+def note(line: str) -> None:
+    """One line of the command itself (where the store is, "stopped cleanly"): as it is in text
+    format (no markup: lines hold [brackets]), a log record in json format."""
+    if _format["log"] == "json":
+        logging.getLogger("coincast.cli").info(line)
+    else:
+        out.print(line, markup=False)
+
+
 STORE_HELP = "Store file (default: the config's store; for --demo a new temporary folder)."
 
 models_app = typer.Typer(no_args_is_help=True, help="The live model registry: list, show, promote, roll back.")
@@ -43,7 +69,7 @@ def stop_on_signals():
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
-    handler = lambda signum, frame: (stop.set(), out.print(f"{signal.Signals(signum).name}: stopping after this step"))
+    handler = lambda signum, frame: (stop.set(), note(f"{signal.Signals(signum).name}: stopping after this step"))
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield stop
@@ -54,13 +80,15 @@ def stop_on_signals():
 
 def live(
     demo: bool = typer.Option(False, "--demo", help="Run against a local replay exchange of the bundled candles (no internet, no config)."),
-    config: Optional[Path] = typer.Option(None, help="TOML config with [[stream]] tables (see README, Live)."),
+    config: Optional[Path] = typer.Option(None, help="TOML config with [[stream]] tables (see docs/guides/live.md)."),
     speed: float = typer.Option(1.0, help="--demo: simulated days per real second (0: as fast as the work allows)."),
     start: Optional[str] = typer.Option(None, "--from", help="--demo: first simulated day, YYYY-MM-DD (default 2025-06-01)."),
     days: Optional[int] = typer.Option(None, help="--demo: stop after this many simulated days (default: at the end of the data)."),
     store: Optional[Path] = typer.Option(None, help=STORE_HELP),
+    log_format: str = typer.Option("text", "--log-format", help=LOG_FORMAT_HELP),
 ):
     """Keep forecasts current: fetch each candle, forecast the next, score, retrain, shadow, promote."""
+    use_log_format(log_format)
     if demo == (config is not None):
         raise ConfigError("give either --demo or --config live.toml (a file with [[stream]] tables)")
     if speed < 0 or (days is not None and days < 1):
@@ -76,10 +104,10 @@ def live(
     if store is not None:
         cfg.store = store
         check(cfg)
-    out.print(f"live: {len(cfg.streams)} stream(s) into {cfg.store}; Ctrl-C stops after the current step")
+    note(f"live: {len(cfg.streams)} stream(s) into {cfg.store}; Ctrl-C stops after the current step")
     with stop_on_signals() as stop:
-        Service(cfg, WallClock(), make_client, say).run(stop)
-    out.print("stopped cleanly")
+        Service(cfg, WallClock(), make_client).run(stop)
+    note("stopped cleanly")
 
 
 def _demo(speed: float, start: Optional[str], days: Optional[int], store: Optional[Path]) -> None:
@@ -87,10 +115,11 @@ def _demo(speed: float, start: Optional[str], days: Optional[int], store: Option
 
     first = demo_start(start)
     path = store or Path(tempfile.mkdtemp(prefix="coincast-live-demo-")) / "live.duckdb"
-    out.print(f"demo store: {path} (inspect it with `coincast models ls --store {path}`)")
+    note(f"demo store: {path} (the running service holds its lock: `coincast serve --demo` shows the same "
+         "demo through an HTTP API and a dashboard while it runs)")
     with stop_on_signals() as stop:
-        run_demo(path, first, speed * DAY_S or None, days, stop, say)
-    out.print(f"stopped cleanly; `coincast models ls --store {path}` lists the models and their live records")
+        run_demo(path, first, speed * DAY_S or None, days, stop, None)
+    note(f"stopped cleanly; `coincast models ls --store {path}` lists the models and their live records")
 
 
 def _registry(store: Optional[Path]):

@@ -9,13 +9,13 @@ from typing import Optional
 
 import typer
 
-from coincast.cli.live import STORE_HELP, out, say
+from coincast.cli.live import LOG_FORMAT_HELP, STORE_HELP, note, say, use_log_format
 from coincast.errors import ConfigError
 
 
 def serve(
     demo: bool = typer.Option(False, "--demo", help="The live demo: a local replay exchange of the bundled candles (no internet, no config)."),
-    config: Optional[Path] = typer.Option(None, help="TOML config with [[stream]] tables (see README, Live)."),
+    config: Optional[Path] = typer.Option(None, help="TOML config with [[stream]] tables (see docs/guides/live.md)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on; any other than loopback needs a token."),
     port: int = typer.Option(8000, help="Port (0: any free one; the URL is printed)."),
     token_file: Optional[Path] = typer.Option(None, help="File whose first line is the write token (default: $COINCAST_TOKEN)."),
@@ -24,9 +24,12 @@ def serve(
     start: Optional[str] = typer.Option(None, "--from", help="--demo: first simulated day, YYYY-MM-DD (default 2025-06-01)."),
     days: Optional[int] = typer.Option(None, help="--demo: stop the service after this many simulated days (the API keeps serving)."),
     store: Optional[Path] = typer.Option(None, help=STORE_HELP),
+    log_format: str = typer.Option("text", "--log-format", help=LOG_FORMAT_HELP),
 ):
     """Serve the live service's forecasts: HTTP API under /v1, /metrics, and a dashboard at /."""
     from coincast.api.auth import check_bind, load_tokens
+
+    use_log_format(log_format)
 
     if demo == (config is not None):
         raise ConfigError("give either --demo or --config live.toml (a file with [[stream]] tables)")
@@ -52,7 +55,7 @@ def serve(
         cfg.store = store
         check(cfg)
     with bind(host, port) as sock:
-        _serve(Service(cfg, WallClock(), make_client, say), sock, tokens)
+        _serve(Service(cfg, WallClock(), make_client), sock, tokens)
 
 
 def _demo_start(start: Optional[str]):
@@ -65,8 +68,8 @@ def _demo(sock, tokens, speed: float, first, days: Optional[int], store: Optiona
     from coincast.live.demo import DAY_S, demo_service
 
     path = store or Path(tempfile.mkdtemp(prefix="coincast-serve-demo-")) / "live.duckdb"
-    out.print(f"demo store: {path}")
-    with demo_service(path, first, speed * DAY_S, days, say) as (service, until):
+    note(f"demo store: {path}")
+    with demo_service(path, first, speed * DAY_S, days, None) as (service, until):
         _serve(service, sock, tokens, until)
 
 
@@ -79,4 +82,4 @@ def _serve(service, sock, tokens, until=None) -> None:
     reads = "reads need the read token" if tokens.read else "reads open"
     say(f"serving on {url(sock)}/ (dashboard), API {url(sock)}/v1, schema /openapi.json; {writes}, {reads}; Ctrl-C stops")
     serve(service, app, sock, until, say)
-    out.print("stopped cleanly")
+    note("stopped cleanly")

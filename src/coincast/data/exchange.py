@@ -2,16 +2,19 @@
 
 A fetch resumes after the newest stored candle, lets ccxt pace requests to the
 exchange's rate limit, retries transient failures (timeouts, 429, 5xx) with exponential
-backoff, never stores the still-open candle, and commits each page on its own, so an
-interruption loses nothing already fetched: run the same command again to resume.
+backoff (a 429 that says how long to wait, `Retry-After`, waits that long instead), never
+stores the still-open candle, and commits each page on its own, so an interruption loses
+nothing already fetched: run the same command again to resume.
 """
 
 from __future__ import annotations
 
 import difflib
+import email.utils
 import math
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +34,7 @@ from coincast.errors import DataError
 # Defaults: five retries waiting 1, 2, 4, 8, 16 s ride out a typical 429 ban or a short outage.
 RETRIES = 5
 BACKOFF_S = 1.0
+MAX_RETRY_AFTER_S = 600.0  # the longest Retry-After a fetch waits out; beyond it, it stops and says so
 
 
 class FetchError(DataError):
@@ -89,7 +93,7 @@ def fetch(
     step_ms = timeframe_seconds(timeframe) * 1000
     pages = candles = inserted = replaced = 0
     with Store(store) as db:  # a bad or locked store fails before any request
-        call = _retrying(client.id, retries, backoff_s)
+        call = _retrying(client, retries, backoff_s)
         call(client.load_markets)
         symbol = _check_symbol(client, symbol)
         _check_timeframe(client, timeframe)
@@ -130,8 +134,10 @@ def _page_frame(page: list[list]) -> pd.DataFrame:
     return frame[~frame.index.duplicated(keep="last")].sort_index()
 
 
-def _retrying(exchange: str, retries: int, backoff_s: float) -> Callable:
-    """Wrap a ccxt call: retry transient errors with exponential backoff, turn the rest into FetchError."""
+def _retrying(client: ccxt.Exchange, retries: int, backoff_s: float) -> Callable:
+    """Wrap a ccxt call: retry transient errors with exponential backoff (or a 429's Retry-After),
+    turn the rest into FetchError."""
+    exchange = client.id
 
     def call(fn: Callable):
         for attempt in range(retries + 1):
@@ -143,11 +149,35 @@ def _retrying(exchange: str, retries: int, backoff_s: float) -> Callable:
                         f"{exchange} kept failing after {retries} retries ({type(exc).__name__}: {_first_line(exc)}); "
                         "check your connection and run the same command again: stored pages are kept and it resumes"
                     ) from None
-                time.sleep(backoff_s * 2**attempt)
+                wait = _retry_after(client) if isinstance(exc, ccxt.DDoSProtection) else None
+                if wait is not None and wait > MAX_RETRY_AFTER_S:
+                    raise FetchError(
+                        f"{exchange} asks to wait {wait:.0f} s before the next request (HTTP 429 Retry-After); "
+                        "run the same command again after that: stored pages are kept and it resumes"
+                    ) from None
+                time.sleep(backoff_s * 2**attempt if wait is None else wait)
             except ccxt.BaseError as exc:
                 raise FetchError(f"{exchange} refused the request ({type(exc).__name__}: {_first_line(exc)})") from None
 
     return call
+
+
+def _retry_after(client: ccxt.Exchange) -> float | None:
+    """Seconds the last answer's Retry-After asks to wait (a number, or an HTTP date), if it has one."""
+    headers = getattr(client, "last_response_headers", None) or {}
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)  # HTTP dates are GMT
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 def _check_symbol(client: ccxt.Exchange, symbol: str) -> str:

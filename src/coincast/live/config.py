@@ -10,6 +10,7 @@
     refit = "warm"                          # "warm": start from the champion's weights; "fresh"
     shadow = 7                              # candles a challenger forecasts beside the champion
     guard = 60                              # forecasts in the live record the guard judges
+    train_timeout = "2h"                    # a training's time limit (default: from the stream's size)
     [stream.settings.model]                 # any [data]/[model]/[train] setting of `coincast run`
     hidden = [16, 16]
 
@@ -44,6 +45,7 @@ class Stream:
     refit: str = "warm"
     shadow: int = 7
     guard: int = 60
+    train_timeout: str | None = None  # a pandas duration ("90min", "2h"); None: live.worker.default_timeout
 
     @property
     def market(self) -> tuple[str, str, str]:
@@ -70,7 +72,7 @@ def load_config(path: str | Path) -> LiveConfig:
     try:
         doc = tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}; write one with [[stream]] tables (see README, Live)") from None
+        raise ConfigError(f"config file not found: {path}; write one with [[stream]] tables (see docs/guides/live.md)") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML ({exc}); fix the syntax") from None
     unknown = set(doc) - {"store", "stream"}
@@ -127,6 +129,14 @@ def _check_stream(s: Stream) -> None:
     for key, value, least in whole:
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise ConfigError(f"{where}: {key} must be a whole number of candles, at least {least} (got {value!r})")
+    if s.train_timeout is not None:
+        try:
+            ok = isinstance(s.train_timeout, str) and pd.Timedelta(s.train_timeout) > pd.Timedelta(0)
+        except (ValueError, TypeError):
+            ok = False
+        if not ok:
+            raise ConfigError(f"{where}: train_timeout must be a duration above zero, e.g. \"90min\" or \"2h\" "
+                              f"(got {s.train_timeout!r}); leave it out for a limit from the stream's size")
     if s.refit not in ("warm", "fresh"):
         raise ConfigError(f"{where}: refit must be \"warm\" or \"fresh\" (got {s.refit!r})")
     if s.since is not None:

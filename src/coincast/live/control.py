@@ -16,6 +16,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, Callable
 
 from coincast.errors import CoincastError
+from coincast.live import training
 
 if TYPE_CHECKING:
     from coincast.live.service import Service
@@ -113,7 +114,7 @@ def retrain(service: Service, stream: str) -> str:
     last = service.store.last_open_time(*st.stream.market)
     if last is None:
         raise Refused(f"stream {name} has no candles yet: nothing to train on")
-    model_id = service.train(st, last, force=True)
+    model_id = training.train(service, st, last, force=True)
     if model_id is None:
         raise Refused(f"no training started for {name}")
     return model_id

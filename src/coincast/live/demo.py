@@ -19,8 +19,10 @@ from coincast.data import load
 from coincast.errors import ConfigError
 from coincast.live.clock import SimClock
 from coincast.live.config import LiveConfig, Stream, check
+from coincast.live.log import LOGGER
 from coincast.live.replay import Replay, ReplayExchange
 from coincast.live.service import Service
+from coincast.models.shrinkage import MIN_RECORD
 
 START = "2025-06-01"
 HISTORY_DAYS = 1100  # candles fetched before the start: three years to train on
@@ -36,10 +38,13 @@ def demo_settings() -> Settings:
     s.train.epochs = 5
     s.train.batch_size = 256
     s.train.shards = 1
-    # Forecasts are the network's own: with shrinkage a model this small is mostly shrunk to
-    # persistence on validation, and every forecast and comparison of the demo would be a tie.
-    s.model.shrink = False
-    return s
+    return s  # shrinkage stays on, as by default: persistence's price until the record shows skill
+
+
+DEMO_CHANGES = ("demo model: window 20, hidden [8, 8], 5 epochs, batches of 256 in one shard (small, so it trains "
+                "in about a second); everything else as by default: shrinkage on, so forecasts are persistence's price until "
+                "a stream's live record holds {n} scored forecasts with skill, and a challenger that ties "
+                "its champion is not promoted")
 
 
 def demo_config(store: Path, start: pd.Timestamp, settings: Settings | None = None, retrain_every: int = 7,
@@ -68,11 +73,12 @@ def demo_start(text: str | None) -> pd.Timestamp:
 
 @contextmanager
 def demo_service(store: Path, start: pd.Timestamp, speed: float | None, days: int | None,
-                 log: Callable[[str], None] = print, settings: Settings | None = None, retrain_every: int = 7,
+                 log: Callable[[str], None] | None = print, settings: Settings | None = None, retrain_every: int = 7,
                  shadow: int = 7, guard: int = 30, threads: int | None = 1,
                  clock: SimClock | None = None) -> Iterator[tuple[Service, pd.Timestamp]]:
     """The demo's service and the simulated time it stops at, while its replay exchange serves.
 
+    `log`: a callable for readable lines, or None: through `logging` (`live/log.py`).
     `speed`: simulated seconds per real second; None: virtual time (each training and step takes
     no simulated time, so a run is deterministic and as fast as its work). `clock`: another
     simulated clock starting at `start` + GRACE (tests step one by hand).
@@ -84,15 +90,18 @@ def demo_service(store: Path, start: pd.Timestamp, speed: float | None, days: in
     clock = clock or SimClock(start + GRACE, speed)
     end = load("btc-usd").index[-1] + pd.Timedelta(days=1) + GRACE  # the last replayed candle closes
     until = min(end, start + pd.Timedelta(days=days) + GRACE) if days else end
+    say = log or LOGGER.info
     with ReplayExchange(Replay(clock, days_before_today=None)) as exchange:
-        log(f"replay exchange on {exchange.url}: bundled BTC/USDT and ETH/USDT daily candles from {start.date()}, "
+        say(f"replay exchange on {exchange.url}: bundled BTC/USDT and ETH/USDT daily candles from {start.date()}, "
             + (f"{speed / DAY_S:g} simulated day(s) per second" if speed else "virtual time"))
+        if settings is None:
+            say(DEMO_CHANGES.format(n=MIN_RECORD))
         yield Service(config, clock, lambda name: exchange.client(timeout_ms=10_000), log, grace=GRACE,
                       hold="all" if clock.virtual else "first", threads=threads, fetch_backoff_s=0.05), until
 
 
 def run_demo(store: Path, start: pd.Timestamp, speed: float | None, days: int | None, stop: threading.Event,
-             log: Callable[[str], None] = print, settings: Settings | None = None, retrain_every: int = 7,
+             log: Callable[[str], None] | None = print, settings: Settings | None = None, retrain_every: int = 7,
              shadow: int = 7, guard: int = 30, threads: int | None = 1) -> None:
     """Run the demo until `stop` is set, `days` simulated days have passed, or the replay's data ends."""
     with demo_service(store, start, speed, days, log, settings, retrain_every, shadow, guard, threads) as (service, until):

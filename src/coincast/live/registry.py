@@ -13,13 +13,23 @@ Tables (in the candle store's DuckDB file; the live service is its one writer):
   that its realised fields (actual, error, persistence_error, direction_hit, realised_at)
   are filled in once, when that candle closes. `network` is the network's own forecast before
   shrinkage and `shrink` the a the point was shrunk with (`live/skill.py`); both NULL on
-  persistence's fallback rows and on rows issued before the columns existed.
-* `decisions`: promotions, rejections, fallbacks, failures, stale and missed candles, and
-  promotions and rollbacks by hand (`coincast models promote|rollback`: who and why), each
-  with its figures (JSON text) and a reason.
+  persistence's fallback rows and on rows issued before the columns existed. A candle the
+  exchange revises after its forecast was scored keeps its first `actual` (and the errors
+  computed on it); its newest close goes to `final_actual` with `revised_at`, and live
+  records, shadow verdicts and the shrinkage a are computed on the final value.
+* `decisions`: promotions, rejections (a tie's reason starts "kept: tie"), fallbacks,
+  failures (of a training: its model; of a stream's step: no model) and recoveries, revisions
+  of scored candles, stale and missed candles, and promotions and rollbacks by hand
+  (`coincast models promote|rollback`: who and why), each with its figures (JSON text) and a
+  reason.
 
-Model files live in `<store folder>/models/<id>/` (model.safetensors + model.json); a
-training writes `models/.tmp-<id>/` and the registry renames it into place when it succeeds.
+Model files live in a folder that belongs to the store alone, named after the store file
+(`live.duckdb.models/` beside `live.duckdb`) and marked as the registry's by a MARKER file:
+`<id>/` holds model.safetensors + model.json; a training writes `.tmp-<id>/` and the registry
+renames it into place when it succeeds. The registry removes only folders it made there (named
+after its own models), so files of anyone else beside the store are never touched. A store
+made when models lived in `<store folder>/models/<id>/` is read where its files are; a writable
+open moves each of its models' folders (and only those) into the store's own folder.
 """
 
 from __future__ import annotations
@@ -49,12 +59,14 @@ CREATE TABLE IF NOT EXISTS forecasts (
     served BOOLEAN NOT NULL, point DOUBLE NOT NULL, lo80 DOUBLE, hi80 DOUBLE, lo95 DOUBLE, hi95 DOUBLE,
     persistence DOUBLE NOT NULL,
     actual DOUBLE, error DOUBLE, persistence_error DOUBLE, direction_hit BOOLEAN, realised_at TIMESTAMP,
-    network DOUBLE, shrink DOUBLE,
+    network DOUBLE, shrink DOUBLE, final_actual DOUBLE, revised_at TIMESTAMP,
     PRIMARY KEY (stream, model, target_time)
 );
 -- stores made before the columns existed gain them (their rows keep NULL)
 ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS network DOUBLE;
 ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS shrink DOUBLE;
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS final_actual DOUBLE;
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS revised_at TIMESTAMP;
 CREATE SEQUENCE IF NOT EXISTS decision_id;
 CREATE TABLE IF NOT EXISTS decisions (
     id BIGINT PRIMARY KEY DEFAULT nextval('decision_id'), stream VARCHAR NOT NULL, decided_at TIMESTAMP NOT NULL,
@@ -65,6 +77,17 @@ CREATE TABLE IF NOT EXISTS decisions (
 ISSUED = ["stream", "model", "target_time", "issued_at", "data_through", "role", "served",
           "point", "lo80", "hi80", "lo95", "hi95", "persistence", "network", "shrink"]
 REALISED = ["actual", "error", "persistence_error", "direction_hit", "realised_at"]
+FINAL = "coalesce(final_actual, actual)"  # a forecast's realised value as the exchange last served it
+
+
+MARKER = ".coincast-models"  # in the store's model folder: written by the registry, so the folder is its own
+LEGACY = "models"  # where older stores kept their models: a folder beside the store, shared with anything else
+
+
+def models_dir(store: str | Path) -> Path:
+    """The folder of the store's model files: the store file's name + `.models`, beside it."""
+    store = Path(store)
+    return store.with_name(store.name + ".models")
 
 
 def naive(t: pd.Timestamp | None):
@@ -102,7 +125,25 @@ class Registry:
         tables = {t for (t,) in self.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         if not {"models", "forecasts", "decisions"} <= tables:
             raise StoreError(f"store {store.path} holds no live registry: run `coincast live` on it first")
-        self.models_dir = store.path.parent / "models"
+        self.models_dir = models_dir(store.path)
+        self.legacy_dir = store.path.parent / LEGACY
+        if create:
+            self._own_models_dir()
+
+    def _own_models_dir(self) -> None:
+        """Make the store's model folder with its marker, and move an older store's models into it."""
+        fresh = not (self.models_dir / MARKER).exists()
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        if fresh and self.legacy_dir.is_dir():
+            for name in (n for model_id in self._ids() for n in (model_id, f".tmp-{model_id}")):
+                old = self.legacy_dir / name
+                if old.is_dir() and not (self.models_dir / name).exists():
+                    old.rename(self.models_dir / name)
+        (self.models_dir / MARKER).write_text("model files of the live registry in the store beside this folder; "
+                                              "the registry removes only folders named after its models\n")
+
+    def _ids(self, where: str = "") -> list[str]:
+        return [i for (i,) in self._run(f"SELECT id FROM models {where} ORDER BY id")]
 
     @contextmanager
     def transaction(self):
@@ -121,7 +162,12 @@ class Registry:
 
     # -- models --------------------------------------------------------------------------
     def folder(self, model_id: str) -> Path:
-        return self.models_dir / model_id
+        """The model's files (an older store, not yet opened by the service: where it kept them)."""
+        own = self.models_dir / model_id
+        old = self.legacy_dir / model_id
+        if not (self.models_dir / MARKER).exists() and not own.exists() and old.is_dir():
+            return old
+        return own
 
     def staging(self, model_id: str) -> Path:
         return self.models_dir / f".tmp-{model_id}"
@@ -166,12 +212,18 @@ class Registry:
             with self.transaction():
                 self._run("UPDATE models SET status = 'discarded' WHERE id = ?", [model_id])
                 self.decide(stream, at, "failure", model_id, reason="the service stopped during this training; it is redone")
-        if self.models_dir.exists():
-            known = {i for (i,) in self.con.execute("SELECT id FROM models WHERE status NOT IN ('failed', 'discarded')").fetchall()}
+        if (self.models_dir / MARKER).exists():  # only in the store's own folder, only what it wrote there
+            gone = set(self._ids("WHERE status IN ('failed', 'discarded')"))
+            ours = gone | {f".tmp-{i}" for i in self._ids()}
             for path in self.models_dir.iterdir():
-                if path.is_dir() and path.name not in known:
+                if path.is_dir() and path.name in ours:
                     shutil.rmtree(path, ignore_errors=True)
         return ids
+
+    def trained_through(self, stream: str) -> pd.Timestamp | None:
+        """The newest data any of the stream's trainings saw (failed ones too; not discarded ones)."""
+        (t,) = self._run("SELECT max(trained_through) FROM models WHERE stream = ? AND status <> 'discarded'", [stream])[0]
+        return utc(t)
 
     def promotable(self, model_id: str) -> dict:
         """The model's row, if it can be made champion by hand (a shadow or retired model)."""
@@ -246,6 +298,30 @@ class Registry:
         ).fetchone() or (0,)
         return int(n)
 
+    def newest_forecast(self, stream: str) -> pd.Timestamp | None:
+        """The newest target the stream has a forecast for."""
+        return utc(self._run("SELECT max(target_time) FROM forecasts WHERE stream = ?", [stream])[0][0])
+
+    def newest_target(self, stream: str) -> pd.Timestamp | None:
+        """The newest target forecast or recorded as stale, missed or without a forecast."""
+        (t,) = self._run("SELECT max(t) FROM (SELECT max(target_time) AS t FROM forecasts WHERE stream = ? UNION ALL "
+                         "SELECT max(target_time) FROM decisions WHERE stream = ? AND kind IN ('stale', 'missed', 'no_forecast'))",
+                         [stream, stream])[0]
+        return utc(t)
+
+    def revise(self, stream: str, exchange: str, symbol: str, timeframe: str, at: pd.Timestamp) -> list[tuple]:
+        """Scored forecasts whose candle the exchange has since revised: the new close goes to
+        `final_actual` (the first `actual` stays); one (target_time, close before, close now) per candle."""
+        cond = ("f.stream = ? AND f.actual IS NOT NULL AND c.exchange = ? AND c.symbol = ? AND c.timeframe = ? "
+                "AND c.open_time = f.target_time AND c.close <> coalesce(f.final_actual, f.actual)")
+        market = [stream, exchange.lower(), symbol.upper(), timeframe]
+        changed = self._run("SELECT DISTINCT f.target_time, coalesce(f.final_actual, f.actual), c.close "
+                            f"FROM forecasts f, candles c WHERE {cond} ORDER BY 1", market)
+        if changed:
+            self._run(f"UPDATE forecasts f SET final_actual = c.close, revised_at = ? FROM candles c WHERE {cond}",
+                      [naive(at), *market])
+        return [(utc(t), was, now) for t, was, now in changed]
+
     def forecasts(self, stream: str | None = None) -> pd.DataFrame:
         where, args = ("WHERE stream = ?", [stream]) if stream else ("", [])
         return self.con.execute(f"SELECT * FROM forecasts {where} ORDER BY stream, target_time, model", args).df()
@@ -254,9 +330,10 @@ class Registry:
         """The model's realised forecasts for the stream, oldest first (the last `last` of them)."""
         limit = f"LIMIT {int(last)}" if last else ""
         rows = self.con.execute(
-            f"SELECT * FROM (SELECT target_time, point, persistence, actual, error, persistence_error, direction_hit "
-            f"FROM forecasts WHERE stream = ? AND model = ? AND actual IS NOT NULL ORDER BY target_time DESC {limit}) "
-            "ORDER BY target_time", [stream, model]).df()
+            f"SELECT target_time, point, persistence, actual, point - actual AS error, persistence - actual AS persistence_error, "
+            f"(point > persistence) = (actual > persistence) AS direction_hit FROM (SELECT target_time, point, persistence, "
+            f"{FINAL} AS actual FROM forecasts WHERE stream = ? AND model = ? AND actual IS NOT NULL "
+            f"ORDER BY target_time DESC {limit}) ORDER BY target_time", [stream, model]).df()
         rows["target_time"] = pd.to_datetime(rows["target_time"]).dt.tz_localize("UTC")
         return rows
 
@@ -265,7 +342,7 @@ class Registry:
         or unserved while the guard serves persistence) whose target opens before `before`, oldest
         first: target_time, actual, network, persistence. What `live.skill` fits a on."""
         rows = self.con.execute(
-            "SELECT target_time, actual, network, persistence FROM forecasts WHERE stream = ? AND role = 'champion' "
+            f"SELECT target_time, {FINAL} AS actual, network, persistence FROM forecasts WHERE stream = ? AND role = 'champion' "
             "AND network IS NOT NULL AND actual IS NOT NULL AND target_time < ? ORDER BY target_time",
             [stream, naive(before)]).df()
         rows["target_time"] = pd.to_datetime(rows["target_time"]).dt.tz_localize("UTC")
@@ -293,6 +370,12 @@ class Registry:
         clauses = [c for c, v in (("stream = ?", stream), ("kind = ?", kind)) if v]
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         return self.con.execute(f"SELECT * FROM decisions {where} ORDER BY id", [v for v in (stream, kind) if v]).df()
+
+    def in_fallback(self, stream: str) -> bool:
+        """The guard set the stream's champion aside and has not lifted it since."""
+        rows = self._run("SELECT kind FROM decisions WHERE stream = ? AND kind IN ('fallback', 'fallback_end') "
+                         "ORDER BY id DESC LIMIT 1", [stream])
+        return bool(rows) and rows[0][0] == "fallback"
 
     def has_decision(self, stream: str, kind: str, target_time: pd.Timestamp) -> bool:
         return bool(self.con.execute("SELECT count(*) FROM decisions WHERE stream = ? AND kind = ? AND target_time = ?",

@@ -10,7 +10,7 @@ Faults are injected by klines request number (1-based), for the tests and for de
 resilience: "429" (with Retry-After), "500", "timeout" (answers after 2.5 s), "empty" (an
 empty page), "duplicate" (the first candle twice), "shuffled" (candles out of order) and
 "revised" (the first candle's close 1% higher, as if revised after close). `outage` freezes
-the candle feed for a span of clock time.
+the candle feed for a span of clock time; `down` answers every request 500.
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ class Replay:
         self._frames: dict[tuple[str, str], pd.DataFrame] = {}
         self._lock = threading.Lock()
         self.faults: dict[int, str] = {}
+        self.down = False  # True: every request is answered 500 (an exchange that is down)
+        self.retry_after = "1"  # the Retry-After header of an injected 429, in seconds
         # (start, end) of clock time during which the exchange publishes nothing new: it answers
         # as it did at `start` (an outage of its candle feed; the service must see stale data)
         self.outage: tuple[pd.Timestamp, pd.Timestamp] | None = None
@@ -134,6 +136,8 @@ def make_handler(replay: Replay):
         def do_GET(self):
             url = urlparse(self.path)
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            if replay.down:
+                return self.send(500, {"code": -1001, "msg": "Internal error; unable to process your request."})
             if url.path.endswith("/exchangeInfo"):
                 spot = url.path.startswith("/api/v3")
                 symbols = sorted({s for s, _ in MARKETS}) if spot else []
@@ -150,7 +154,7 @@ def make_handler(replay: Replay):
         def klines(self, query: dict, fault: str | None):
             if fault == "429":
                 return self.send(429, {"code": -1003, "msg": "Too many requests; current limit is 6000 weight."},
-                                 {"Retry-After": "1"})
+                                 {"Retry-After": replay.retry_after})
             if fault == "500":
                 return self.send(500, {"code": -1001, "msg": "Internal error; unable to process your request."})
             if fault == "timeout":

@@ -4,8 +4,9 @@ The service hands it one job at a time (settings, candles, an optional warm-star
 the staging folder to write) and polls for the result, so forecasting never waits for a
 training. A training that raises comes back as a failure with its reason; a worker that dies
 (killed, out of memory) is noticed by `poll`, reported as a failure, and started afresh for the
-next job. A service killed outright (SIGKILL) takes its worker with it (Linux), so no
-orphaned training runs on.
+next job. A training that outlives its time limit (a hung one) is ended with its process and
+reported as a failure too; the next job gets a fresh process. A service killed outright
+(SIGKILL) takes its worker with it (Linux), so no orphaned training runs on.
 """
 
 from __future__ import annotations
@@ -16,8 +17,26 @@ import signal
 import time
 import traceback
 from pathlib import Path
+from typing import Callable
 
 NICE = 10  # how much lower the worker's priority is than the service's
+# A training's default time limit: ten minutes to start, plus 20 ms per candle and epoch (the
+# settings' epochs: early stopping only ends it sooner), about four times what the default
+# network needs on one core of a busy 2-core Xeon. A stream sets its own with train_timeout.
+TIMEOUT_BASE_S = 600.0
+TIMEOUT_PER_CANDLE_EPOCH_S = 0.02
+
+
+def default_timeout(candles: int, epochs: int) -> float:
+    """Seconds a training on `candles` candles for at most `epochs` epochs may take."""
+    return TIMEOUT_BASE_S + TIMEOUT_PER_CANDLE_EPOCH_S * candles * epochs
+
+
+def duration(seconds: float) -> str:
+    """60 s, 10 min, 2.5 h: a time limit as a person reads it."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def train_job(job: dict) -> dict:
@@ -90,11 +109,14 @@ def _serve(conn, threads: int | None, parent: int | None = None) -> None:
 class Worker:
     """The service's handle on the training process (started on first use)."""
 
-    def __init__(self, threads: int | None = None):
+    def __init__(self, threads: int | None = None, clock: Callable[[], float] = time.monotonic):
         self.threads = threads
+        self.clock = clock  # seconds, for time limits (real time: a training takes real time)
         self.proc = None
         self.conn = None
         self.job_id: str | None = None  # the job in progress
+        self.started = 0.0
+        self.timeout_s: float | None = None  # the job's time limit
 
     @property
     def busy(self) -> bool:
@@ -109,15 +131,22 @@ class Worker:
             self.proc.start()
             child.close()
 
-    def submit(self, job: dict) -> None:
+    def submit(self, job: dict, timeout_s: float | None = None) -> None:
+        """Hand `job` to the process; past `timeout_s` seconds (None: no limit) it is ended."""
         self.start()
         self.conn.send(job)
-        self.job_id = job["id"]
+        self.job_id, self.started, self.timeout_s = job["id"], self.clock(), timeout_s
 
     def poll(self, timeout: float = 0.0) -> dict | None:
-        """The finished job's result, a failure if the process died, or None while it trains."""
+        """The finished job's result, a failure if the process died or the job ran past its
+        time limit (the process is then ended), or None while it trains."""
         if self.job_id is None:
             return None
+        if self.timeout_s is not None and self.clock() - self.started > self.timeout_s:
+            failed = self.job_id
+            self._end()
+            return {"ok": False, "id": failed, "reason": f"the training did not finish within its time limit of "
+                                                         f"{duration(self.timeout_s)} (train_timeout); its process was ended"}
         try:
             if self.conn.poll(timeout):
                 result = self.conn.recv()
@@ -143,13 +172,19 @@ class Worker:
 
     def stop(self) -> None:
         """End the process; a training in progress is abandoned (its row is discarded at the next start)."""
+        if self.proc is not None and self.proc.is_alive() and not self.busy:
+            self.conn.send(None)
+            self.proc.join(timeout=5)
+        self._end()
+
+    def _end(self) -> None:
+        """Terminate the process (killed if it does not end within 5 s); no job in progress after."""
         if self.proc is not None and self.proc.is_alive():
-            if self.busy:
-                self.proc.terminate()
-            else:
-                self.conn.send(None)
+            self.proc.terminate()
             self.proc.join(timeout=5)
             if self.proc.is_alive():
                 self.proc.kill()
                 self.proc.join()
-        self.proc, self.job_id = None, None
+        if self.conn is not None:
+            self.conn.close()
+        self.proc, self.conn, self.job_id = None, None, None
