@@ -43,6 +43,7 @@ def run(
     model_target: opt.ModelTarget = None,
     early_stopping: Optional[bool] = typer.Option(None, "--early-stopping/--no-early-stopping"),
     seed: opt.Seed = None,
+    intraday: opt.Intraday = None,
     out_dir: opt.OutDir = Path("runs"),
     quiet: opt.Quiet = False,
 ):
@@ -59,7 +60,7 @@ def run(
         model__hidden=opt.hidden(hidden), model__cell=cell, model__risk_head=risk_head, train__precision=precision,
         model__bidirectional=bidirectional, model__dropout=dropout, model__target=model_target,
     )
-    result = run_pipeline(data, s, out_dir, progress=not quiet, log=out.print)
+    result = run_pipeline(data, s, out_dir, progress=not quiet, log=out.print, intraday=intraday)
     pooled = " (pooled over assets, RMSE in % of the last price)" if result.per_asset else ""
     out.print(terminal_table(result.metrics, f"{data}: test period, {len(result.forecast)} steps{pooled}"))
     if result.per_asset:
@@ -99,12 +100,14 @@ def predict(
     model: Path = typer.Option(..., help="A run folder (or any folder with model.json + model.safetensors)."),
     data: Optional[str] = typer.Option(None, help="Data to forecast from (default: what the model was trained on)."),
     timestamps: opt.Timestamps = None,
+    intraday: opt.Intraday = None,
 ):
     """Forecast the step after the last row of the data with a saved model."""
     import json
 
     from coincast.data import load
     from coincast.data.datasets import split_spec
+    from coincast.data.intraday import resolve
     from coincast.models.forecaster import Forecaster
 
     f = Forecaster.load(model)
@@ -113,25 +116,29 @@ def predict(
         data = json.loads(cfg.read_text()).get("dataset") if cfg.exists() else None
         if data is None:
             raise CoincastError("no data recorded with this model: pass --data NAME|PATH")
-    for asset in split_spec(data):  # a model trained on several assets forecasts each
-        candles = load(asset, timestamps=timestamps or f.settings.data.timestamps)
+    stamps = timestamps or f.settings.data.timestamps
+    raws = {asset: load(asset, timestamps=stamps) for asset in split_spec(data)}
+    hourly = resolve(intraday, raws, stamps)  # checked before any forecast
+    for asset, candles in raws.items():  # a model trained on several assets forecasts each
         fc = f.forecast_next(candles)
         out.print(
             f"{asset}: next step {fc['date']}: {_price(fc['predicted_price'])} "
             f"({fc['change_pct']:+.2f}% from {_price(fc['last_price'])}, {fc['direction']})",
             soft_wrap=True,
         )
-        out.print(f"  {_risk(candles, fc['last_price'])}", soft_wrap=True)
+        out.print(f"  {_risk(candles, fc['last_price'], hourly.frame)}", soft_wrap=True)
 
 
-def _risk(candles, last: float) -> str:
-    """The next move's median and 80%/95% ranges, from GARCH(1,1)-t (models/risk_walk.next_move)."""
+def _risk(candles, last: float, intraday=None) -> str:
+    """The next move's median and 80%/95% ranges, from GARCH(1,1)-t (models/risk_walk.next_move), given
+    the data's hourly candles `intraday` (data/intraday.py) where it takes them."""
     import numpy as np
 
+    from coincast.data.intraday import given
     from coincast.models.risk_walk import next_move
 
     try:
-        q, n = next_move(candles, (0.025, 0.1, 0.5, 0.9, 0.975))  # percent log returns
+        q, n = next_move(candles, (0.025, 0.1, 0.5, 0.9, 0.975), **given(next_move, intraday))  # percent log returns
     except DataError as exc:
         return f"risk: no range ({exc})"
     price = last * np.exp(q / 100)

@@ -83,11 +83,12 @@ def skip_reason(candles: pd.DataFrame, days: pd.DatetimeIndex) -> str | None:
 
 
 def risk_part(candles: pd.DataFrame, days: pd.DatetimeIndex, retrain_every: int, head: bool = True,
-              data: str | None = None) -> RiskPart:
+              data: str | None = None, intraday: pd.DataFrame | None = None) -> RiskPart:
     """The risk baselines, and the network's head if `head` (settings.model.risk_head), walked over
     `days` (the backtest's test days) and scored, or skipped with the reason. The head trains on
     the bundled daily coins' windows beside the data's own (all six but `data`, the data spec,
-    where it is one of them)."""
+    where it is one of them). `intraday`: the same market's hourly candles (data/intraday.py's
+    validated frame, UTC open-time index, cut to the candles' span), or None."""
     candles = candle_columns(candles)
     reason = skip_reason(candles, days)
     if reason is not None:

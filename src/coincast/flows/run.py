@@ -19,6 +19,7 @@ import pandas as pd
 from coincast.config import Settings
 from coincast.data.datasets import default_target, load, split_spec
 from coincast.data.frame import bar_length
+from coincast.data.intraday import resolve as resolve_intraday
 from coincast.errors import DataError
 from coincast.evaluation import assets
 from coincast.evaluation.compare import PRICE_ONLY, compare, relative
@@ -221,9 +222,14 @@ def run(
     runs_dir: str | Path = "runs",
     progress: bool = False,
     log: Callable[[str], None] = lambda _: None,
+    intraday: str | Path | None = None,
 ) -> RunResult:
     """Train on the first 90% of windows (or those before `data.test_start`), forecast the
     rest, score against baselines, save.
+
+    `intraday`: the hourly candles the risk models may use, as --intraday gives them (a bundled name,
+    a path, a store reference or "none"; None: the data's hourly companion where it has one,
+    data/intraday.py), checked before training and recorded in metrics.json's risk.intraday.
 
     `data` may name several assets ('btc-usd,eth-usd'): one network learns from all their
     windows and all are tested from one shared date (`common_cut`). With indicators or exogenous series
@@ -233,6 +239,7 @@ def run(
     if settings.data.target is None:
         settings.data.target = default_target(split_spec(data)[0])
     prep = prepare(data, settings)
+    hourly = resolve_intraday(intraday, prep.raws, settings.data.timestamps)
     first = prep.first
     target, L = first.target, settings.data.window
     extras = first.indicators + first.exogenous
@@ -269,7 +276,8 @@ def run(
         comparison = compare(comparable, extras, first.plain) if price_only is not None else None
         sentence = verdict(metrics)
         # the risk models over the same test days, fitted once before them (skipped, with the reason, where they do not apply)
-        risk = run_risk(prep.raws, table.index, settings.model.risk_head)
+        risk = run_risk(prep.raws, table.index, settings.model.risk_head, hourly.frame)
+        risk.summary["intraday"] = hourly.record()
         columns, note = quantile_columns(risk, table)
         if columns is not None:  # forecast.csv's risk_q<level> columns: the next close's quantiles
             table = pd.concat([table, columns], axis=1)
