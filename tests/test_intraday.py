@@ -51,12 +51,13 @@ def test_a_file_with_close_times_reads_as_data_does(btc, hourly, tmp_path):
     path = tmp_path / "h.csv"
     closes = part.set_axis((part.index + pd.Timedelta(hours=1)).rename("timestamp"))  # close times, on the hour
     closes.to_csv(path)
-    got = resolve(str(path), {"btc-usd": btc}, timestamps="close")
+    daily = {"btc-usd": btc.loc["2021-01-01":"2021-03-10"]}
+    got = resolve(str(path), daily, timestamps="close")
     assert got.series == str(path) and got.note == "given"
     pd.testing.assert_frame_equal(got.frame, part)
     capital = tmp_path / "cap.csv"
     part.rename(columns=str.upper).to_csv(capital)  # OPEN/HIGH/...: any case
-    pd.testing.assert_frame_equal(resolve(str(capital), {"btc-usd": btc}).frame, part)
+    pd.testing.assert_frame_equal(resolve(str(capital), daily).frame, part)
 
 
 def test_a_store_reference_defaults_to_the_stores_hourly_candles(btc, hourly, tmp_path, monkeypatch):

@@ -52,21 +52,21 @@ def test_run_backtest_and_predict_record_and_use_the_hourly_file(cli, files, tmp
     p = cli("run", "--data", "daily.csv", "--intraday", "hourly.csv", *TINY_FLAGS, "--out", str(tmp_path / "run"), cwd=files)
     assert p.returncode == 0, p.stderr
     folder = next((tmp_path / "run").iterdir())
-    record = json.loads((folder / "metrics.json").read_text())["risk"]["intraday"]
+    record = json.loads((folder / "metrics.json").read_text())["intraday"]
     rows = 456 * 24 - 1  # 2023-03-24 13:00: Binance halted trading, the hour has no candle
     assert record == {"series": "hourly.csv", "note": "given", "rows": rows,
                       "first": "2023-01-01 00:00:00+00:00", "last": "2024-03-31 23:00:00+00:00"}
 
     p = cli("run", "--data", "daily.csv", *TINY_FLAGS, "--out", str(tmp_path / "plain"), cwd=files)
     assert p.returncode == 0, p.stderr  # a file has no hourly companion: none, and why
-    record = json.loads((next((tmp_path / "plain").iterdir()) / "metrics.json").read_text())["risk"]["intraday"]
+    record = json.loads((next((tmp_path / "plain").iterdir()) / "metrics.json").read_text())["intraday"]
     assert record["series"] is None and "give one with --intraday PATH" in record["note"]
 
     p = cli("backtest", "--data", "daily.csv", "--intraday", "hourly.csv", "--start", "2024-03-18", "--jobs", "1",
             "--bootstrap", "20", *tiny_flags("backtest"), "--out", str(tmp_path / "bt"), cwd=files)
     assert p.returncode == 0, p.stderr
     summary = json.loads((next((tmp_path / "bt").iterdir()) / "metrics.json").read_text())
-    assert summary["risk"]["intraday"]["series"] == "hourly.csv" and summary["risk"]["intraday"]["rows"] == rows
+    assert summary["intraday"]["series"] == "hourly.csv" and summary["intraday"]["rows"] == rows
 
     ok = cli("predict", "--model", str(folder), "--intraday", "hourly.csv", cwd=files)
     assert ok.returncode == 0 and "risk (GARCH(1,1)-t on 455 returns)" in ok.stdout, ok.stderr

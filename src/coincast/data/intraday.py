@@ -14,11 +14,14 @@ variance from its hours). `resolve` turns the user's choice into a validated fra
 The frame must be 1-hour candles with open/high/low/close (named in any case; volume kept where
 there is one) that overlap the daily data's days. It is cut to the daily data's span, from the
 first daily candle's open to the last one's close, so no hour after the daily data's last candle
-is seen. Hours without trades have no row (exchange outages): the frame keeps those gaps.
+is seen. Hours without trades have no row (exchange outages): the frame keeps those gaps. A series
+that ends before the daily data's last day (a store's 1h candles fetched less recently than its
+1d ones) is used with a warning that names the fix.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,6 +133,11 @@ def check(frame: pd.DataFrame, spec: str, daily: pd.DataFrame, data: str) -> pd.
         raise DataError(f"--intraday {spec}: its hours ({candles.index[0]} to {candles.index[-1]}) do not overlap "
                         f"{data}'s days ({daily.index[0].date()} to {daily.index[-1].date()}); give the hourly "
                         "candles of the same market and period, or --intraday none")
+    if inside.index[-1] < daily.index[-1]:
+        fix = ("bring it up to date with coincast fetch --timeframe 1h" if spec.startswith("store:")
+               else "give hourly candles through that day")
+        warnings.warn(f"--intraday {spec}: its last hour ({inside.index[-1]}) is before {data}'s last day "
+                      f"({daily.index[-1].date()}), so the days after it have no hours: {fix}", stacklevel=2)
     return inside
 
 

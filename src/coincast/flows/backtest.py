@@ -135,7 +135,7 @@ def run_backtest(
     """Walk forward over `data` (the model's folds, then the risk models over the same days), score,
     trade and write the run folder. `intraday`: the hourly candles the risk models may use, as
     --intraday gives them (None: the data's hourly companion where it has one, data/intraday.py),
-    checked before any training and recorded in metrics.json's risk.intraday."""
+    checked before any training and recorded in metrics.json's `intraday`."""
     settings = validated(copy.deepcopy(settings) if settings else Settings())
     bt = bt or BacktestSettings()
     t = trading.check(t or trading.TradingSettings())
@@ -159,10 +159,10 @@ def run_backtest(
         result = walk_forward(inputs, settings, bt, extra=raw, log=log, on_fold=on_fold, on_start=on_start or say_plan)
         # the risk baselines over the same test days, from the raw candles (skipped, with the reason, where they do not apply)
         risk = risk_part(raw, result.table.index, bt.retrain_every, settings.model.risk_head, str(data), hourly.frame)
-        risk.summary["intraday"] = hourly.record()
         forecast, no_risk = trading_forecast(risk, result.table.index)  # the risk model trading uses, or why none
         summary, sims, lines = evaluate(result, t, n_boot, forecast, no_risk)
-        summary = {"data": str(data), "features": ",".join(inputs.frame.columns), **summary, "risk": risk.summary}
+        summary = {"data": str(data), "features": ",".join(inputs.frame.columns), **summary, "risk": risk.summary,
+                   "intraday": hourly.record()}
         write_backtest(staging, data, result, t, summary, sims, risk.table, risk.seconds)
         folder = final_name(runs_dir, data, f"backtest-{bt.refit}")
         staging.rename(folder)

@@ -48,6 +48,7 @@ class RunResult:
     inputs: dict = field(default_factory=dict)  # input columns by origin, rows dropped
     split: dict = field(default_factory=dict)  # the test start all assets share; each asset's target dates
     risk: RiskPart | None = None  # the risk models over the test days (flows/run_risk.py), or why they were skipped
+    intraday: dict = field(default_factory=dict)  # the hourly series the risk models were given (data/intraday.py)
 
 
 @dataclass
@@ -229,7 +230,7 @@ def run(
 
     `intraday`: the hourly candles the risk models may use, as --intraday gives them (a bundled name,
     a path, a store reference or "none"; None: the data's hourly companion where it has one,
-    data/intraday.py), checked before training and recorded in metrics.json's risk.intraday.
+    data/intraday.py), checked before training and recorded in metrics.json's `intraday`.
 
     `data` may name several assets ('btc-usd,eth-usd'): one network learns from all their
     windows and all are tested from one shared date (`common_cut`). With indicators or exogenous series
@@ -277,7 +278,6 @@ def run(
         sentence = verdict(metrics)
         # the risk models over the same test days, fitted once before them (skipped, with the reason, where they do not apply)
         risk = run_risk(prep.raws, table.index, settings.model.risk_head, hourly.frame)
-        risk.summary["intraday"] = hourly.record()
         columns, note = quantile_columns(risk, table)
         if columns is not None:  # forecast.csv's risk_q<level> columns: the next close's quantiles
             table = pd.concat([table, columns], axis=1)
@@ -298,7 +298,7 @@ def run(
             log(f"windows dropped because they span a time gap over {settings.data.max_gap} steps: "
                 f"{gaps['train_windows_dropped']} train, {test_gaps} test")
         result = RunResult(staging, metrics, table, forecaster, sentence, shapes, per_asset,
-                           comparison, price_only, gaps, inputs, split_record(prep, L), risk)
+                           comparison, price_only, gaps, inputs, split_record(prep, L), risk, hourly.record())
         write_run(staging, data, settings, result)
         folder = final_name(runs_dir, data, settings.preset)
         staging.rename(folder)
