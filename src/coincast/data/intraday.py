@@ -77,12 +77,12 @@ def resolve(spec: str | Path | None, raws: dict[str, pd.DataFrame], timestamps: 
     """The hourly series for daily data `raws` (data spec -> its candles): `spec` as --intraday gives
     it (None: the default companion, "none": no series), loaded and checked against the one daily
     series. A wrong series is a DataError that names the fix."""
-    given = spec is not None
+    chosen = spec is not None  # by the user; else the default
     spec_s = "" if spec is None else str(spec).strip()
-    if given and spec_s.lower() in NONE:
+    if chosen and spec_s.lower() in NONE:
         return Intraday(None, None, "--intraday none")
     if len(raws) != 1:
-        if given:
+        if chosen:
             raise DataError(f"--intraday {spec_s}: one hourly series goes with one daily series, and --data "
                             f"has {len(raws)} assets; run one asset, or drop --intraday")
         return Intraday(None, None, f"{len(raws)} assets: hourly data go with one daily series")
@@ -90,16 +90,16 @@ def resolve(spec: str | Path | None, raws: dict[str, pd.DataFrame], timestamps: 
     bar = bar_length(daily.index)
     if bar != pd.Timedelta(days=1):
         what = _bars(bar)
-        if given:
+        if chosen:
             raise DataError(f"--intraday {spec_s}: hourly data go with daily --data, and {data} has {what}; "
                             "give daily candles, or drop --intraday")
         return Intraday(None, None, f"{data} has {what}, not daily candles")
-    if not given:
+    if not chosen:
         spec_s = companion(str(data)) or ""
         if not spec_s:
             return Intraday(None, None, f"no hourly series goes with {data} by default: give one with --intraday PATH")
     frame = check(_load(spec_s, timestamps), spec_s, daily, str(data))
-    return Intraday(spec_s, frame, f"default: {data}'s hourly companion" if not given else "given")
+    return Intraday(spec_s, frame, f"default: {data}'s hourly companion" if not chosen else "given")
 
 
 def _load(spec: str, timestamps: str) -> pd.DataFrame:
