@@ -87,8 +87,9 @@ def risk_part(candles: pd.DataFrame, days: pd.DatetimeIndex, retrain_every: int,
     """The risk baselines, and the network's head if `head` (settings.model.risk_head), walked over
     `days` (the backtest's test days) and scored, or skipped with the reason. The head trains on
     the bundled daily coins' windows beside the data's own (all six but `data`, the data spec,
-    where it is one of them). `intraday`: the same market's hourly candles (data/intraday.py's
-    validated frame, UTC open-time index, cut to the candles' span), or None."""
+    where it is one of them). `intraday`: the same market's hourly candles (UTC open-time index,
+    open/high/low/close/volume), whose realized measures the intraday models use (None: they are
+    left out, and the summary says so)."""
     candles = candle_columns(candles)
     reason = skip_reason(candles, days)
     if reason is not None:
