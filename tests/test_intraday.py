@@ -46,7 +46,7 @@ def test_none_a_file_and_other_data_have_no_default(btc, hourly, tmp_path):
     assert resolve(None, {"btc-usd": btc, "eth-usd": load("eth-usd")}).frame is None  # several assets
 
 
-def test_a_file_with_close_times_reads_as_data_does(btc, hourly, tmp_path):
+def test_a_file_reads_as_data_does_close_times_and_parquet_included(btc, hourly, tmp_path):
     part = hourly.loc["2021-03-01":"2021-03-10"]
     path = tmp_path / "h.csv"
     closes = part.set_axis((part.index + pd.Timedelta(hours=1)).rename("timestamp"))  # close times, on the hour
@@ -58,6 +58,9 @@ def test_a_file_with_close_times_reads_as_data_does(btc, hourly, tmp_path):
     capital = tmp_path / "cap.csv"
     part.rename(columns=str.upper).to_csv(capital)  # OPEN/HIGH/...: any case
     pd.testing.assert_frame_equal(resolve(str(capital), daily).frame, part)
+    parquet = tmp_path / "h.parquet"
+    part.to_parquet(parquet)
+    pd.testing.assert_frame_equal(resolve(str(parquet), daily).frame, part)
 
 
 def test_a_store_reference_defaults_to_the_stores_hourly_candles(btc, hourly, tmp_path, monkeypatch):

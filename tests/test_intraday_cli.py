@@ -80,3 +80,11 @@ def test_every_daily_command_offers_intraday(cli, tmp_path):
     for command in ("run", "backtest", "audit", "predict"):
         p = cli(command, "--help", cwd=tmp_path)
         assert p.returncode == 0 and "--intraday" in p.stdout, command
+
+
+def test_datasets_lists_the_hourly_series(cli, tmp_path):
+    p = cli("datasets", cwd=tmp_path)
+    assert p.returncode == 0
+    for coin in ("btc", "eth", "ltc", "xrp", "ada", "bnb"):
+        line = next(l for l in p.stdout.splitlines() if l.split() and l.split()[0] == f"{coin}-usd-1h")
+        assert line.split()[1] == str(len(load(f"{coin}-usd-1h"))) and "2026-01-05 23:00" in line  # rows, last hour
