@@ -113,4 +113,5 @@ def test_given_hands_the_frame_only_to_a_function_that_takes_it(hourly):
         return None
 
     assert given(walk, hourly)["intraday"] is hourly
+    assert given(walk, hourly, True) == {"intraday": True}  # a model list's flag: the models on realized measures
     assert given(old_walk, hourly) == {} and given(walk, None) == {}

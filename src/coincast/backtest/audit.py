@@ -240,6 +240,7 @@ def audit_risk(raw: pd.DataFrame, cutoff, start=None, retrain_every: int = 7, se
     raw, pert, res = _perturbed(raw, cut, retrain_every, seed)
     with_network = first - 1 >= NetworkRisk().min_history  # returns before the first forecast day
     pools, hours = ({}, {}), (None, None)
+    models = given(all_baselines, intraday, True)  # with hourly candles, the models on realized measures too
     if intraday is not None:
         hours = perturbed_hours(intraday, res.cutoff, raw.index[-1] + pd.Timedelta(days=1), seed)
     if with_network:
@@ -247,7 +248,7 @@ def audit_risk(raw: pd.DataFrame, cutoff, start=None, retrain_every: int = 7, se
         moved = {k: perturb(o, int(o.index.searchsorted(res.cutoff.normalize())), seed=seed) for k, o in others.items()}
         pools = (others, moved)
     try:
-        a, b = (walk_forward_risk(candles, start=first, retrain_every=retrain_every, baselines=all_baselines() + (
+        a, b = (walk_forward_risk(candles, start=first, retrain_every=retrain_every, baselines=all_baselines(**models) + (
                     [NetworkRisk(seed=seed, pool=pooled_returns(candles, pool))] if with_network else []),
                     **given(walk_forward_risk, hourly))
                 for candles, pool, hourly in zip((raw, pert), pools, hours))
