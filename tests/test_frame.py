@@ -35,7 +35,7 @@ def test_dataset_listing_has_rows_and_ranges():
     assert {"btc-usd", "eth-usd", "tutorial"} <= set(info.index)
     assert info.loc["eth-usd", "rows"] == 3064
     assert info.loc["btc-usd", "last"] == "2026-01-05"
-    assert info.loc["btc-usd-1h", "first"] == "2017-08-17 04:00" and info.loc["btc-usd-1h", "last"] == "2025-12-02 04:00"
+    assert info.loc["btc-usd-1h", "first"] == "2017-08-17 04:00" and info.loc["btc-usd-1h", "last"] == "2026-01-05 23:00"
 
 
 def test_dateless_csv_gets_a_range_index(tmp_path):

@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 from coincast.data import load
-from coincast.data.datasets import bundled_path
 from coincast.data.store import (
     OHLCError,
     Store,
@@ -204,26 +203,6 @@ def test_killed_import_leaves_store_exactly_as_it_was(tmp_path, btc_csv):
         after = db.candles("binance", BTC, "1d")
         assert db.ls()["rows"].tolist() == [400]
     pd.testing.assert_frame_equal(after, before)
-
-
-# ../shared/data beside the clone (the repository's parent folder holds `shared/`, in CI too)
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def test_bundled_hourly_file_is_a_byte_copy_of_the_shared_one():
-    import gzip
-
-    shared_file = SHARED_DATA / "BTCUSDT_1h.csv"
-    if not shared_file.exists():
-        pytest.skip(f"{shared_file} is not beside the clone")
-    shared = shared_file.read_bytes()
-    bundled = gzip.decompress(bundled_path("btc-usd-1h").read_bytes())
-    # Every byte of the bundled file is the shared file's, in order, up to a line boundary: the
-    # bundled copy may only leave out the shared file's last row (its still-open last candle).
-    assert bundled.endswith(b"\n") and shared.startswith(bundled), "the bundled file is not a prefix of the shared one"
-    left_out = shared[len(bundled) :].splitlines()
-    assert len(left_out) <= 1, f"the bundled file leaves out {len(left_out)} rows, not just the last candle"
-    assert bundled.startswith(b"timestamp,open,high,low,close,volume\n2017-08-17 04:00:00,4261.48,")
 
 
 def test_store_commands(cli, tmp_path, btc_csv):

@@ -10,7 +10,9 @@ looks ahead, a scaler fitted on the whole series, early stopping on future data)
 as a changed value, reported with the first date it changed. The same check runs on the
 feature columns alone (a feature value at a day before c must not change), and on the risk
 models' quantiles (`audit_risk`: the four baselines and the network's distribution head walked
-over the same days with the same refits; a day's quantiles up to c must not change).
+over the same days with the same refits; a day's quantiles up to c must not change). The risk
+models' hourly candles (data/intraday.py) are perturbed from the same time on: every hour that
+opens at or after 00:00 of c.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from coincast.config import Settings
 from coincast.data.datasets import daily_coins
 from coincast.data.exogenous import read_series
 from coincast.data.frame import day_on
+from coincast.data.intraday import given
 from coincast.errors import CoincastError, DataError
 from coincast.models.risk_baselines import all_baselines
 from coincast.models.risk_network import NetworkRisk
@@ -214,28 +217,41 @@ def audit_backtest(
     return res
 
 
+def perturbed_hours(hourly: pd.DataFrame, cutoff: pd.Timestamp, end: pd.Timestamp,
+                    seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the hourly candles that open before `end`, the same perturbed from the first hour that opens
+    at or after `cutoff` on): the daily candles' perturbation, from the same time."""
+    hourly = hourly.loc[hourly.index < end]
+    return hourly, perturb(hourly, int(hourly.index.searchsorted(cutoff)), seed=seed + 2)
+
+
 def audit_risk(raw: pd.DataFrame, cutoff, start=None, retrain_every: int = 7, seed: int = 0,
-               data: str | None = None) -> AuditResult | str:
+               data: str | None = None, intraday: pd.DataFrame | None = None) -> AuditResult | str:
     """Walk the risk models (every baseline, and the network's head where the history allows) from
     `start` (default: the cut-off falls in the middle of the second fold) over the candles and over
     them perturbed from `cutoff` on, refitted every `retrain_every` days, and compare each model's
     quantiles of every day up to the cut-off. The head's pool (the bundled daily coins but `data`,
-    as flows/backtest_risk.risk_part gives it) is perturbed from the cut-off's date on as well.
+    as flows/backtest_risk.risk_part gives it) is perturbed from the cut-off's date on as well, and so
+    is `intraday`, the data's hourly candles (data/intraday.py), handed to the walk beside them.
     Returns the one-line reason instead where the risk models do not apply to these candles."""
     cut = _cut_position(raw, cutoff)
     first = cut - retrain_every - retrain_every // 2 if start is None else int(
         raw.index.searchsorted(day_on(raw.index, start, "start", "--start")))
     raw, pert, res = _perturbed(raw, cut, retrain_every, seed)
     with_network = first - 1 >= NetworkRisk().min_history  # returns before the first forecast day
-    pools = ({}, {})
+    pools, hours = ({}, {}), (None, None)
+    models = given(all_baselines, intraday, True)  # with hourly candles, the models on realized measures too
+    if intraday is not None:
+        hours = perturbed_hours(intraday, res.cutoff, raw.index[-1] + pd.Timedelta(days=1), seed)
     if with_network:
         others = daily_coins(but=data)
         moved = {k: perturb(o, int(o.index.searchsorted(res.cutoff.normalize())), seed=seed) for k, o in others.items()}
         pools = (others, moved)
     try:
-        a, b = (walk_forward_risk(candles, start=first, retrain_every=retrain_every, baselines=all_baselines() + (
-                    [NetworkRisk(seed=seed, pool=pooled_returns(candles, pool))] if with_network else []))
-                for candles, pool in zip((raw, pert), pools))
+        a, b = (walk_forward_risk(candles, start=first, retrain_every=retrain_every, baselines=all_baselines(**models) + (
+                    [NetworkRisk(seed=seed, pool=pooled_returns(candles, pool))] if with_network else []),
+                    **given(walk_forward_risk, hourly))
+                for candles, pool, hourly in zip((raw, pert), pools, hours))
     except CoincastError as e:  # no open/high/low/close, too little history
         return f"the risk models do not apply to these candles: {str(e).rstrip('.')}"
     upto = a.actual.index <= res.cutoff  # [N]

@@ -109,7 +109,12 @@ def fetch(
 
     result = fetch_candles(exchange, symbol, timeframe, since=since, store=store, progress=not quiet)
     out.print(str(result))
-    out.print(f"use `--data store:{result.exchange}/{result.symbol}/{result.timeframe}` to run on them")
+    market = f"store:{result.exchange}/{result.symbol}"
+    if result.timeframe == "1h":  # the hourly companion of the same market's daily candles (data/intraday.py)
+        out.print(f"daily work on `--data {market}/1d` uses them by default (or `--intraday {market}/1h`); "
+                  "rerun this command to keep them current")
+    else:
+        out.print(f"use `--data {market}/{result.timeframe}` to run on them")
 
 
 @sentiment_app.command("build")

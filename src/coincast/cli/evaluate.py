@@ -67,6 +67,7 @@ def backtest(
     precision: opt.Precision = None,
     model_target: opt.ModelTarget = None,
     seed: opt.Seed = None,
+    intraday: opt.Intraday = None,
     threshold: str = typer.Option("0", help="Trade only when the predicted move exceeds this many percent."),
     fee_bps: float = typer.Option(10.0, help="Fees per position change, basis points of the traded notional."),
     slippage_bps: float = typer.Option(5.0, help="Slippage per position change, basis points."),
@@ -109,7 +110,7 @@ def backtest(
 
     with bar:
         run = run_backtest(data, s, bt, t, runs_dir=out_dir, log=out.print, on_start=on_start,
-                           on_fold=lambda info: fold_progress.advance(bar, task), n_boot=bootstrap)
+                           on_fold=lambda info: fold_progress.advance(bar, task), n_boot=bootstrap, intraday=intraday)
     summ = run.summary
     out.print(terminal_table(summ["metrics"], f"{data}: walk-forward, {summ['test']['days']} days, {summ['test']['folds']} folds"))
     table = Table(title="trading after costs", title_justify="left", box=box.SIMPLE_HEAD)
@@ -173,6 +174,7 @@ def audit(
     epochs: int = typer.Option(2, help="Epochs per fit (the audit tests causality, not accuracy)."),
     hidden: str = typer.Option("8", help="Units per layer."),
     seed: int = typer.Option(0, help="Seed of the perturbation and the model."),
+    intraday: opt.Intraday = None,
 ):
     """Look-ahead audit: perturb the data after a cut-off; no input, forecast, interval, position or
     risk quantile made before it may change."""
@@ -181,6 +183,7 @@ def audit(
     from coincast.backtest.trading import TradingSettings
     from coincast.data import load
     from coincast.data.datasets import default_target
+    from coincast.data.intraday import resolve
     from coincast.prep.features import ALL_FEATURES, parse_spec
 
     s = Settings()  # the default model (shrinkage on), small: the audit tests causality, not accuracy
@@ -189,13 +192,14 @@ def audit(
     s.data.features = parse_spec(features or ALL_FEATURES)
     s.data.exog = None if exog.strip().lower() in ("", "none") else opt.csv(exog)
     raw = load(data)
+    hourly = resolve(intraday, {data: raw})  # checked before any training
     bt = BacktestSettings(start=start, retrain_every=retrain_every, refit=refit)
     model = audit_backtest(raw, s, bt, TradingSettings(sizing="vol"), cutoff=cutoff, seed=seed)
     feats = audit_features(raw, inputs_transform(s), cutoff if cutoff is not None else model.cutoff, seed)
     # soft_wrap: one line each, however long the column list (a verdict is never split)
     out.print(f"inputs ({', '.join(c.removeprefix('feature ') for c in feats.compared)}): {feats.summary()}", soft_wrap=True)
     out.print(f"forecasts, intervals and positions of {', '.join(c for c in model.compared if ' ' not in c and c[:2] not in ('lo', 'hi'))}: {model.summary()}", soft_wrap=True)
-    risk = audit_risk(raw, model.cutoff, start, retrain_every, seed, data)
+    risk = audit_risk(raw, model.cutoff, start, retrain_every, seed, data, hourly.frame)
     if isinstance(risk, str):
         out.print(f"risk quantiles: not audited: {risk}", soft_wrap=True)
     else:

@@ -59,6 +59,7 @@ def run(
     model_target: opt.ModelTarget = None,
     early_stopping: Optional[bool] = typer.Option(None, "--early-stopping/--no-early-stopping"),
     seed: opt.Seed = None,
+    intraday: opt.Intraday = None,
     out_dir: opt.OutDir = Path("runs"),
     quiet: opt.Quiet = False,
 ):
@@ -75,7 +76,7 @@ def run(
         model__hidden=opt.hidden(hidden), model__cell=cell, model__risk_head=risk_head, train__precision=precision,
         model__bidirectional=bidirectional, model__dropout=dropout, model__target=model_target,
     )
-    result = run_pipeline(data, s, out_dir, progress=not quiet, log=out.print)
+    result = run_pipeline(data, s, out_dir, progress=not quiet, log=out.print, intraday=intraday)
     pooled = " (pooled over assets, RMSE in % of the last price)" if result.per_asset else ""
     out.print(terminal_table(result.metrics, f"{data}: test period, {len(result.forecast)} steps{pooled}"))
     if result.per_asset:
@@ -115,12 +116,14 @@ def predict(
     model: Path = typer.Option(..., help="A run folder (or any folder with model.json + model.safetensors)."),
     data: Optional[str] = typer.Option(None, help="Data to forecast from (default: what the model was trained on)."),
     timestamps: opt.Timestamps = None,
+    intraday: opt.Intraday = None,
 ):
     """Forecast the step after the last row of the data with a saved model."""
     import json
 
     from coincast.data import load
     from coincast.data.datasets import split_spec
+    from coincast.data.intraday import resolve
     from coincast.models.forecaster import Forecaster
 
     f = Forecaster.load(model)
@@ -129,15 +132,17 @@ def predict(
         data = json.loads(cfg.read_text()).get("dataset") if cfg.exists() else None
         if data is None:
             raise CoincastError("no data recorded with this model: pass --data NAME|PATH")
-    for asset in split_spec(data):  # a model trained on several assets forecasts each
-        candles = load(asset, timestamps=timestamps or f.settings.data.timestamps)
+    stamps = timestamps or f.settings.data.timestamps
+    raws = {asset: load(asset, timestamps=stamps) for asset in split_spec(data)}
+    hourly = resolve(intraday, raws, stamps)  # checked before any forecast
+    for asset, candles in raws.items():  # a model trained on several assets forecasts each
         fc = f.forecast_next(candles)
         out.print(
             f"{asset}: next step {fc['date']}: {_price(fc['predicted_price'])} "
             f"({fc['change_pct']:+.2f}% from {_price(fc['last_price'])}, {fc['direction']})",
             soft_wrap=True,
         )
-        out.print(f"  {_risk(candles, fc['last_price'], head=f.settings.model.risk_head, data=asset)}", soft_wrap=True)
+        out.print(f"  {_risk(candles, fc['last_price'], hourly.frame, head=f.settings.model.risk_head, data=asset)}", soft_wrap=True)
 
 
 def _risk(candles, last: float, intraday=None, head: bool = True, data: str | None = None) -> str:

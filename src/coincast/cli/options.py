@@ -1,4 +1,4 @@
-"""Options that `coincast run` and `coincast backtest` share, and the settings they build.
+"""Options that `coincast run` and `coincast backtest` (and `audit`, `predict`) share, and the settings they build.
 
 Each option is declared once here (name, type, help) and used as a parameter annotation
 in both commands, so the two never drift apart.
@@ -43,6 +43,10 @@ ExecutorKind = Annotated[str, typer.Option(
 RayAddress = Annotated[Optional[str], typer.Option(
     help="With --executor ray: a running cluster, auto or HOST:PORT (default: a Ray instance started for this run on 127.0.0.1).")]
 ThreadsPerTask = Annotated[int, typer.Option(help="Torch threads per job (and Ray CPUs per task).")]
+Intraday = Annotated[Optional[str], typer.Option(
+    help="Hourly candles of the same market for the risk models: a bundled name (btc-usd-1h), a CSV/Parquet path "
+         "(read like --data, --timestamps included), store:EXCHANGE/SYMBOL/1h, or none (default: the data's hourly "
+         "companion where it has one: btc-usd -> btc-usd-1h, store:EX/SYM/1d -> store:EX/SYM/1h if the store holds it).")]
 OutDir = Annotated[Path, typer.Option("--out", help="Folder that receives the run folder.")]
 Quiet = Annotated[bool, typer.Option(help="No progress bar.")]
 

@@ -15,11 +15,15 @@ times below are the earliest times the evidence allows, in UTC:
   BNB (at 2,800-4,200 BNB an hour that day, 10-20 minutes) into the 12:00 hour; BTC's row
   holds 5,042.6 BTC, 117 BTC (about 20 minutes at 340 BTC an hour) more than the repository's
   4-hour candles for 00:00-12:00 (4,925.6), whose 12:00 candle, taken later, had 292 BTC.
-* Binance hourly, `btc-usd-1h` (rows from 2022 on: hopeffy/economics-project-algorithmic-
-  trading-algorithms): taken on 2025-12-02 between 05:00 and 06:00, about 05:12. Its last
-  candle, 05:00, held 140 BTC, 0.20x the median 05:00 hour of the 30 days before, and the same
-  repository's 4-hour candle from 04:00 equals the 04:00 and 05:00 hours (+0.03 BTC): the
-  05:00 candle was still open and was dropped, so the file ends on 2025-12-02 04:00.
+* Binance hourly, the six coins (`<coin>-usd-1h`; ../shared/data/hourly/README.md: LTC, XRP, ADA and
+  BNB from yanniedog/binance-historical-OHLCV-data, BTC and ETH from two files each, the newest
+  hours from finom/static-klines): each file was cut after the candle that opens 2026-01-05 23:00
+  (no market data after 2026-01-05 here). That candle had closed when its source was taken:
+  yanniedog's files ran on into 2026-01-06, and finom/static-klines stores only candles closed
+  when it fetched them. The snapshot recorded is the cut, 2026-01-06 00:00: the earliest time
+  at which every kept candle had closed and the next had not. Hours Binance did not trade
+  (outages) have no row; each hour of a complete day aggregates to that day's daily candle
+  (tests/test_bundled_data.py).
 * `fear-greed` is no candle: one value a day, stamped 00:00 UTC of the day D it is dated and
   not revised afterwards, so a value dated the snapshot day is complete and is kept (last
   2026-02-24; the source, vipwzw/market-top-detector, added the file that day). Evidence: an
@@ -57,27 +61,19 @@ class Dataset:
 # When the sources of the bundled candles were taken: the earliest time the evidence allows
 # (data notes above). Each file ends on the last candle closed by then.
 BINANCE_DAILY_SNAPSHOT = pd.Timestamp("2026-01-06 12:00", tz="UTC")
-BINANCE_HOURLY_SNAPSHOT = pd.Timestamp("2025-12-02 05:00", tz="UTC")
+BINANCE_HOURLY_SNAPSHOT = pd.Timestamp("2026-01-06 00:00", tz="UTC")  # the cut (data notes above)
 _DAILY = {"bar": "1D", "snapshot": BINANCE_DAILY_SNAPSHOT}
+_HOURLY = {"bar": "1h", "snapshot": BINANCE_HOURLY_SNAPSHOT}
+COINS = ("btc", "eth", "ltc", "xrp", "ada", "bnb")  # the bundled coins, daily `<coin>-usd`, hourly `<coin>-usd-1h`
 
 
 DATASETS: dict[str, Dataset] = {
     d.name: d
     for d in [
-        Dataset("btc-usd", "btc-usd.csv.gz", "close", "Binance BTC/USDT daily candles", **_DAILY),
-        Dataset("eth-usd", "eth-usd.csv.gz", "close", "Binance ETH/USDT daily candles", **_DAILY),
-        Dataset("ltc-usd", "ltc-usd.csv.gz", "close", "Binance LTC/USDT daily candles", **_DAILY),
-        Dataset("xrp-usd", "xrp-usd.csv.gz", "close", "Binance XRP/USDT daily candles", **_DAILY),
-        Dataset("ada-usd", "ada-usd.csv.gz", "close", "Binance ADA/USDT daily candles", **_DAILY),
-        Dataset("bnb-usd", "bnb-usd.csv.gz", "close", "Binance BNB/USDT daily candles", **_DAILY),
-        Dataset(
-            "btc-usd-1h",
-            "btc-usd-1h.csv.gz",
-            "close",
-            "Binance BTC/USDT hourly candles (real outages as gaps)",
-            bar="1h",
-            snapshot=BINANCE_HOURLY_SNAPSHOT,
-        ),
+        *(Dataset(f"{c}-usd", f"{c}-usd.csv.gz", "close", f"Binance {c.upper()}/USDT daily candles", **_DAILY)
+          for c in COINS),
+        *(Dataset(f"{c}-usd-1h", f"{c}-usd-1h.csv.gz", "close",
+                  f"Binance {c.upper()}/USDT hourly candles (real outages as gaps)", **_HOURLY) for c in COINS),
         Dataset(
             "fear-greed",
             "fear-greed.csv.gz",

@@ -25,6 +25,7 @@ from coincast.backtest.engine import (
 )
 from coincast.config import Settings
 from coincast.data.datasets import default_target, load
+from coincast.data.intraday import resolve as resolve_intraday
 from coincast.errors import ConfigError
 from coincast.evaluation import conformal, stats
 from coincast.evaluation.metrics import score, verdict
@@ -129,7 +130,12 @@ def run_backtest(
     on_fold: Callable[[dict], None] = lambda _: None,
     n_boot: int = 2000,
     on_start: Callable[[int, int], None] | None = None,  # (folds, processes), once the plan is known
+    intraday: str | Path | None = None,
 ) -> BacktestRun:
+    """Walk forward over `data` (the model's folds, then the risk models over the same days), score,
+    trade and write the run folder. `intraday`: the hourly candles the risk models may use, as
+    --intraday gives them (None: the data's hourly companion where it has one, data/intraday.py),
+    checked before any training and recorded in metrics.json's `intraday`."""
     settings = validated(copy.deepcopy(settings) if settings else Settings())
     bt = bt or BacktestSettings()
     t = trading.check(t or trading.TradingSettings())
@@ -138,6 +144,7 @@ def run_backtest(
     inputs, raw = load_inputs(data, settings)
     settings.data.target = inputs.target
     pos = check(inputs.frame, settings, bt)  # every user mistake surfaces here, before anything is written
+    hourly = resolve_intraday(intraday, {str(data): raw}, settings.data.timestamps)
     reason = skip_reason(raw, inputs.frame.index[pos:]) if t.sizing == "forecast_vol" else None
     if reason is not None:
         raise ConfigError(f"sizing forecast_vol sizes by the risk baselines' forecast, but {reason}: use --sizing vol")
@@ -151,10 +158,11 @@ def run_backtest(
     try:
         result = walk_forward(inputs, settings, bt, extra=raw, log=log, on_fold=on_fold, on_start=on_start or say_plan)
         # the risk baselines over the same test days, from the raw candles (skipped, with the reason, where they do not apply)
-        risk = risk_part(raw, result.table.index, bt.retrain_every, settings.model.risk_head, str(data))
+        risk = risk_part(raw, result.table.index, bt.retrain_every, settings.model.risk_head, str(data), hourly.frame)
         forecast, no_risk = trading_forecast(risk, result.table.index)  # the risk model trading uses, or why none
         summary, sims, lines = evaluate(result, t, n_boot, forecast, no_risk)
-        summary = {"data": str(data), "features": ",".join(inputs.frame.columns), **summary, "risk": risk.summary}
+        summary = {"data": str(data), "features": ",".join(inputs.frame.columns), **summary, "risk": risk.summary,
+                   "intraday": hourly.record()}
         write_backtest(staging, data, result, t, summary, sims, risk.table, risk.seconds)
         folder = final_name(runs_dir, data, f"backtest-{bt.refit}")
         staging.rename(folder)

@@ -19,6 +19,7 @@ import pandas as pd
 from coincast.config import Settings
 from coincast.data.datasets import default_target, load, split_spec
 from coincast.data.frame import bar_length
+from coincast.data.intraday import resolve as resolve_intraday
 from coincast.errors import DataError
 from coincast.evaluation import assets
 from coincast.evaluation.compare import PRICE_ONLY, compare, relative
@@ -47,6 +48,7 @@ class RunResult:
     inputs: dict = field(default_factory=dict)  # input columns by origin, rows dropped
     split: dict = field(default_factory=dict)  # the test start all assets share; each asset's target dates
     risk: RiskPart | None = None  # the risk models over the test days (flows/run_risk.py), or why they were skipped
+    intraday: dict = field(default_factory=dict)  # the hourly series the risk models were given (data/intraday.py)
 
 
 @dataclass
@@ -221,9 +223,14 @@ def run(
     runs_dir: str | Path = "runs",
     progress: bool = False,
     log: Callable[[str], None] = lambda _: None,
+    intraday: str | Path | None = None,
 ) -> RunResult:
     """Train on the first 90% of windows (or those before `data.test_start`), forecast the
     rest, score against baselines, save.
+
+    `intraday`: the hourly candles the risk models may use, as --intraday gives them (a bundled name,
+    a path, a store reference or "none"; None: the data's hourly companion where it has one,
+    data/intraday.py), checked before training and recorded in metrics.json's `intraday`.
 
     `data` may name several assets ('btc-usd,eth-usd'): one network learns from all their
     windows and all are tested from one shared date (`common_cut`). With indicators or exogenous series
@@ -233,6 +240,7 @@ def run(
     if settings.data.target is None:
         settings.data.target = default_target(split_spec(data)[0])
     prep = prepare(data, settings)
+    hourly = resolve_intraday(intraday, prep.raws, settings.data.timestamps)
     first = prep.first
     target, L = first.target, settings.data.window
     extras = first.indicators + first.exogenous
@@ -269,7 +277,7 @@ def run(
         comparison = compare(comparable, extras, first.plain) if price_only is not None else None
         sentence = verdict(metrics)
         # the risk models over the same test days, fitted once before them (skipped, with the reason, where they do not apply)
-        risk = run_risk(prep.raws, table.index, settings.model.risk_head)
+        risk = run_risk(prep.raws, table.index, settings.model.risk_head, hourly.frame)
         columns, note = quantile_columns(risk, table)
         if columns is not None:  # forecast.csv's risk_q<level> columns: the next close's quantiles
             table = pd.concat([table, columns], axis=1)
@@ -290,7 +298,7 @@ def run(
             log(f"windows dropped because they span a time gap over {settings.data.max_gap} steps: "
                 f"{gaps['train_windows_dropped']} train, {test_gaps} test")
         result = RunResult(staging, metrics, table, forecaster, sentence, shapes, per_asset,
-                           comparison, price_only, gaps, inputs, split_record(prep, L), risk)
+                           comparison, price_only, gaps, inputs, split_record(prep, L), risk, hourly.record())
         write_run(staging, data, settings, result)
         folder = final_name(runs_dir, data, settings.preset)
         staging.rename(folder)

@@ -22,13 +22,15 @@ from coincast.evaluation.risk import level_index
 from coincast.flows.backtest_risk import CHOICE, CSV_LEVELS, RiskPart, risk_part, trading_forecast
 
 
-def run_risk(raws: dict[str, pd.DataFrame], days: pd.Index, head: bool = True) -> RiskPart:
-    """The risk models walked over the run's test `days` in one fold and scored, or skipped with the reason."""
+def run_risk(raws: dict[str, pd.DataFrame], days: pd.Index, head: bool = True,
+             intraday: pd.DataFrame | None = None) -> RiskPart:
+    """The risk models walked over the run's test `days` in one fold and scored, or skipped with the
+    reason. `intraday`: the asset's hourly candles (data/intraday.py), or None."""
     if len(raws) > 1:
         return RiskPart({"skipped": f"the risk part runs on one asset; this run has {len(raws)}"}, None)
     data, candles = next(iter(raws.items()))
     span = len(candles.loc[days[0] : days[-1]])  # candles of the test period, gap days included: one fold
-    return risk_part(candles, days, span, head, data)
+    return risk_part(candles, days, span, head, data, intraday)
 
 
 def quantile_columns(part: RiskPart, table: pd.DataFrame) -> tuple[pd.DataFrame | None, dict]:

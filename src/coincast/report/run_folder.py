@@ -69,6 +69,7 @@ def write_run(folder: Path, data, settings: Settings, r) -> None:
         "per_asset": r.per_asset or None,
         "comparison": r.comparison,
         "risk": r.risk.summary,
+        "intraday": r.intraday,
         "inputs": r.inputs,
         "gaps": r.gaps,
         "normalisation": rules,
