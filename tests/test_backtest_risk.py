@@ -1,9 +1,10 @@
 """The risk models inside `coincast backtest` (flows/backtest_risk.py) on real bundled BTC with a
-tiny model: the scores of the four baselines and the network's distribution head equal those of
-walk_forward_risk + evaluation.risk on the same days, the report shows them, trading on the
-network's P(up) and forecast volatility is what the trading
-module gives on those quantiles, nothing after a day moves its quantiles, and data they do not fit
-are skipped with the reason while the backtest still succeeds. With hourly candles the intraday
+tiny model and BTC's bundled hourly candles (the default): the scores of the baselines, the
+network's distribution head and their combinations equal those of walk_forward_risk +
+evaluation.risk on the same days, the report shows them, trading on the served model's P(up) and
+forecast volatility is what the trading module gives on those quantiles, nothing after a day
+(candles or hours) moves its quantiles, and data they do not fit are skipped with the reason while
+the backtest still succeeds. With hourly candles the intraday
 models are scored beside the daily ones (QLIKE, the MCS, risk.csv's daily CRPS and variance) and
 the served model is named; `served_move` gives `predict` the served model's forecast."""
 
@@ -20,6 +21,7 @@ from coincast.backtest import trading
 from coincast.backtest.trading import TradingSettings
 from coincast.data import load
 from coincast.data.datasets import daily_coins
+from coincast.data.intraday import resolve
 from coincast.errors import ConfigError
 from coincast.evaluation import risk
 from coincast.flows.backtest import run_backtest
@@ -32,14 +34,16 @@ from tests.conftest import one_torch_thread, tiny
 one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
 START = "2025-12-15"  # 22 test days to 2026-01-05: folds of 7, 7, 7, 1
-BASELINES = ["empirical", "ewma_t", "garch_t", "har_t", "network"]
+# every risk model of a default BTC backtest: btc-usd's hourly companion adds the realized ones
+BASELINES = ["empirical", "ewma_t", "garch_t", "har_t", "har_rv", "harq", "network", "garch_har", "network_har"]
+SERVED, SERVED_LABEL = "network_har", "the network + HAR-RV average"  # the first of SERVED_MODELS walked
 QUANTILES = {"q2.5": 0.025, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q97.5": 0.975}
 
 
-def backtest(data, runs_dir):
+def backtest(data, runs_dir, intraday=None):
     bt = BacktestSettings(start=START, refit="warm", warm_epochs=1)
     return run_backtest(data, tiny(window=12, target="close", model={"risk_head": True}), bt, TradingSettings(),
-                        runs_dir=runs_dir, n_boot=20)
+                        runs_dir=runs_dir, n_boot=20, intraday=intraday)
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +58,13 @@ def run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def walk(run, btc):
-    """Every risk model walked over the backtest's days, outside it."""
+    """Every risk model walked over the backtest's days, outside it, with btc-usd's default hourly candles."""
     days, pool = run.result.table.index, pooled_returns(btc, daily_coins(but="btc-usd"))  # the head's pool, as the backtest's
-    return walk_forward_risk(btc, start=days[0], retrain_every=7, end=days[-1],
-                             baselines=all_baselines() + [NetworkRisk(pool=pool)])
+    hourly = resolve(None, {"btc-usd": btc})
+    assert hourly.series == "btc-usd-1h"
+    assert json.loads((run.folder / "metrics.json").read_text())["intraday"] == hourly.record()
+    return walk_forward_risk(btc, start=days[0], retrain_every=7, end=days[-1], intraday=hourly.frame,
+                             baselines=all_baselines(intraday=True) + [NetworkRisk(pool=pool)])
 
 
 def test_scores_equal_walk_forward_risk_and_evaluation_risk_on_the_same_days(run, btc, walk):
@@ -84,8 +91,8 @@ def test_scores_equal_walk_forward_risk_and_evaluation_risk_on_the_same_days(run
         assert got["var5_breaches"] == v5["breaches"] == int(np.sum(y < q[:, risk.level_index(walk.tau, 0.05)]))
         assert (got["var5_kupiec_p"], got["var5_christoffersen_p"]) == pytest.approx((v5["kupiec_p"], v5["christoffersen_p"]))
 
-    net = m["baselines"]["network"]
-    want = risk.crps_dm(y, walk.q("network"), walk.q("garch_t"), walk.tau)
+    net = m["baselines"][SERVED]
+    want = risk.crps_dm(y, walk.q(SERVED), walk.q("garch_t"), walk.tau)
     assert (net["crps_ratio_garch"], net["dm_p_garch"]) == pytest.approx((want["ratio"], want["dm_p"]), rel=1e-12)
     assert m["verdict"].endswith(f"GARCH(1,1)-t{' significantly' if want['dm_p'] < 0.05 and want['ratio'] < 1 else ''}"
                                  f"{' not significantly' if want['dm_p'] >= 0.05 and want['ratio'] < 1 else ''}: "
@@ -116,17 +123,17 @@ def test_the_report_shows_the_verdict_the_score_table_and_the_fan_chart(run):
         assert f"<th>{name}</th>" in html
     assert f'<tr class="model"><th>{m["best"]}</th><td>{m["baselines"][m["best"]]["crps"]:.4f}</td>' in html
     assert 'alt="risk_fan.png"' in html and (run.folder / "risk_fan.png").stat().st_size > 10_000
-    assert (m["forecast"], m["forecast_label"]) == ("network", "the network")  # the fixed rule, whatever scored best
-    assert "The fan chart and\nthe forecasts trading uses are the network's" in html
+    assert (m["forecast"], m["forecast_label"]) == (SERVED, SERVED_LABEL)  # the fixed rule, whatever scored best
+    assert f"The fan chart and\nthe forecasts trading uses are {SERVED_LABEL}'s" in html
     assert json.loads((run.folder / "timing.json").read_text())["risk_seconds"] > 0
 
 
-def test_the_risk_strategies_trade_the_networks_p_up_and_forecast_volatility_beside_buy_and_hold(run, walk):
+def test_the_risk_strategies_trade_the_served_models_p_up_and_forecast_volatility_beside_buy_and_hold(run, walk):
     m = json.loads((run.folder / "metrics.json").read_text())
     tr, table = m["trading"]["risk"], run.result.table
-    assert (tr["skipped"], tr["model"], tr["days_without_forecast"]) == (None, "network", 0)  # fixed rule: the network first
+    assert (tr["skipped"], tr["model"], tr["days_without_forecast"]) == (None, SERVED, 0)  # fixed rule: the served model
     assert list(m["trading"]["results"])[-2:] == ["p_up", "model_vol_target"]
-    risk_q = trading.RiskForecast("network", "the network", walk.q("network"), walk.tau)
+    risk_q = trading.RiskForecast(SERVED, SERVED_LABEL, walk.q(SERVED), walk.tau)
     t = TradingSettings()
     want = {"p_up": trading.p_signal(risk_q.p_up(), t),  # fixed sizing: 1
             "model_vol_target": trading.signal(table, "model", t) * trading.vol_size(risk_q.vol(365), t)}
@@ -135,8 +142,8 @@ def test_the_risk_strategies_trade_the_networks_p_up_and_forecast_volatility_bes
         np.testing.assert_allclose(returns[name], trading.simulate(table, position, t)["net"], atol=1e-8)
         assert m["trading"]["results"][name]["days"] == 22
     assert m["verdict"][-2:] == tr["verdict"]
-    assert tr["verdict"][0].startswith("After costs trading on the network's P(up) ")
-    assert tr["verdict"][1].startswith("After costs the model's strategy sized to the network's forecast volatility ")
+    assert tr["verdict"][0].startswith(f"After costs trading on {SERVED_LABEL}'s P(up) ")
+    assert tr["verdict"][1].startswith(f"After costs the model's strategy sized to {SERVED_LABEL}'s forecast volatility ")
     html = (run.folder / "report.html").read_text()
     assert "<th>p_up</th>" in html and "<th>model_vol_target</th>" in html
     assert tr["verdict"][0].replace("'", "&#39;") in html
@@ -144,20 +151,25 @@ def test_the_risk_strategies_trade_the_networks_p_up_and_forecast_volatility_bes
 
 def test_candles_after_a_day_do_not_move_that_days_risk_quantiles(run, btc, tmp_path):
     days = run.result.table.index
-    cut_day = days[8]  # 2025-12-23, inside the fold of 12-22..12-28: candles from it on are moved
+    cut_day = days[8]  # 2025-12-23, inside the fold of 12-22..12-28: candles and hours from it on are moved
     moved = perturb(btc, int(btc.index.get_loc(cut_day)))
     path = tmp_path / "btc-moved.csv"
     moved.rename_axis("timestamp").to_csv(path)
-    again = backtest(str(path), tmp_path / "runs")
+    hourly = load("btc-usd-1h")
+    hours_path = tmp_path / "btc-1h-moved.csv"  # the cut day's own hours (open 00:00 on) and all later ones
+    perturb(hourly, int(hourly.index.searchsorted(cut_day)), seed=1).rename_axis("timestamp").to_csv(hours_path)
+    again = backtest(str(path), tmp_path / "runs", intraday=str(hours_path))
+    assert json.loads((again.folder / "metrics.json").read_text())["intraday"]["series"] == str(hours_path)
 
     before = pd.read_csv(run.folder / "risk.csv", index_col=0)
     after = pd.read_csv(again.folder / "risk.csv", index_col=0)
     assert after.index.equals(before.index)
     quantiles = [c for c in before.columns if "_q" in c]
-    upto = before.index <= str(cut_day)  # the cut day's forecast uses candles through the day before
+    upto = before.index <= str(cut_day)  # the cut day's forecast uses candles and hours through the day before
     pd.testing.assert_frame_equal(after.loc[upto, quantiles], before.loc[upto, quantiles], rtol=1e-9)
     assert (after.loc[~upto, quantiles] - before.loc[~upto, quantiles]).abs().to_numpy().max() > 0.01  # later ones do move
     assert (after.loc[upto, "actual"] != before.loc[upto, "actual"]).any()  # the cut day's own return moved
+    assert (after.loc[upto, "rv"] != before.loc[upto, "rv"]).any()  # and its realized variance (its hours moved)
 
 
 @pytest.mark.parametrize("cut, words", [

@@ -11,6 +11,7 @@ import pytest
 
 from coincast import load, run
 from coincast.data.datasets import daily_coins
+from coincast.data.intraday import resolve
 from coincast.errors import DataError, OutputError
 from coincast.evaluation import risk
 from coincast.evaluation.metrics import verdict
@@ -20,7 +21,9 @@ from coincast.models.risk_network import NetworkRisk
 from coincast.models.risk_walk import pooled_returns, walk_forward_risk
 from tests.conftest import tiny
 
-RISK_MODELS = ["empirical", "ewma_t", "garch_t", "har_t", "network"]
+# a default BTC run's risk models: btc-usd's hourly companion (btc-usd-1h) adds the realized ones
+RISK_MODELS = ["empirical", "ewma_t", "garch_t", "har_t", "har_rv", "harq", "network", "garch_har", "network_har"]
+SERVED = "network_har"  # the first of SERVED_MODELS the walk holds
 RISK_COLUMNS = {"risk_q2.5": 0.025, "risk_q10": 0.10, "risk_q50": 0.50, "risk_q90": 0.90, "risk_q97.5": 0.975}
 
 
@@ -75,11 +78,15 @@ def test_same_seed_gives_identical_metrics_json(btc_run, tmp_path):
 
 @pytest.fixture(scope="module")
 def risk_walk(btc_run):
-    """Every risk model walked over the run's test days in one fold, outside the run."""
+    """Every risk model walked over the run's test days in one fold, outside the run, with the hourly
+    candles a run on btc-usd gets by default (btc-usd-1h, cut to the daily span)."""
     days, btc = btc_run.forecast.index, load("btc-usd")
+    hourly = resolve(None, {"btc-usd": btc})
+    assert hourly.series == "btc-usd-1h"
+    assert json.loads((btc_run.folder / "metrics.json").read_text())["intraday"] == hourly.record()
     pool = pooled_returns(btc, daily_coins(but="btc-usd"))  # the head trains on the other bundled coins too
-    return walk_forward_risk(btc, start=days[0], retrain_every=len(days), end=days[-1],
-                             baselines=all_baselines() + [NetworkRisk(pool=pool)])
+    return walk_forward_risk(btc, start=days[0], retrain_every=len(days), end=days[-1], intraday=hourly.frame,
+                             baselines=all_baselines(intraday=True) + [NetworkRisk(pool=pool)])
 
 
 def test_risk_scores_are_one_fold_of_walk_forward_risk_on_the_test_days(btc_run, risk_walk):
@@ -94,18 +101,18 @@ def test_risk_scores_are_one_fold_of_walk_forward_risk_on_the_test_days(btc_run,
         assert got["crps"] == pytest.approx(risk.crps(y, q, w.tau).mean(), rel=1e-9), name
         if name != "empirical":
             assert got["dm_p"] == pytest.approx(risk.crps_dm(y, q, ref, w.tau)["dm_p"], rel=1e-9), name
-    g = risk.crps_dm(y, w.q("network"), w.q("garch_t"), w.tau)
-    net = m["baselines"]["network"]
+    g = risk.crps_dm(y, w.q(SERVED), w.q("garch_t"), w.tau)
+    net = m["baselines"][SERVED]
     assert (net["crps_ratio_garch"], net["dm_p_garch"]) == pytest.approx((g["ratio"], g["dm_p"]), rel=1e-9)
     assert m["verdict"].endswith(f"CRPS {g['ratio']:.3f}x, DM p = {g['dm_p']:.3g}.")
-    assert m["forecast_columns"]["model"] == "network"  # the fixed rule: the network where it is walked
+    assert m["forecast_columns"]["model"] == m["forecast"] == SERVED  # the fixed rule: the first served model walked
 
 
-def test_forecast_csv_holds_the_networks_quantiles_of_the_next_close_as_prices(btc_run, risk_walk):
+def test_forecast_csv_holds_the_served_models_quantiles_of_the_next_close_as_prices(btc_run, risk_walk):
     t = pd.read_csv(btc_run.folder / "forecast.csv", index_col=0, parse_dates=True)
     close = load("btc-usd")["close"]
     np.testing.assert_allclose(t["previous"], close.shift(1).loc[t.index], rtol=1e-9)  # a daily run's previous close
-    q = risk_walk.q("network")  # [N, K]
+    q = risk_walk.q(SERVED)  # [N, K]
     for col, level in RISK_COLUMNS.items():
         want = t["previous"] * np.exp(q[:, risk.level_index(risk_walk.tau, level)] / 100)
         np.testing.assert_allclose(t[col], want, rtol=1e-6)
@@ -121,7 +128,7 @@ def test_the_report_has_the_risk_section(btc_run):
     for name in RISK_MODELS:
         assert f"<th>{name}</th>" in html
     assert f'<tr class="model"><th>{m["best"]}</th>' in html
-    assert 'alt="risk_fan.png"' in html and "forecast.csv's risk_q2.5, risk_q10, risk_q50, risk_q90, risk_q97.5: the network's" in html
+    assert 'alt="risk_fan.png"' in html and "forecast.csv's risk_q2.5, risk_q10, risk_q50, risk_q90, risk_q97.5: the network + HAR-RV average's" in html
 
 
 def test_hourly_or_several_assets_skip_the_risk_part_with_the_reason(btc):
