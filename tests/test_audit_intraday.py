@@ -11,7 +11,6 @@ import pytest
 from coincast.backtest import audit
 from coincast.backtest.audit import audit_risk, perturbed_hours
 from coincast.data import load
-from coincast.data.intraday import given
 from coincast.models.risk_walk import RiskWalk, walk_forward_risk
 
 
@@ -43,7 +42,7 @@ def _recording(calls: list, use=None):
 
     def walk(candles, *, intraday=None, **kw):
         calls.append((candles, intraday))
-        w = walk_forward_risk(candles, **kw, **given(walk_forward_risk, intraday))  # as the audit would
+        w = walk_forward_risk(candles, intraday=intraday, **kw)
         if use is None:
             return w
         r = 100 * np.log(intraday["close"]).diff()

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from coincast.data import load
-from coincast.data.intraday import given, resolve
+from coincast.data.intraday import resolve
 from coincast.data.store import Store
 from coincast.errors import DataError
 
@@ -104,14 +104,3 @@ def test_a_wrong_series_is_refused_with_the_fix(case, message, btc, hourly, tmp_
         resolve(spec, raws)
     assert message in str(err.value) and "\n" not in str(err.value)
 
-
-def test_given_hands_the_frame_only_to_a_function_that_takes_it(hourly):
-    def walk(candles, start, intraday=None):
-        return intraday
-
-    def old_walk(candles, start):
-        return None
-
-    assert given(walk, hourly)["intraday"] is hourly
-    assert given(walk, hourly, True) == {"intraday": True}  # a model list's flag: the models on realized measures
-    assert given(old_walk, hourly) == {} and given(walk, None) == {}

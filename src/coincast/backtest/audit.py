@@ -30,7 +30,6 @@ from coincast.config import Settings
 from coincast.data.datasets import daily_coins
 from coincast.data.exogenous import read_series
 from coincast.data.frame import day_on
-from coincast.data.intraday import given
 from coincast.errors import CoincastError, DataError
 from coincast.models.risk_baselines import all_baselines
 from coincast.models.risk_network import NetworkRisk
@@ -240,17 +239,17 @@ def audit_risk(raw: pd.DataFrame, cutoff, start=None, retrain_every: int = 7, se
     raw, pert, res = _perturbed(raw, cut, retrain_every, seed)
     with_network = first - 1 >= NetworkRisk().min_history  # returns before the first forecast day
     pools, hours = ({}, {}), (None, None)
-    models = given(all_baselines, intraday, True)  # with hourly candles, the models on realized measures too
     if intraday is not None:
         hours = perturbed_hours(intraday, res.cutoff, raw.index[-1] + pd.Timedelta(days=1), seed)
     if with_network:
         others = daily_coins(but=data)
         moved = {k: perturb(o, int(o.index.searchsorted(res.cutoff.normalize())), seed=seed) for k, o in others.items()}
         pools = (others, moved)
+    realized = intraday is not None  # with hourly candles, the models on realized measures too
     try:
-        a, b = (walk_forward_risk(candles, start=first, retrain_every=retrain_every, baselines=all_baselines(**models) + (
-                    [NetworkRisk(seed=seed, pool=pooled_returns(candles, pool))] if with_network else []),
-                    **given(walk_forward_risk, hourly))
+        a, b = (walk_forward_risk(candles, start=first, retrain_every=retrain_every, intraday=hourly,
+                                  baselines=all_baselines(intraday=realized) + (
+                                      [NetworkRisk(seed=seed, pool=pooled_returns(candles, pool))] if with_network else []))
                 for candles, pool, hourly in zip((raw, pert), pools, hours))
     except CoincastError as e:  # no open/high/low/close, too little history
         return f"the risk models do not apply to these candles: {str(e).rstrip('.')}"

@@ -147,13 +147,3 @@ def _bars(bar: pd.Timedelta | None) -> str:
         return "undated rows"
     return f"{bar / HOUR:g}-hour bars" if bar < pd.Timedelta(days=1) else f"{bar / pd.Timedelta(days=1):g}-day bars"
 
-
-def given(fn, intraday: pd.DataFrame | None, value=None) -> dict:
-    """`{"intraday": intraday}` (or `value` in its place) where `fn` (a risk model's walk, forecast or
-    model list, models/risk_*.py) takes an `intraday` keyword and there are hourly candles, else `{}`:
-    the one way callers hand the risk models the hourly candles, whether or not they take them yet."""
-    import inspect
-
-    if intraday is None or "intraday" not in inspect.signature(fn).parameters:
-        return {}
-    return {"intraday": intraday if value is None else value}
