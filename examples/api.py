@@ -14,7 +14,7 @@ import coincast
 from coincast.backtest.engine import BacktestSettings
 from coincast.backtest.trading import TradingSettings
 from coincast.flows.backtest import run_backtest
-from coincast.models.risk_walk import next_move
+from coincast.flows.backtest_risk import served_move
 
 
 def small_settings() -> coincast.Settings:
@@ -40,16 +40,18 @@ def main(out: str) -> None:
     backtest = run_backtest("btc-usd", settings, walk, TradingSettings(fee_bps=10, slippage_bps=5), runs_dir=out)
     for line in backtest.verdict:
         print(line)
-    risk = backtest.summary["risk"]  # the range forecasts of the same days: the network's head and the baselines
+    risk = backtest.summary["risk"]  # the range forecasts of the same days: every risk model, with btc-usd-1h by default
     print(risk["verdict"] if risk["skipped"] is None else f"risk skipped: {risk['skipped']}")
 
     # 3. Forecast the day after the data with the run's model, step by step through a Forecaster.
     frame = coincast.load("btc-usd")
     nxt = result.forecaster.forecast_next(frame)
     print(f"next close ({nxt['date']}): {nxt['predicted_price']:,.2f} ({nxt['change_pct']:+.2f}%, {nxt['direction']})")
-    # ... and its range: GARCH(1,1)-t's quantiles of the next percent log return, as `coincast predict` prints them
-    (low, median, high), n = next_move(frame, [0.1, 0.5, 0.9])
-    print(f"80% range of the next move: {low:+.2f}% .. {high:+.2f}% (median {median:+.2f}%; GARCH(1,1)-t on {n:,} returns)")
+    # ... and its range: the served risk model's quantiles of the next percent log return, as `coincast predict`
+    # prints them (with the hourly candles and the head off: the GARCH-t + HAR-RV average)
+    hourly = coincast.load("btc-usd-1h")
+    (low, median, high), n, label = served_move(frame, [0.1, 0.5, 0.9], hourly, head=settings.model.risk_head)
+    print(f"80% range of the next move: {low:+.2f}% .. {high:+.2f}% (median {median:+.2f}%; {label} on {n:,} returns)")
 
 
 if __name__ == "__main__":
