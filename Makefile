@@ -58,7 +58,7 @@ bench-quick: $(VENV)/.installed
 skill: $(VENV)/.installed
 	$(VENV)/bin/coincast evaluate --jobs 2 --out runs/skill
 	$(PY) benchmarks/skill.py runs/skill
-	$(PY) benchmarks/risk_baselines.py
+	$(PY) benchmarks/risk_baselines.py  # with the bundled hourly series: the intraday models and the served one
 
 # A 40-trial `coincast tune` on btc-usd (tune end 2024-12-31, 91-day trials) and its test after the tune end (~80 min on 2 cores).
 bench-tune: $(VENV)/.installed

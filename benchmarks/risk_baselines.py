@@ -16,8 +16,10 @@ for that model, met or missed. Writes the JSON (--out) and a marked section of -
         [--end 2024-01-06 --section risk_tuning --out ...]   the same on data cut at --end
         [--network record=730,shrink=1.0]                     the network's settings (NetworkRisk's keywords;
                                                               pool=0: trained on the coin's own windows only)
-        [--intraday /work/shared/data/hourly]                 hourly candles <COIN>USDT_1h.csv: the intraday models
-        [--served garch_har]                                  issue 28's targets for this model
+        [--intraday bundled|none|FOLDER]                      hourly candles (default: the bundled <coin>-1h
+                                                              series; a folder of <COIN>USDT_1h.csv): the intraday models
+        [--served network_har]                                issue 28's targets for this model (default: the
+                                                              first of SERVED_MODELS, the model coincast serves)
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import coincast
 from coincast.data.datasets import daily_coins
 from coincast.evaluation import risk
 from coincast.evaluation.metrics import diebold_mariano
-from coincast.flows.backtest_risk import candle_columns, confidence_set, scores
+from coincast.flows.backtest_risk import SERVED_MODELS, candle_columns, confidence_set, scores
 from coincast.machine import cpu_model
 from coincast.models.risk_baselines import all_baselines
 from coincast.models.risk_network import NetworkRisk
@@ -50,12 +52,17 @@ REFERENCE, GARCH = "empirical", "garch_t"
 ISSUE = {"garch_gain": (0.3, 1.9), "garch_dm_below_05": 4, "cov80": (0.79, 0.83), "cov95": (0.95, 0.96)}
 
 
-def hourly(folder: str | None, coin: str, end: str | None) -> pd.DataFrame | None:
-    """The coin's hourly candles from `folder` (<COIN>USDT_1h.csv, UTC open times), cut after `end`."""
-    if folder is None:
+def hourly(source: str | None, coin: str, end: str | None) -> pd.DataFrame | None:
+    """The coin's hourly candles, cut after `end`: "bundled" (the dataset `<coin>-1h`), "none"/None
+    (no intraday models), or a folder of <COIN>USDT_1h.csv files (UTC open times)."""
+    if source in (None, "none"):
         return None
-    frame = pd.read_csv(Path(folder) / f"{coin.split('-')[0].upper()}USDT_1h.csv", index_col="timestamp", parse_dates=True)
-    frame.index = frame.index.tz_localize("UTC")
+    if source == "bundled":
+        frame = candle_columns(coincast.load(f"{coin}-1h"))
+    else:
+        frame = pd.read_csv(Path(source) / f"{coin.split('-')[0].upper()}USDT_1h.csv", index_col="timestamp",
+                            parse_dates=True)
+        frame.index = frame.index.tz_localize("UTC")
     return frame if end is None else frame.loc[: f"{end} 23:00"]
 
 
@@ -292,11 +299,15 @@ def main() -> None:
     p.add_argument("--end", default=None, help="cut the data after this date (a tuning period)")
     p.add_argument("--section", default="risk", help="the marked section of --doc to write")
     p.add_argument("--network", default="", help="NetworkRisk keywords, e.g. record=730,min_record=50")
-    p.add_argument("--intraday", default=None, help="a folder of hourly candles <COIN>USDT_1h.csv")
-    p.add_argument("--served", default=None, help="the served model, scored against issue 28's targets")
+    p.add_argument("--intraday", default="bundled",
+                   help="hourly candles: bundled (each coin's <coin>-1h dataset), none, or a folder of <COIN>USDT_1h.csv")
+    p.add_argument("--served", default=None,
+                   help="the served model scored against issue 28's targets (default: SERVED_MODELS' first, with hourly candles)")
     p.add_argument("--rank", default=None, help="tuning JSONs (comma-separated): rank --candidates by the rule, print, exit")
     p.add_argument("--candidates", default="garch_har,har_rv,harq,network,network_har")
     a = p.parse_args()
+    if a.served is None and a.intraday != "none":
+        a.served = SERVED_MODELS[0]
     if a.rank:
         print(json.dumps(rank(a.rank.split(","), a.candidates.split(",")), indent=2))
         return

@@ -189,7 +189,8 @@ def test_benchmark_script_writes_its_section_only(tmp_path, monkeypatch):
     bench = load_bench(monkeypatch)
     doc, out = tmp_path / "BENCHMARKS.md", tmp_path / "risk.json"
     doc.write_text("# Benchmarks\n\nother sections\n")
-    argv = ["risk_baselines.py", "--coins", "btc-usd", "--days", "20", "--out", str(out), "--doc", str(doc)]
+    argv = ["risk_baselines.py", "--coins", "btc-usd", "--days", "20", "--intraday", "none", "--out", str(out),
+            "--doc", str(doc)]
     for _ in range(2):
         monkeypatch.setattr(sys, "argv", argv)
         bench.main()
