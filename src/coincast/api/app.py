@@ -9,7 +9,6 @@ no Access-Control headers are sent, so browsers keep other sites' pages from rea
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Optional
 
 from fastapi import Depends, FastAPI, Header, Request

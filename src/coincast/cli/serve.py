@@ -20,7 +20,7 @@ def serve(
     port: int = typer.Option(8000, help="Port (0: any free one; the URL is printed)."),
     token_file: Optional[Path] = typer.Option(None, help="File whose first line is the write token (default: $COINCAST_TOKEN)."),
     read_token_file: Optional[Path] = typer.Option(None, help="File with a token that GET routes then require (default: $COINCAST_READ_TOKEN)."),
-    tokens: Optional[Path] = typer.Option(None, "--tokens", help="File of named tokens, one `name token` (write) or `name token read` line each; changes are recorded by name."),
+    tokens_file: Optional[Path] = typer.Option(None, "--tokens", help="File of named tokens, one `name token` (write) or `name token read` line each; changes are recorded by name."),
     speed: float = typer.Option(1.0, help="--demo: simulated days per real second."),
     start: Optional[str] = typer.Option(None, "--from", help="--demo: first simulated day, YYYY-MM-DD (default 2025-06-01)."),
     days: Optional[int] = typer.Option(None, help="--demo: stop the service after this many simulated days (the API keeps serving)."),
@@ -37,12 +37,12 @@ def serve(
         raise ConfigError(f"--port {port} is not a port: give 0..65535 (0: any free one)")
     from coincast.api.server import bind
 
-    allowed = load_tokens(token_file, read_token_file, tokens_file=tokens)
-    check_bind(host, allowed)  # before anything is written
+    tokens = load_tokens(token_file, read_token_file, tokens_file=tokens_file)
+    check_bind(host, tokens)  # before anything is written
     if demo:
         first = _demo_start(start)
         with bind(host, port) as sock:
-            return _demo(sock, allowed, speed, first, days, store)
+            return _demo(sock, tokens, speed, first, days, store)
     from coincast.data.exchange import make_client
     from coincast.live.clock import WallClock
     from coincast.live.config import check, load_config
@@ -53,7 +53,7 @@ def serve(
         cfg.store = store
         check(cfg)
     with bind(host, port) as sock:
-        _serve(Service(cfg, WallClock(), make_client, say), sock, allowed)
+        _serve(Service(cfg, WallClock(), make_client, say), sock, tokens)
 
 
 def _demo_start(start: Optional[str]):
