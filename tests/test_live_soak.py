@@ -59,7 +59,7 @@ class Command:
 
     def __init__(self, kind: str, store: Path, day: pd.Timestamp, days: int | None = None):
         args = ["--demo", "--from", f"{day:%Y-%m-%d}", "--store", str(store)]
-        args += ["--speed", "0"] if kind == "live" else ["--port", "0", "--speed", "2"]
+        args += ["--speed", "0"] if kind == "live" else ["--port", "0", "--speed", "1"]
         args += ["--days", str(days)] if days else []
         env = {k: v for k, v in os.environ.items() if k not in ("COINCAST_TOKEN", "COINCAST_READ_TOKEN")}
         self.proc = subprocess.Popen([sys.executable, "-m", "coincast", kind, *args], stdout=subprocess.PIPE,

@@ -44,6 +44,7 @@ class Tokens:
     adds tokens of a tokens file."""
 
     def __init__(self, write: str | None = None, read: str | None = None, named: tuple[Token, ...] = ()):
+        self.write, self.read = write, read  # the single tokens, as given
         legacy = [Token(WRITE_NAME, write, True)] if write else []
         legacy += [Token(READ_NAME, read, False)] if read else []
         self.all: tuple[Token, ...] = (*legacy, *named)
