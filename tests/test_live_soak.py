@@ -1,14 +1,16 @@
 """Kill the real commands anywhere, then run months on: `coincast live --demo --speed 0` (the live
 service and its replay exchange in one process, on virtual time: each step takes as long as its
 work and no simulated time passes while a model trains) and `coincast serve --demo` (the same
-with the HTTP API, on a fast simulated clock), on one store, over six simulated months.
+with the HTTP API, on a simulated clock), on one store, over six simulated months: four streams
+(BTC, ETH, LTC and BNB daily), every FAULT_EVERY-th exchange request answered with a fault.
 
 KILLS times the test starts one of them where the store left off and SIGKILLs it once it has
 printed the k-th progress line of a seeded pseudo-random kind (a fetch, a scoring, a forecast,
 the start or the end of a training, a decision), k seeded too, or after CAP lines if that
 event is slow to come: a kill follows an event, never a sleep. After each kill, checks that do not depend on when it landed:
 
-* the stored candles of each market are the replay's, each once, none skipped;
+* the stored candles of each market are the replay's, each once, none skipped (duplicated,
+  shuffled and empty pages notwithstanding);
 * no two forecasts share (stream, model, target time); no forecast issued before the kill has
   changed in its issued fields;
 * every champion and shadow has its files, whole, and loads; each stream has at most one
@@ -43,13 +45,15 @@ from coincast.data import load
 from coincast.data.store import Store
 from coincast.live.registry import ISSUED, Registry
 from coincast.models.forecaster import Forecaster
+from tests.conftest import assert_user_error
 
 START, END = pd.Timestamp("2025-06-01"), pd.Timestamp("2025-12-01")  # six simulated months
 KILLS = 20
 SERVE_EVERY = 4  # every 4th start is `coincast serve --demo`, the others `coincast live --demo`
 EVENTS = {"fetched": 6, "scored": 6, "forecast for": 8, "training ": 2, "trained in": 2, "DECISION": 1}  # kind: most k
 CAP = 40  # progress lines after which a run is killed anyway (an event that does not come soon)
-MARKETS = {"btc-1d": ("BTC/USDT", "btc-usd"), "eth-1d": ("ETH/USDT", "eth-usd")}
+MARKETS = {f"{c}-1d": (f"{c.upper()}/USDT", f"{c}-usd") for c in ("btc", "eth", "ltc", "bnb")}
+FAULT_EVERY = 7  # every 7th request to the replay exchange answered with a fault: 500, empty page, duplicates, shuffled
 LINES_S = 300  # the most seconds to wait for the next line: generous, and only ever a bound
 RSS_TOLERANCE = 0.10
 
@@ -58,7 +62,8 @@ class Command:
     """A `coincast live|serve --demo` process and its progress lines, read as they come."""
 
     def __init__(self, kind: str, store: Path, day: pd.Timestamp, days: int | None = None):
-        args = ["--demo", "--from", f"{day:%Y-%m-%d}", "--store", str(store)]
+        args = ["--demo", "--from", f"{day:%Y-%m-%d}", "--store", str(store), "--coins", ",".join(MARKETS).replace("-1d", ""),
+                "--faults", str(FAULT_EVERY)]
         args += ["--speed", "0"] if kind == "live" else ["--port", "0", "--speed", "1"]
         args += ["--days", str(days)] if days else []
         env = {k: v for k, v in os.environ.items() if k not in ("COINCAST_TOKEN", "COINCAST_READ_TOKEN")}
@@ -228,3 +233,11 @@ def test_killed_anywhere_twenty_times_then_six_months_on_loses_nothing(tmp_path)
     assert quarter >= 5, samples
     mid, late = median(samples[2 * quarter:3 * quarter]), median(samples[3 * quarter:])
     assert abs(late / mid - 1) <= RSS_TOLERANCE, (mid, late, samples)
+
+
+def test_bad_demo_options_are_one_line_exit_2_and_write_nothing(cli, tmp_path):
+    for args, message in ((["--coins", "btc,doge"], "--coins btc,doge: give some of btc, eth, ltc, bnb"),
+                          (["--coins", "btc,btc"], "each once"), (["--faults", "-1"], "--faults -1: give 0 (none) or N")):
+        done = cli("live", "--demo", *args, "--store", str(tmp_path / "s" / "live.duckdb"), cwd=tmp_path)
+        assert_user_error(done, message)
+        assert not (tmp_path / "s").exists()

@@ -33,6 +33,8 @@ ANA, VIEWER = "ana-token-0123", "viewer-token-0123"
     (["--demo", "--tokens", "twice"], "the name of ana is given twice"),
     (["--demo", "--tokens", "empty"], "--tokens empty holds no token"),
     (["--demo", "--host", "0.0.0.0", "--tokens", "readers"], "--host 0.0.0.0 would expose the API"),
+    (["--demo", "--coins", "btc,doge"], "--coins btc,doge: give some of btc, eth, ltc, bnb"),
+    (["--demo", "--faults", "-3"], "--faults -3: give 0 (none) or N"),
 ])
 def test_bad_invocations_are_one_line_exit_2_and_write_nothing(cli, tmp_path, monkeypatch, args, message):
     monkeypatch.delenv("COINCAST_TOKEN", raising=False)

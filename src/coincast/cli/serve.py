@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from coincast.cli.live import STORE_HELP, out, say
+from coincast.cli.live import COINS_HELP, FAULTS_HELP, STORE_HELP, demo_coins, out, say
 from coincast.errors import ConfigError
 
 
@@ -25,6 +25,8 @@ def serve(
     start: Optional[str] = typer.Option(None, "--from", help="--demo: first simulated day, YYYY-MM-DD (default 2025-06-01)."),
     days: Optional[int] = typer.Option(None, help="--demo: stop the service after this many simulated days (the API keeps serving)."),
     store: Optional[Path] = typer.Option(None, help=STORE_HELP),
+    coins: str = typer.Option("btc,eth", help=COINS_HELP),
+    faults: int = typer.Option(0, help=FAULTS_HELP),
 ):
     """Serve the live service's forecasts: HTTP API under /v1, /metrics, and a dashboard at /."""
     from coincast.api.auth import check_bind, load_tokens
@@ -40,9 +42,9 @@ def serve(
     tokens = load_tokens(token_file, read_token_file, tokens_file=tokens_file)
     check_bind(host, tokens)  # before anything is written
     if demo:
-        first = _demo_start(start)
+        first, picked = _demo_start(start), demo_coins(coins, faults)
         with bind(host, port) as sock:
-            return _demo(sock, tokens, speed, first, days, store)
+            return _demo(sock, tokens, speed, first, days, store, picked, faults)
     from coincast.data.exchange import make_client
     from coincast.live.clock import WallClock
     from coincast.live.config import check, load_config
@@ -62,12 +64,13 @@ def _demo_start(start: Optional[str]):
     return demo_start(start)
 
 
-def _demo(sock, tokens, speed: float, first, days: Optional[int], store: Optional[Path]) -> None:
+def _demo(sock, tokens, speed: float, first, days: Optional[int], store: Optional[Path], coins: tuple[str, ...],
+          faults: int) -> None:
     from coincast.live.demo import DAY_S, demo_service
 
     path = store or Path(tempfile.mkdtemp(prefix="coincast-serve-demo-")) / "live.duckdb"
     out.print(f"demo store: {path}")
-    with demo_service(path, first, speed * DAY_S, days, say) as (service, until):
+    with demo_service(path, first, speed * DAY_S, days, say, coins=coins, fault_every=faults) as (service, until):
         _serve(service, sock, tokens, until)
 
 
