@@ -76,7 +76,7 @@ def encode_cursor(*key) -> str:
 
 
 def decode_cursor(text: str, *kinds) -> list:
-    """The sort key in a cursor, each part read by its kind (`time`, str, int); BadCursor otherwise."""
+    """The sort key in a cursor, each part read by its kind (`as_time`, `as_str`, `as_int`); BadCursor otherwise."""
     try:
         raw = json.loads(base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True).decode())
         if not isinstance(raw, list) or len(raw) != len(kinds):
@@ -235,8 +235,7 @@ class Reader:
                 args.append(value)
         rows = self.rows(f"SELECT {FORECAST_COLUMNS} FROM forecasts WHERE {' AND '.join(where)} "
                          f"ORDER BY target_time LIMIT {int(limit) + 1}", args)
-        more = len(rows) > limit
-        rows = rows[:limit]
+        rows, more = rows[:limit], len(rows) > limit
         return {"stream": name, "model": model, "forecasts": rows,
                 "next_cursor": encode_cursor(pd.Timestamp(rows[-1]["target_time"]).tz_localize(None)) if more else None}
 
@@ -251,8 +250,7 @@ class Reader:
                 args.append(value)
         rows = self.rows(f"SELECT open_time, open, high, low, close, volume FROM candles WHERE {' AND '.join(where)} "
                          f"ORDER BY open_time LIMIT {int(limit) + 1}", args)
-        more = len(rows) > limit
-        rows = rows[:limit]
+        rows, more = rows[:limit], len(rows) > limit
         out = [{**r, "open_time": iso(r["open_time"]), "close_time": iso(pd.Timestamp(r["open_time"]) + s.bar)} for r in rows]
         return {"stream": name, "candles": out, "next_cursor": encode_cursor(rows[-1]["open_time"]) if more else None}
 
@@ -267,8 +265,7 @@ class Reader:
             args += decode_cursor(cursor, as_int)
         rows = self.rows(f"SELECT {DECISION_COLUMNS} FROM decisions WHERE {' AND '.join(where)} "
                          f"ORDER BY id DESC LIMIT {int(limit) + 1}", args)
-        more = len(rows) > limit
-        rows = rows[:limit]
+        rows, more = rows[:limit], len(rows) > limit
         return {"stream": name, "model": model, "decisions": [_decision(r) for r in rows],
                 "next_cursor": encode_cursor(rows[-1]["id"]) if more else None}
 
@@ -287,8 +284,7 @@ class Reader:
             args += decode_cursor(cursor, as_str, as_time, as_str)
         rows = self.rows(f"SELECT {MODEL_COLUMNS} FROM models {'WHERE ' + ' AND '.join(where) if where else ''} "
                          f"ORDER BY stream, created, id LIMIT {int(limit) + 1}", args)
-        more = len(rows) > limit
-        rows = rows[:limit]
+        rows, more = rows[:limit], len(rows) > limit
         last = rows[-1] if more else None
         return {"models": [_model(r) for r in rows],
                 "next_cursor": encode_cursor(last["stream"], last["created"], last["id"]) if more else None}
