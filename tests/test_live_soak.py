@@ -29,10 +29,12 @@ sample taken during a fetch's or a forecast's short-lived allocations does not d
 from __future__ import annotations
 
 import os
+import queue
 import random
 import signal
 import subprocess
 import sys
+import threading
 from functools import lru_cache
 from pathlib import Path
 from statistics import median
@@ -70,20 +72,25 @@ class Command:
         self.proc = subprocess.Popen([sys.executable, "-m", "coincast", kind, *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, env={**env, "PYTHONUNBUFFERED": "1"})
         self.seen: list[str] = []
+        self._lines: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)  # it ended
 
     def lines(self):
-        """Its output, line by line, until it ends (each read bounded by LINES_S)."""
-        import selectors
-
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
-            while True:
-                assert sel.select(LINES_S), f"no output for {LINES_S} s:\n" + "".join(self.seen[-20:])
-                line = self.proc.stdout.readline()
-                if not line:
-                    return
-                self.seen.append(line)
-                yield line
+        """Its output, line by line, until it ends (each wait bounded by LINES_S)."""
+        while True:
+            try:
+                line = self._lines.get(timeout=LINES_S)
+            except queue.Empty:
+                raise AssertionError(f"no output for {LINES_S} s:\n" + "".join(self.seen[-20:])) from None
+            if line is None:
+                return
+            self.seen.append(line)
+            yield line
 
     def workers(self) -> list[int]:
         try:
@@ -98,7 +105,6 @@ class Command:
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=LINES_S)
-        self.proc.stdout.close()
 
     def __enter__(self):
         return self
@@ -107,7 +113,6 @@ class Command:
         if self.proc.poll() is None:  # a failed check: never leave it running
             self.proc.kill()
             self.proc.wait()
-        self.proc.stdout.close()
 
 
 def alive(pid: int) -> bool:
