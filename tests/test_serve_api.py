@@ -112,7 +112,7 @@ def test_candles_page_and_decisions(demo, client):
     (n,) = table(demo, "SELECT count(*) FROM candles WHERE symbol = 'ETH/USDT'")[0]
     assert len(candles) == n and candles[-1]["open_time"] == "2025-06-12T00:00:00Z"
     assert candles[-1]["close_time"] == "2025-06-13T00:00:00Z"
-    decisions = client.get("/v1/streams/btc-1d/decisions").json()["decisions"]
+    decisions = all_pages(client, "/v1/streams/btc-1d/decisions", "decisions", limit=2)
     assert decisions[-1]["kind"] == "first" and decisions[-1]["model"] == "btc-1d-m1"
 
 
@@ -124,21 +124,7 @@ def test_models_and_one_model(client):
     m1 = client.get("/v1/models/btc-1d-m1").json()
     assert m1["settings"]["model"]["hidden"] == [4, 4] and "q95" in m1["figures"]
     assert m1["live"]["n"] >= 1 and "rmse_ratio" in m1["live"]
-    assert m1["decisions"][0]["kind"] == "first"
-
-
-@pytest.mark.parametrize("method, url, lists", [
-    ("get", "/v1/streams/nope/forecast", "streams"), ("get", "/v1/streams/nope/forecasts", "streams"),
-    ("get", "/v1/streams/nope/candles", "streams"), ("get", "/v1/models/btc-1d-m99", "models"),
-    ("get", "/v1/streams/btc-1d/forecasts?model=zz", "models"), ("get", "/v1/nothing", "routes"),
-])
-def test_unknown_names_answer_404_with_what_exists(client, method, url, lists):
-    answer = getattr(client, method)(url)
-    assert answer.status_code == 404
-    body = answer.json()
-    assert body["detail"].startswith("no ")
-    expected = {"streams": "btc-1d", "models": "btc-1d-m1", "routes": "/v1/streams"}[lists]
-    assert expected in body[lists]
+    assert m1["decisions"][-1]["kind"] == "first"  # newest first
 
 
 @pytest.mark.parametrize("url, field", [
@@ -264,17 +250,17 @@ def test_retrain_promote_and_rollback_by_hand(demo, client):
     again = client.post("/v1/streams/eth-1d/retrain", headers=headers)
     assert again.status_code == 409 and new in again.json()["detail"]
     champion = client.get("/v1/streams/eth-1d").json()["champion"]
-    promoted = client.post(f"/v1/models/{new}/promote", json={"reason": "looks good", "by": "ana"}, headers=headers)
+    promoted = client.post(f"/v1/models/{new}/promote", json={"reason": "looks good"}, headers=headers)
     assert promoted.status_code == 200, promoted.text
     assert promoted.json() == {"stream": "eth-1d", "champion": new, "retired": champion}
     twice = client.post(f"/v1/models/{new}/promote", json={"reason": "again"}, headers=headers)
     assert twice.status_code == 409 and "only a shadow or retired model" in twice.json()["detail"]
     wrong = client.post(f"/v1/models/{champion}/rollback", json={"reason": "x"}, headers=headers)
     assert wrong.status_code == 409 and "is not the champion" in wrong.json()["detail"]
-    back = client.post(f"/v1/models/{new}/rollback", json={"reason": "too jumpy", "by": "ana"}, headers=headers)
+    back = client.post(f"/v1/models/{new}/rollback", json={"reason": "too jumpy"}, headers=headers)
     assert back.status_code == 200 and back.json()["champion"] == champion
     kinds = [(d["kind"], d["reason"]) for d in client.get(f"/v1/models/{new}").json()["decisions"]]
-    assert ("manual_promotion", "by ana: looks good") in kinds and ("rollback", "by ana: too jumpy") in kinds
+    assert ("manual_promotion", "by write-token: looks good") in kinds and ("rollback", "by write-token: too jumpy") in kinds
     demo.clock.advance(DAY)  # the service forecasts with the restored champion
     assert client.get("/v1/streams/eth-1d/forecast").json()["model"] == champion
 

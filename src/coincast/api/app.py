@@ -9,14 +9,15 @@ no Access-Control headers are sent, so browsers keep other sites' pages from rea
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from coincast.api import guards, routes
-from coincast.api.auth import Tokens
+from coincast.api.auth import Tokens, holder
 from coincast.api.metrics import Metrics, RequestMetrics
 from coincast.api.reader import BadCursor, NotReady, Reader
 from coincast.errors import ModelFileError
@@ -43,9 +44,12 @@ def create_app(service: Service, tokens: Tokens = Tokens()) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/ready", responses={503: {"description": "starting, catching up, stopped or failed"}})
-    def ready() -> JSONResponse:
-        """Readiness: the store is open and the service has caught up; each stream's data age and last error."""
-        body = readiness(service, reader)
+    def ready(authorization: Optional[str] = Header(None)) -> JSONResponse:
+        """Readiness: the store is open and the service has caught up. With a read token set, a caller
+        without a token learns only that (`{"ready": ...}`); with one, the reason, the store and each
+        stream's data age and last error."""
+        told = not tokens.reads_protected or holder(tokens, authorization) is not None
+        body = readiness(service, reader) if told else {"ready": _reason(service) is None}
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     @app.get("/metrics", dependencies=[Depends(routes.read_access)], response_class=Response)
@@ -73,19 +77,26 @@ def _answer(status: int):
     return handler
 
 
-def readiness(service: Service, reader: Reader) -> dict:
-    """Ready once the store is open and one pass over every stream is done (catching up after a
+def _reason(service: Service) -> tuple[str, str] | None:
+    """(why, state) while the service is not ready; None once it is.
+
+    Ready once the store is open and one pass over every stream is done (catching up after a
     restart: the candles that closed while down fetched, missed ones recorded); not while the
     loop is stopped or failed."""
-    reason, state = None, "running"
     if service.failure is not None:
-        reason, state = f"the live service failed: {service.failure}", "failed"
-    elif not service.opened.is_set():
-        reason, state = "starting: the store is not open yet", "starting"
-    elif service.passes == 0:
-        reason, state = "catching up: fetching and forecasting the candles that closed while the service was down", "catching up"
-    elif not service.running:
-        reason, state = "the live service has stopped (end of its data, or shutting down): forecasts are no longer updated", "stopped"
+        return f"the live service failed: {service.failure}", "failed"
+    if not service.opened.is_set():
+        return "starting: the store is not open yet", "starting"
+    if service.passes == 0:
+        return "catching up: fetching and forecasting the candles that closed while the service was down", "catching up"
+    if not service.running:
+        return "the live service has stopped (end of its data, or shutting down): forecasts are no longer updated", "stopped"
+    return None
+
+
+def readiness(service: Service, reader: Reader) -> dict:
+    """The whole answer of /ready: whether, why not, the store, and each stream's freshness."""
+    reason, state = _reason(service) or (None, "running")
     streams = []
     if service.opened.is_set():
         for name in reader.names():

@@ -1,7 +1,7 @@
 """What a client sees when a request goes wrong: always JSON, never a stack trace.
 
-* `ApiError(status, detail, **extra)`: the routes' own refusals; 404s carry what exists
-  (`streams`, `models`, `routes`).
+* `ApiError(status, detail, **extra)`: the routes' own refusals; a 404 names what was asked for
+  and where the list of what exists is, never the names themselves (an unknown route: /openapi.json).
 * a malformed value: 422 whose `detail` names the field (`query parameter limit: ...`).
 * a request body over MAX_BODY bytes: 413, before the route runs (`BodyLimit`).
 * anything unexpected: 500 `internal error`; the traceback goes to the server's log only.
@@ -49,8 +49,7 @@ def install(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         body: dict = {"detail": exc.detail}
         if exc.status_code == 404 and exc.detail == "Not Found":
-            body = {"detail": f"no route {request.url.path}",
-                    "routes": ["/", *sorted(app.openapi()["paths"])]}
+            body = {"detail": f"no route {request.url.path}: /openapi.json lists the routes"}
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)

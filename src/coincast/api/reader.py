@@ -7,10 +7,16 @@ opened its store and reads committed rows beside the service's writes, with one 
 a demo that reached the end of its data stays readable. Rows come back as plain dicts: times as
 ISO text in UTC ("...Z"), the registry's JSON text parsed.
 
+Every list is a page: at most `limit` rows and a `next_cursor` (null on the last page) that
+continues after the page's last row in the list's own order, so a page costs the same however
+long the history grows. A cursor is opaque to clients: the last row's sort key, base64.
+
 The latest forecast of each stream is also kept as its JSON answer, until the service's next
 pass (`Service.passes`: forecasts are issued and realised only inside a pass), so the route
 read most often answers from memory, without a query or an encoding; so are the last
-PAGES_KEPT pages of forecast history asked for (a dashboard polls the same page).
+PAGES_KEPT pages of forecast history asked for (a dashboard polls the same page). Each stream's
+newest candle is read past the newest one seen before (`newest_candle`), not over the stream's
+whole history.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ FORECAST_COLUMNS = (f"strftime(target_time, {ISO}) AS target_time, strftime(issu
                     f"strftime(realised_at, {ISO}) AS realised_at, role = 'fallback' AS fallback")
 PAGES_KEPT = 16  # forecast history pages kept as JSON until the next pass (at most ~0.5 MB each)
 MODEL_COLUMNS = "id, stream, status, created, trained_through, shadow_from, figures, live"
+DECISION_COLUMNS = "id, decided_at, kind, model, other, target_time, figures, reason"
+DECISIONS_SHOWN = 50  # decisions about a model shown with it, newest first
 
 
 class NotReady(Exception):
@@ -61,19 +69,43 @@ def naive_utc(t: datetime | None) -> datetime | None:
     return (stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp).to_pydatetime()
 
 
-def encode_cursor(t) -> str:
-    return base64.urlsafe_b64encode(pd.Timestamp(t).isoformat().encode()).decode().rstrip("=")
+def encode_cursor(*key) -> str:
+    """A page's last row's sort key as a cursor (times as ISO text)."""
+    plain = [pd.Timestamp(k).isoformat() if isinstance(k, (datetime, pd.Timestamp)) else k for k in key]
+    return base64.urlsafe_b64encode(json.dumps(plain).encode()).decode().rstrip("=")
 
 
-def decode_cursor(text: str) -> datetime:
+def decode_cursor(text: str, *kinds) -> list:
+    """The sort key in a cursor, each part read by its kind (`as_time`, `as_str`, `as_int`); BadCursor otherwise."""
     try:
-        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True).decode()
-        stamp = pd.Timestamp(raw)
-        if pd.isna(stamp):
+        raw = json.loads(base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True).decode())
+        if not isinstance(raw, list) or len(raw) != len(kinds):
             raise ValueError(raw)
-        return stamp.to_pydatetime()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return [kind(value) for kind, value in zip(kinds, raw)]
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
         raise BadCursor("cursor is not one this API handed out: pass the next_cursor of the previous page") from None
+
+
+def as_time(value: str) -> datetime:
+    """A cursor's time (naive UTC, as stored)."""
+    if not isinstance(value, str):
+        raise ValueError(value)
+    stamp = pd.Timestamp(value)
+    if pd.isna(stamp) or stamp.tzinfo is not None:
+        raise ValueError(value)
+    return stamp.to_pydatetime()
+
+
+def as_int(value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(value)
+    return value
+
+
+def as_str(value) -> str:
+    if not isinstance(value, str):
+        raise ValueError(value)
+    return value
 
 
 class Reader:
@@ -84,6 +116,7 @@ class Reader:
         self._local = threading.local()
         self._latest: dict[str, tuple[int, bytes | None]] = {}  # stream -> (passes when read, JSON answer)
         self._pages: dict[tuple, tuple[int, bytes]] = {}  # query -> (passes when read, JSON answer), oldest first
+        self._newest: dict[str, datetime] = {}  # stream -> open time of its newest stored candle, as last read
 
     # -- connection --------------------------------------------------------------------------
     def _cursor(self) -> duckdb.DuckDBPyConnection:
@@ -119,8 +152,7 @@ class Reader:
         st = self.service.state(name)
         s = st.stream
         exchange, symbol, timeframe = s.market
-        (newest,) = self.rows("SELECT max(open_time) AS t FROM candles WHERE exchange = ? AND symbol = ? AND timeframe = ?",
-                              [exchange.lower(), symbol.upper(), timeframe])[0].values()
+        newest = self.newest_candle(name)
         closed = None if newest is None else pd.Timestamp(newest, tz="UTC") + s.bar
         through = self.rows("SELECT max(trained_through) AS t FROM models WHERE stream = ? AND status <> 'discarded'",
                             [name])[0]["t"]
@@ -140,6 +172,19 @@ class Reader:
             # the next scheduled training starts once the candle opening at this time has closed
             "next_retrain_after": None if through is None else iso(pd.Timestamp(through) + s.retrain_every * s.bar),
         }
+
+    def newest_candle(self, name: str) -> datetime | None:
+        """Open time of the stream's newest stored candle: read past the one read before (the
+        candles of a market are only ever added or revised, never removed), so the scan skips the
+        stream's history."""
+        exchange, symbol, timeframe = self.service.state(name).stream.market
+        seen = self._newest.get(name)
+        (found,) = self.rows("SELECT max(open_time) AS t FROM candles WHERE exchange = ? AND symbol = ? AND timeframe = ? "
+                             "AND open_time > ?", [exchange.lower(), symbol.upper(), timeframe, seen or datetime.min])[0].values()
+        if found is not None:
+            with self._lock:
+                self._newest[name] = seen = max(found, self._newest.get(name, found))
+        return seen
 
     # -- forecasts -----------------------------------------------------------------------------
     def latest(self, name: str) -> dict | None:
@@ -184,14 +229,13 @@ class Reader:
         where.append("model = ?" if model else "served")
         args += [model] if model else []
         for clause, value in (("target_time >= ?", naive_utc(start)), ("target_time < ?", naive_utc(end)),
-                              ("target_time > ?", decode_cursor(cursor) if cursor else None)):
+                              ("target_time > ?", decode_cursor(cursor, as_time)[0] if cursor else None)):
             if value is not None:
                 where.append(clause)
                 args.append(value)
         rows = self.rows(f"SELECT {FORECAST_COLUMNS} FROM forecasts WHERE {' AND '.join(where)} "
                          f"ORDER BY target_time LIMIT {int(limit) + 1}", args)
-        more = len(rows) > limit
-        rows = rows[:limit]
+        rows, more = rows[:limit], len(rows) > limit
         return {"stream": name, "model": model, "forecasts": rows,
                 "next_cursor": encode_cursor(pd.Timestamp(rows[-1]["target_time"]).tz_localize(None)) if more else None}
 
@@ -200,40 +244,61 @@ class Reader:
         exchange, symbol, timeframe = s.market
         where, args = ["exchange = ? AND symbol = ? AND timeframe = ?"], [exchange.lower(), symbol.upper(), timeframe]
         for clause, value in (("open_time >= ?", naive_utc(start)), ("open_time < ?", naive_utc(end)),
-                              ("open_time > ?", decode_cursor(cursor) if cursor else None)):
+                              ("open_time > ?", decode_cursor(cursor, as_time)[0] if cursor else None)):
             if value is not None:
                 where.append(clause)
                 args.append(value)
         rows = self.rows(f"SELECT open_time, open, high, low, close, volume FROM candles WHERE {' AND '.join(where)} "
                          f"ORDER BY open_time LIMIT {int(limit) + 1}", args)
-        more = len(rows) > limit
-        rows = rows[:limit]
+        rows, more = rows[:limit], len(rows) > limit
         out = [{**r, "open_time": iso(r["open_time"]), "close_time": iso(pd.Timestamp(r["open_time"]) + s.bar)} for r in rows]
         return {"stream": name, "candles": out, "next_cursor": encode_cursor(rows[-1]["open_time"]) if more else None}
 
-    def decisions(self, name: str, limit: int) -> list[dict]:
-        rows = self.rows("SELECT id, decided_at, kind, model, other, target_time, figures, reason FROM decisions "
-                         f"WHERE stream = ? ORDER BY id DESC LIMIT {int(limit)}", [name])
-        return [_decision(r) for r in rows]
+    def decisions(self, name: str, limit: int, cursor: str | None = None, model: str | None = None) -> dict:
+        """One page of the stream's decisions (or those about one model: as `model` or `other`), newest first."""
+        where, args = ["stream = ?"], [name]
+        if model is not None:
+            where.append("(model = ? OR other = ?)")
+            args += [model, model]
+        if cursor:
+            where.append("id < ?")
+            args += decode_cursor(cursor, as_int)
+        rows = self.rows(f"SELECT {DECISION_COLUMNS} FROM decisions WHERE {' AND '.join(where)} "
+                         f"ORDER BY id DESC LIMIT {int(limit) + 1}", args)
+        rows, more = rows[:limit], len(rows) > limit
+        return {"stream": name, "model": model, "decisions": [_decision(r) for r in rows],
+                "next_cursor": encode_cursor(rows[-1]["id"]) if more else None}
 
     # -- models --------------------------------------------------------------------------------
-    def model_ids(self) -> list[str]:
-        return [r["id"] for r in self.rows("SELECT id FROM models ORDER BY stream, created, id")]
+    def has_model(self, model_id: str) -> bool:
+        return bool(self.rows("SELECT count(*) AS n FROM models WHERE id = ?", [model_id])[0]["n"])
 
-    def models(self, stream: str | None = None) -> list[dict]:
-        where, args = ("WHERE stream = ?", [stream]) if stream else ("", [])
-        rows = self.rows(f"SELECT {MODEL_COLUMNS} FROM models {where} ORDER BY stream, created, id", args)
-        return [_model(r) for r in rows]
+    def models(self, stream: str | None, limit: int, cursor: str | None) -> dict:
+        """One page of models (every stream's, or one's), by stream, then oldest first."""
+        where, args = [], []
+        if stream:
+            where.append("stream = ?")
+            args.append(stream)
+        if cursor:
+            where.append("(stream, created, id) > (?, ?, ?)")
+            args += decode_cursor(cursor, as_str, as_time, as_str)
+        rows = self.rows(f"SELECT {MODEL_COLUMNS} FROM models {'WHERE ' + ' AND '.join(where) if where else ''} "
+                         f"ORDER BY stream, created, id LIMIT {int(limit) + 1}", args)
+        rows, more = rows[:limit], len(rows) > limit
+        last = rows[-1] if more else None
+        return {"models": [_model(r) for r in rows],
+                "next_cursor": encode_cursor(last["stream"], last["created"], last["id"]) if more else None}
 
     def model(self, model_id: str) -> dict | None:
+        """One model with its settings and its newest DECISIONS_SHOWN decisions (`decisions_cursor`
+        pages on through /v1/streams/{stream}/decisions?model=...)."""
         rows = self.rows(f"SELECT {MODEL_COLUMNS}, settings FROM models WHERE id = ?", [model_id])
         if not rows:
             return None
         m = _model(rows[0])
         m["settings"] = json.loads(rows[0]["settings"] or "{}")
-        found = self.rows("SELECT id, decided_at, kind, model, other, target_time, figures, reason FROM decisions "
-                          "WHERE model = ? OR other = ? ORDER BY id", [model_id, model_id])
-        m["decisions"] = [_decision(r) for r in found]
+        page = self.decisions(m["stream"], DECISIONS_SHOWN, model=model_id)
+        m["decisions"], m["decisions_cursor"] = page["decisions"], page["next_cursor"]
         return m
 
 

@@ -58,6 +58,8 @@ def note(line: str) -> None:
 
 
 STORE_HELP = "Store file (default: the config's store; for --demo a new temporary folder)."
+COINS_HELP = "--demo: the coins to forecast, comma-separated, of btc, eth, ltc, bnb (daily USDT candles)."
+FAULTS_HELP = "--demo: answer every N-th request to the replay exchange with a fault (500, empty page, duplicates, shuffled) to watch the service ride them out; 0: none."
 
 models_app = typer.Typer(no_args_is_help=True, help="The live model registry: list, show, promote, roll back.")
 
@@ -86,6 +88,8 @@ def live(
     days: Optional[int] = typer.Option(None, help="--demo: stop after this many simulated days (default: at the end of the data)."),
     store: Optional[Path] = typer.Option(None, help=STORE_HELP),
     log_format: str = typer.Option("text", "--log-format", help=LOG_FORMAT_HELP),
+    coins: str = typer.Option("btc,eth", help=COINS_HELP),
+    faults: int = typer.Option(0, help=FAULTS_HELP),
 ):
     """Keep forecasts current: fetch each candle, forecast the next, score, retrain, shadow, promote."""
     use_log_format(log_format)
@@ -94,7 +98,7 @@ def live(
     if speed < 0 or (days is not None and days < 1):
         raise ConfigError("--speed must be 0 or more and --days at least 1")
     if demo:
-        return _demo(speed, start, days, store)
+        return _demo(speed, start, days, store, demo_coins(coins, faults), faults)
     from coincast.data.exchange import make_client
     from coincast.live.clock import WallClock
     from coincast.live.config import check, load_config
@@ -110,7 +114,21 @@ def live(
     note("stopped cleanly")
 
 
-def _demo(speed: float, start: Optional[str], days: Optional[int], store: Optional[Path]) -> None:
+def demo_coins(coins: str, faults: int) -> tuple[str, ...]:
+    """The demo's coins from `--coins` (ConfigError on an unknown one), `--faults` checked."""
+    from coincast.live.demo import COINS
+
+    picked = tuple(c.strip().lower() for c in coins.split(",") if c.strip())
+    unknown = [c for c in picked if c not in COINS]
+    if unknown or not picked or len(set(picked)) < len(picked):
+        raise ConfigError(f"--coins {coins}: give some of {', '.join(COINS)}, each once, comma-separated (e.g. btc,eth)")
+    if faults < 0:
+        raise ConfigError(f"--faults {faults}: give 0 (none) or N, to answer every N-th exchange request with a fault")
+    return picked
+
+
+def _demo(speed: float, start: Optional[str], days: Optional[int], store: Optional[Path], coins: tuple[str, ...],
+          faults: int) -> None:
     from coincast.live.demo import DAY_S, demo_start, run_demo
 
     first = demo_start(start)
@@ -118,7 +136,7 @@ def _demo(speed: float, start: Optional[str], days: Optional[int], store: Option
     note(f"demo store: {path} (the running service holds its lock: `coincast serve --demo` shows the same "
          "demo through an HTTP API and a dashboard while it runs)")
     with stop_on_signals() as stop:
-        run_demo(path, first, speed * DAY_S or None, days, stop, None)
+        run_demo(path, first, speed * DAY_S or None, days, stop, None, coins=coins, fault_every=faults)
     note(f"stopped cleanly; `coincast models ls --store {path}` lists the models and their live records")
 
 

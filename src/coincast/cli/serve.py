@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from coincast.cli.live import LOG_FORMAT_HELP, STORE_HELP, note, say, use_log_format
+from coincast.cli.live import COINS_HELP, FAULTS_HELP, LOG_FORMAT_HELP, STORE_HELP, demo_coins, note, say, use_log_format
 from coincast.errors import ConfigError
 
 
@@ -20,11 +20,14 @@ def serve(
     port: int = typer.Option(8000, help="Port (0: any free one; the URL is printed)."),
     token_file: Optional[Path] = typer.Option(None, help="File whose first line is the write token (default: $COINCAST_TOKEN)."),
     read_token_file: Optional[Path] = typer.Option(None, help="File with a token that GET routes then require (default: $COINCAST_READ_TOKEN)."),
+    tokens_file: Optional[Path] = typer.Option(None, "--tokens", help="File of named tokens, one `name token` (write) or `name token read` line each; changes are recorded by name."),
     speed: float = typer.Option(1.0, help="--demo: simulated days per real second."),
     start: Optional[str] = typer.Option(None, "--from", help="--demo: first simulated day, YYYY-MM-DD (default 2025-06-01)."),
     days: Optional[int] = typer.Option(None, help="--demo: stop the service after this many simulated days (the API keeps serving)."),
     store: Optional[Path] = typer.Option(None, help=STORE_HELP),
     log_format: str = typer.Option("text", "--log-format", help=LOG_FORMAT_HELP),
+    coins: str = typer.Option("btc,eth", help=COINS_HELP),
+    faults: int = typer.Option(0, help=FAULTS_HELP),
 ):
     """Serve the live service's forecasts: HTTP API under /v1, /metrics, and a dashboard at /."""
     from coincast.api.auth import check_bind, load_tokens
@@ -39,12 +42,12 @@ def serve(
         raise ConfigError(f"--port {port} is not a port: give 0..65535 (0: any free one)")
     from coincast.api.server import bind
 
-    tokens = load_tokens(token_file, read_token_file)
+    tokens = load_tokens(token_file, read_token_file, tokens_file=tokens_file)
     check_bind(host, tokens)  # before anything is written
     if demo:
-        first = _demo_start(start)
+        first, picked = _demo_start(start), demo_coins(coins, faults)
         with bind(host, port) as sock:
-            return _demo(sock, tokens, speed, first, days, store)
+            return _demo(sock, tokens, speed, first, days, store, picked, faults)
     from coincast.data.exchange import make_client
     from coincast.live.clock import WallClock
     from coincast.live.config import check, load_config
@@ -64,12 +67,13 @@ def _demo_start(start: Optional[str]):
     return demo_start(start)
 
 
-def _demo(sock, tokens, speed: float, first, days: Optional[int], store: Optional[Path]) -> None:
+def _demo(sock, tokens, speed: float, first, days: Optional[int], store: Optional[Path], coins: tuple[str, ...],
+          faults: int) -> None:
     from coincast.live.demo import DAY_S, demo_service
 
     path = store or Path(tempfile.mkdtemp(prefix="coincast-serve-demo-")) / "live.duckdb"
     note(f"demo store: {path}")
-    with demo_service(path, first, speed * DAY_S, days, None) as (service, until):
+    with demo_service(path, first, speed * DAY_S, days, None, coins=coins, fault_every=faults) as (service, until):
         _serve(service, sock, tokens, until)
 
 
@@ -78,8 +82,8 @@ def _serve(service, sock, tokens, until=None) -> None:
     from coincast.api.server import serve, url
 
     app = create_app(service, tokens)
-    writes = "writes need the token" if tokens.write else "writes disabled (no token)"
-    reads = "reads need the read token" if tokens.read else "reads open"
+    writes = "writes need a token" if tokens.writes else "writes disabled (no token)"
+    reads = "reads need a token" if tokens.reads_protected else "reads open"
     say(f"serving on {url(sock)}/ (dashboard), API {url(sock)}/v1, schema /openapi.json; {writes}, {reads}; Ctrl-C stops")
     serve(service, app, sock, until, say)
     note("stopped cleanly")

@@ -1,7 +1,7 @@
 """`coincast live --demo`: the service against the replay exchange on a simulated clock.
 
-Two streams (BTC/USDT and ETH/USDT daily) from the bundled candles, a small model that trains
-in about a second, a retrain every 7 candles and a 7-candle shadow period: at one simulated
+Two streams (BTC/USDT and ETH/USDT daily; `coins` picks up to four) from the bundled candles,
+a small model that trains in about a second, a retrain every 7 candles and a 7-candle shadow period: at one simulated
 day per second the first retrain, its shadow period and the decision come within ~20 s.
 """
 
@@ -28,6 +28,7 @@ START = "2025-06-01"
 HISTORY_DAYS = 1100  # candles fetched before the start: three years to train on
 DAY_S = 86_400
 GRACE = pd.Timedelta(minutes=1)
+COINS = ("btc", "eth", "ltc", "bnb")  # the replay's daily USDT markets; a demo runs the first two unless told
 
 
 def demo_settings() -> Settings:
@@ -48,11 +49,12 @@ DEMO_CHANGES = ("demo model: window 20, hidden [8, 8], 5 epochs, batches of 256 
 
 
 def demo_config(store: Path, start: pd.Timestamp, settings: Settings | None = None, retrain_every: int = 7,
-                shadow: int = 7, guard: int = 30) -> LiveConfig:
+                shadow: int = 7, guard: int = 30, coins: tuple[str, ...] = COINS[:2]) -> LiveConfig:
     since = (start - pd.Timedelta(days=HISTORY_DAYS)).strftime("%Y-%m-%d")
     streams = [
-        Stream(name, f"store:binance/{symbol}/1d", settings or demo_settings(), since, retrain_every, "warm", shadow, guard)
-        for name, symbol in (("btc-1d", "BTC/USDT"), ("eth-1d", "ETH/USDT"))
+        Stream(f"{coin}-1d", f"store:binance/{coin.upper()}/USDT/1d", settings or demo_settings(), since, retrain_every,
+               "warm", shadow, guard)
+        for coin in coins
     ]
     return check(LiveConfig(streams, Path(store)))
 
@@ -75,7 +77,8 @@ def demo_start(text: str | None) -> pd.Timestamp:
 def demo_service(store: Path, start: pd.Timestamp, speed: float | None, days: int | None,
                  log: Callable[[str], None] | None = print, settings: Settings | None = None, retrain_every: int = 7,
                  shadow: int = 7, guard: int = 30, threads: int | None = 1,
-                 clock: SimClock | None = None) -> Iterator[tuple[Service, pd.Timestamp]]:
+                 clock: SimClock | None = None, coins: tuple[str, ...] = COINS[:2],
+                 fault_every: int = 0) -> Iterator[tuple[Service, pd.Timestamp]]:
     """The demo's service and the simulated time it stops at, while its replay exchange serves.
 
     `log`: a callable for readable lines, or None: through `logging` (`live/log.py`).
@@ -86,14 +89,17 @@ def demo_service(store: Path, start: pd.Timestamp, speed: float | None, days: in
     import torch
 
     torch.set_num_threads(1)  # the service forecasts one window at a time: threads only fight the worker
-    config = demo_config(store, start, settings, retrain_every, shadow, guard)
+    config = demo_config(store, start, settings, retrain_every, shadow, guard, coins)
     clock = clock or SimClock(start + GRACE, speed)
     end = load("btc-usd").index[-1] + pd.Timedelta(days=1) + GRACE  # the last replayed candle closes
     until = min(end, start + pd.Timedelta(days=days) + GRACE) if days else end
     say = log or LOGGER.info
-    with ReplayExchange(Replay(clock, days_before_today=None)) as exchange:
-        say(f"replay exchange on {exchange.url}: bundled BTC/USDT and ETH/USDT daily candles from {start.date()}, "
-            + (f"{speed / DAY_S:g} simulated day(s) per second" if speed else "virtual time"))
+    replay = Replay(clock, days_before_today=None)
+    replay.fault_every = fault_every
+    with ReplayExchange(replay) as exchange:
+        say(f"replay exchange on {exchange.url}: bundled {', '.join(f'{c.upper()}/USDT' for c in coins)} daily candles "
+            f"from {start.date()}, " + (f"{speed / DAY_S:g} simulated day(s) per second" if speed else "virtual time")
+            + (f"; every {fault_every}th request answered with a fault" if fault_every else ""))
         if settings is None:
             say(DEMO_CHANGES.format(n=MIN_RECORD))
         yield Service(config, clock, lambda name: exchange.client(timeout_ms=10_000), log, grace=GRACE,
@@ -102,7 +108,9 @@ def demo_service(store: Path, start: pd.Timestamp, speed: float | None, days: in
 
 def run_demo(store: Path, start: pd.Timestamp, speed: float | None, days: int | None, stop: threading.Event,
              log: Callable[[str], None] | None = print, settings: Settings | None = None, retrain_every: int = 7,
-             shadow: int = 7, guard: int = 30, threads: int | None = 1) -> None:
+             shadow: int = 7, guard: int = 30, threads: int | None = 1, coins: tuple[str, ...] = COINS[:2],
+             fault_every: int = 0) -> None:
     """Run the demo until `stop` is set, `days` simulated days have passed, or the replay's data ends."""
-    with demo_service(store, start, speed, days, log, settings, retrain_every, shadow, guard, threads) as (service, until):
+    with demo_service(store, start, speed, days, log, settings, retrain_every, shadow, guard, threads,
+                      coins=coins, fault_every=fault_every) as (service, until):
         service.run(stop, until=until)

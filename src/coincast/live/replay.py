@@ -9,7 +9,8 @@ clock (`SimClock`, e.g. one day per second) replays history as if it were live.
 Faults are injected by klines request number (1-based), for the tests and for demos of
 resilience: "429" (with Retry-After), "500", "timeout" (answers after 2.5 s), "empty" (an
 empty page), "duplicate" (the first candle twice), "shuffled" (candles out of order) and
-"revised" (the first candle's close 1% higher, as if revised after close). `outage` freezes
+"revised" (the first candle's close 1% higher, as if revised after close); `fault_every`
+injects FAULT_CYCLE's faults in turn into every n-th request (a long soak). `outage` freezes
 the candle feed for a span of clock time; `down` answers every request 500.
 """
 
@@ -30,7 +31,9 @@ from coincast.data.store import timeframe_seconds
 from coincast.live.clock import SimClock, WallClock
 
 # (Binance symbol id, interval) -> bundled dataset
-MARKETS = {("BTCUSDT", "1d"): "btc-usd", ("ETHUSDT", "1d"): "eth-usd", ("BTCUSDT", "1h"): "btc-usd-1h"}
+MARKETS = {("BTCUSDT", "1d"): "btc-usd", ("ETHUSDT", "1d"): "eth-usd", ("LTCUSDT", "1d"): "ltc-usd",
+           ("BNBUSDT", "1d"): "bnb-usd", ("BTCUSDT", "1h"): "btc-usd-1h"}
+FAULT_CYCLE = ("500", "empty", "duplicate", "shuffled")  # what `fault_every` injects, in turn
 TIMEOUT_FAULT_S = 2.5
 
 
@@ -68,6 +71,7 @@ class Replay:
         self.faults: dict[int, str] = {}
         self.down = False  # True: every request is answered 500 (an exchange that is down)
         self.retry_after = "1"  # the Retry-After header of an injected 429, in seconds
+        self.fault_every = 0  # > 0: every n-th klines request also gets the next fault of FAULT_CYCLE
         # (start, end) of clock time during which the exchange publishes nothing new: it answers
         # as it did at `start` (an outage of its candle feed; the service must see stale data)
         self.outage: tuple[pd.Timestamp, pd.Timestamp] | None = None
@@ -81,6 +85,14 @@ class Replay:
                 candles = load(MARKETS[(symbol_id, interval)])
                 self._frames[(symbol_id, interval)] = candles.set_index(candles.index + self.shift)
             return self._frames[(symbol_id, interval)]
+
+    def fault(self, n: int) -> str | None:
+        """The fault injected into the n-th klines request, if any."""
+        if n in self.faults:
+            return self.faults[n]
+        if self.fault_every and n % self.fault_every == 0:
+            return FAULT_CYCLE[(n // self.fault_every - 1) % len(FAULT_CYCLE)]
+        return None
 
     @property
     def candles(self) -> pd.DataFrame:
@@ -149,7 +161,7 @@ def make_handler(replay: Replay):
                 return self.send(400, {"code": -1121, "msg": "Invalid symbol or interval."})
             replay.klines.append(query)
             replay.times.append(time.monotonic())
-            return self.klines(query, replay.faults.get(len(replay.klines)))
+            return self.klines(query, replay.fault(len(replay.klines)))
 
         def klines(self, query: dict, fault: str | None):
             if fault == "429":

@@ -178,7 +178,7 @@ async function refresh() {
   const forecasts = await allPages(`/v1/streams/${name}/forecasts`, "forecasts");
   const since = forecasts.length ? new Date(Date.parse(forecasts[0].target_time) - 30 * 86400e3).toISOString() : null;
   const candles = await allPages(`/v1/streams/${name}/candles` + (since ? "?start=" + since : ""), "candles");
-  const models = (await api(`/v1/models?stream=${name}`)).models;
+  const models = await allPages(`/v1/models?stream=${name}`, "models");
   const decisions = (await api(`/v1/streams/${name}/decisions?limit=40`)).decisions;
   renderNav(streams);
   renderNext(forecasts[forecasts.length - 1]);
