@@ -30,9 +30,10 @@ import numpy as np
 import pandas as pd
 
 from coincast.evaluation.metrics import diebold_mariano
+from coincast.models.risk_baselines import GarchT
 
 ALPHA = 0.05
-GARCH = "garch_t"  # the risk benchmark
+GARCH = GarchT.name  # the risk benchmark
 TIE_RTOL = 1e-9  # RMSEs this close (relative) are equal: the same forecasts, up to float rounding
 
 

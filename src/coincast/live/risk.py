@@ -7,7 +7,7 @@ held and the volatility filter runs through the newest candle (models/risk_basel
 `forecast`). A fit is made once per model and kept in memory (after a restart it is made again
 from the stored candles, the same data).
 
-The served risk model is the first of flows/backtest_risk.SERVED_MODELS the stream's data
+The served risk model is the first of models/risk_walk.SERVED_MODELS (the backtest's rule) the stream's data
 support, without the network's head (its fit takes ~20 s on one core and would stall the loop
 the point forecasts run in): GARCH(1,1)-t + HAR-RV averaged level by level where the stream has
 hourly candles of the same market (`intraday`), else GARCH(1,1)-t. GARCH-t's own quantiles are
@@ -26,11 +26,11 @@ import pandas as pd
 
 from coincast.errors import DataError
 from coincast.evaluation.risk import LEVELS, level_index
-from coincast.flows.backtest_risk import GARCH, SERVED_MODELS, candle_columns
 from coincast.models.risk_baselines import GarchT, Harq, HarRV
-from coincast.models.risk_walk import COMBINATIONS, percent_returns
+from coincast.models.risk_walk import COMBINATIONS, SERVED_MODELS, percent_returns
 from coincast.prep import realized
 
+GARCH = GarchT.name  # the benchmark, forecast beside the served model for the guard
 MAKERS = {"garch_t": GarchT, "har_rv": HarRV, "harq": Harq}
 LIVE_MODELS = tuple(m for m in SERVED_MODELS if all(part in MAKERS for part in COMBINATIONS.get(m, (m,))))
 DAY = pd.Timedelta(days=1)
@@ -48,7 +48,7 @@ class RiskFit:
 
 def inputs(candles: pd.DataFrame, intraday: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(r [T-1] percent log returns, gk [T-1] Garman-Klass variances, rm [T-1] realized measures or None)."""
-    r, gk, index = percent_returns(candle_columns(candles))
+    r, gk, index = percent_returns(candles)  # the store's candles: open/high/low/close
     if intraday is None or intraday.empty:
         return r, gk, None
     rm, _ = realized.model_inputs(realized.on_days(realized.daily_measures(intraday), index), gk)
