@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from coincast.errors import DataError
-from coincast.live.registry import utc
 from coincast.live import risk, skill
+from coincast.live.registry import utc
 
 if TYPE_CHECKING:
     from coincast.live.service import Service, StreamState

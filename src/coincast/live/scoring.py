@@ -71,7 +71,7 @@ def _guard(service: Service, st: StreamState, champion: str, rec: dict) -> None:
 
 def _risk_guard(service: Service, st: StreamState, champion: str) -> None:
     """Serve GARCH-t's distribution while the served risk model's live CRPS is not below GARCH-t's
-    (`judge.risk_guard`); the served model's again once it is."""
+    (`judge.risk_verdict`); the served model's again once it is."""
     s, now, reg = st.stream, service.clock.now(), service.reg
     names = reg.risk_names(s.name, champion)
     if len(names) < 2:  # GARCH-t is the served model itself, or no distribution yet
