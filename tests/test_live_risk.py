@@ -163,3 +163,16 @@ def test_the_risk_guard_serves_garch_t_unless_the_served_model_beats_it():
     assert better["skill"] is True and better["n"] == 3 and better["ratio"] == pytest.approx(0.9)
     assert judge.risk_verdict(garch.copy(), garch, 3)["skill"] is False  # a tie is no skill
     assert judge.risk_verdict(crps([0.5, 1.1, 1.0, 1.0]), garch, 3)["skill"] is False
+
+
+def test_a_store_made_before_risk_forecasts_gains_the_table(tmp_path):
+    path = tmp_path / "old.duckdb"
+    with Store(path) as s:
+        reg = Registry(s)
+        reg.decide("btc-1d", START, "first", "btc-1d-m1", reason="an older store's decision")
+        reg.con.execute("DROP TABLE risk_forecasts")  # as a store made before the table existed
+    with Store(path) as s:
+        reg = Registry(s)  # a writable open, as the service's
+        assert reg.con.execute("SELECT count(*) FROM risk_forecasts").fetchone() == (0,)
+        assert reg.risk_record("btc-1d", "btc-1d-m1", "garch_t") == {"n": 0}
+        assert len(reg.decisions("btc-1d")) == 1

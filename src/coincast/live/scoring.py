@@ -113,6 +113,7 @@ def _judge_shadow(service: Service, st: StreamState, challenger: str, champion: 
                 reg.decide(s.name, now, "fallback_end", challenger, figures=verdict,
                            reason="the promoted model's shadow record beats persistence")
         service.loaded.pop(champion, None)
+        service.risk_fits.pop(champion, None)
         st.fallback = st.fallback and not lifted
         service.log(st, f"DECISION: promoted {challenger} over {champion}: {both}")
     else:
@@ -121,6 +122,7 @@ def _judge_shadow(service: Service, st: StreamState, challenger: str, champion: 
             reg.set_status(challenger, "retired")
             reg.decide(s.name, now, "rejection", challenger, champion, figures=verdict, reason=f"kept: {why}: {both}")
         service.loaded.pop(challenger, None)
+        service.risk_fits.pop(challenger, None)
         service.log(st, f"DECISION: kept {champion} ({why}), retired {challenger}: {both}")
 
 
