@@ -1,7 +1,8 @@
-"""The shadow verdict: a challenger is promoted only on a strictly lower shadow RMSE; a tie keeps
-the champion and is recorded as "kept: tie". With the default settings (shrinkage on) a new
-stream's forecasts are persistence's until its live record shows skill, so every comparison of a
-short run is a tie: the loop, run with those defaults, keeps its first champion throughout."""
+"""The shadow verdict: a challenger is promoted only on a strictly lower shadow RMSE, or, where
+both forecast the distribution (daily streams), when it is no worse by RMSE and by the served risk
+model's CRPS and better on one; a tie keeps the champion and is recorded as "kept: tie". With the
+default settings (shrinkage on) a new stream's forecasts are persistence's until its live record
+shows skill, so every point comparison of a short run is a tie and the distribution decides."""
 
 import json
 import threading
@@ -42,7 +43,7 @@ def test_the_demo_runs_the_default_shrinkage():
     assert demo_settings().model.shrink is True
 
 
-def test_the_loop_with_default_settings_keeps_its_champion_on_ties(tmp_path):
+def test_the_loop_with_default_settings_judges_point_ties_on_the_distribution(tmp_path):
     store, lines = tmp_path / "live.duckdb", []
     settings = tiny(window=20, train={"shards": 1})  # the default preset's settings, shrinkage on
     assert settings.model.shrink is True
@@ -55,10 +56,10 @@ def test_the_loop_with_default_settings_keeps_its_champion_on_ties(tmp_path):
         served = con.execute("SELECT point, persistence, shrink FROM forecasts WHERE served").df()
     assert (served["shrink"] == 0.0).all() and (served["point"] == served["persistence"]).all()
     assert len(decisions) >= 2 and set(decisions["stream"]) == {"btc-1d", "eth-1d"}
-    assert (decisions["kind"] == "rejection").all()  # no promotion on identical errors
     for d in decisions.itertuples():
         fig = json.loads(d.figures)
-        assert fig["tie"] is True and fig["challenger_rmse"] == fig["champion_rmse"]
-        assert d.reason.startswith("kept: tie") and d.other == f"{d.stream}-m1"
-    assert champions == {"btc-1d": "btc-1d-m1", "eth-1d": "eth-1d-m1"}
-    assert any("DECISION: kept btc-1d-m1 (tie)" in line for line in lines), "\n".join(lines)
+        assert fig["challenger_rmse"] == fig["champion_rmse"]  # the points tie: persistence's price
+        assert fig["promote"] == (fig["challenger_crps"] < fig["champion_crps"])  # the distribution decides
+        assert (d.kind == "promotion") == fig["promote"]
+        assert ("CRPS" in d.reason) and (d.kind == "promotion" or d.reason.startswith("kept: challenger worse on a score"))
+    assert any(line for line in lines if "DECISION:" in line and "CRPS" in line), "\n".join(lines)

@@ -111,7 +111,8 @@ def test_shadow_decisions_recorded_with_figures_from_the_same_candles(live):
             assert len(rows) == SHADOW
             err = rows["point"] - rows["actual"]
             assert fig[key] == pytest.approx(float(np.sqrt(np.mean(err**2))), rel=1e-12)
-        assert fig["promote"] == (fig["challenger_rmse"] < fig["champion_rmse"]) and not fig["tie"]
+        lower = {k: fig[f"challenger_{k}"] < fig[f"champion_{k}"] for k in ("rmse", "crps")}
+        assert fig["promote"] == (lower["rmse"] and lower["crps"]) and not fig["tie"]  # better on both: neither ties here
         assert (row.kind == "promotion") == fig["promote"]
 
 

@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from coincast.api import guards, routes
+from coincast.api import guards, risk, routes
 from coincast.api.auth import Tokens, holder
 from coincast.api.metrics import Metrics, RequestMetrics
 from coincast.api.reader import BadCursor, NotReady, Reader
@@ -37,6 +37,8 @@ def create_app(service: Service, tokens: Tokens = Tokens()) -> FastAPI:
     for kind, status in ((NotReady, 503), (Busy, 503), (Refused, 409), (ModelFileError, 409), (BadCursor, 422)):
         app.add_exception_handler(kind, _answer(status))
     app.include_router(routes.router)
+    app.include_router(risk.router)  # the served distribution (daily streams)
+    metrics.registry.register(risk.RiskCollector(reader))
 
     @app.get("/health")
     def health() -> dict:

@@ -36,7 +36,8 @@ from coincast.errors import CoincastError, DataError
 from coincast.evaluation import risk
 from coincast.models.risk_baselines import GarchT, HarRV, Harq, all_baselines
 from coincast.models.risk_network import NetworkRisk
-from coincast.models.risk_walk import COMBINATIONS, RiskWalk, percent_returns, pooled_returns, walk_forward_risk
+from coincast.models.risk_walk import (COMBINATIONS, SERVED_MODELS, RiskWalk, percent_returns, pooled_returns,
+                                      walk_forward_risk)
 from coincast.prep import realized
 from coincast.prep.features import PRICES
 
@@ -45,8 +46,6 @@ LABELS = {"empirical": "the empirical random walk", "ewma_t": "EWMA-t", "garch_t
           "har_rv": "HAR-RV", "harq": "HARQ", "network": "the network",
           "garch_har": "the GARCH-t + HAR-RV average", "network_har": "the network + HAR-RV average"}
 GARCH = "garch_t"  # the baseline every model is also measured against
-# The served risk model: the first of these the walk holds (fixed before the test period: RULE.md).
-SERVED_MODELS = ("network_har", "network", "garch_har", "har_rv", "harq", "garch_t")
 CHOICE = f"the first of {', '.join(SERVED_MODELS)} the risk walk holds, fixed before the test period"
 MCS_SIZE = 0.10  # the Model Confidence Set's size: the 90% set
 CSV_LEVELS = (0.025, 0.10, 0.50, 0.90, 0.975)  # risk.csv's quantiles of each baseline

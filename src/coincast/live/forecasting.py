@@ -7,6 +7,13 @@ towards persistence with the a of the stream's live record when `model.shrink` i
 stream whose newest candle is more than two bars old is stale: no forecast, recorded once per
 candle. Candles that closed while the service was down are recorded as missed, never forecast
 after the fact.
+
+A daily stream's models also forecast the distribution of the candle's log return
+(`live/risk.py`): the served risk model's quantiles and GARCH-t's, stored in `risk_forecasts`;
+the champion's served risk model's are served, GARCH-t's while the risk guard holds
+(`live/scoring.py`). Its hourly candles come from an hourly stream of the same market where the
+config has one (`intraday`). A model whose distribution cannot be forecast (too little history)
+is recorded once (`no_risk_forecast`: its fit failed) and its point forecasts stand.
 """
 
 from __future__ import annotations
@@ -15,10 +22,12 @@ import json
 import logging
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from coincast.errors import DataError
-from coincast.live import skill
+from coincast.live import risk, skill
+from coincast.live.registry import utc
 
 if TYPE_CHECKING:
     from coincast.live.service import Service, StreamState
@@ -66,6 +75,8 @@ def forecast(service: Service, st: StreamState, last: pd.Timestamp) -> None:
     if shadow is not None and pd.isna(shadow["shadow_from"]):
         reg.set_status(shadow["id"], "shadow", shadow_from=target)
     reg.issue(rows)
+    if s.bar == risk.DAY:
+        distributions(service, st, [(champion, True), (shadow, False)], candles, target)
     st.issued = st.forecast = target
     for r in rows:
         what = "serves" if r["served"] else "shadow"
@@ -106,3 +117,51 @@ def _record_missed(service: Service, st: StreamState, target: pd.Timestamp) -> N
                            reason="the candle closed while the service was down or behind; never forecast after the fact")
         service.log(st, f"missed {t:%Y-%m-%d %H:%M} (closed while the service was not running)", logging.WARNING)
         t += st.stream.bar
+
+
+def intraday(service: Service, st: StreamState, before: pd.Timestamp) -> pd.DataFrame | None:
+    """The stored hourly candles of the stream's market that open before `before`, where the config
+    has a 1h stream of the same exchange and symbol (None: the daily-only path)."""
+    exchange, symbol, _ = st.stream.market
+    if not any(o.stream.market == (exchange, symbol, "1h") for o in service.states):
+        return None
+    if service.store.last_open_time(exchange, symbol, "1h") is None:
+        return None
+    hours = service.store.candles(exchange, symbol, "1h")
+    return hours[hours.index < before]
+
+
+def distributions(service: Service, st: StreamState, models: list[tuple[dict | None, bool]], candles: pd.DataFrame,
+                  target: pd.Timestamp) -> None:
+    """Each model's risk forecasts of the `target` candle (its served risk model's and GARCH-t's)."""
+    name, now, reg = st.stream.name, service.clock.now(), service.reg
+    hours = intraday(service, st, target)
+    previous = float(candles["close"].iloc[-1])
+    rows = []
+    for m, champion in models:
+        if m is None:
+            continue
+        fitted = service.risk_fits.get(m["id"])
+        try:
+            if fitted is None:
+                fitted = service.risk_fits[m["id"]] = risk.fit(candles, utc(m["trained_through"]), hours)
+            elif isinstance(fitted, str):
+                continue  # its fit failed (recorded then); the next model's fit is tried afresh
+            quantiles = risk.forecast(fitted, candles, hours)
+        except (DataError, ValueError, RuntimeError, np.linalg.LinAlgError) as exc:  # too little history, a failed fit
+            if fitted is None:
+                service.risk_fits[m["id"]] = str(exc)
+                reg.decide(name, now, "no_risk_forecast", m["id"], target_time=target, reason=str(exc))
+            service.log(st, f"no risk forecast from {m['id']}: {exc}", logging.WARNING)
+            continue
+        shown = risk.GARCH if st.risk_fallback else fitted.served
+        for kind, q in quantiles.items():
+            rows.append({"stream": name, "model": m["id"], "risk": kind, "target_time": target, "issued_at": now,
+                         "data_through": candles.index[-1], "served": champion and kind == shown, "previous": previous,
+                         "quantiles": [float(v) for v in q], **risk.summary(q, previous)})
+    reg.issue_risk(rows)
+    for r in rows:
+        if r["served"]:
+            service.log(st, f"risk forecast for the {target:%Y-%m-%d %H:%M} candle by {r['model']}'s {r['risk']}: "
+                            f"80% {r['lo80']:,.2f}..{r['hi80']:,.2f}, 95% {r['lo95']:,.2f}..{r['hi95']:,.2f}, "
+                            f"5% VaR {r['var5']:.2f}%")

@@ -17,6 +17,14 @@ Tables (in the candle store's DuckDB file; the live service is its one writer):
   exchange revises after its forecast was scored keeps its first `actual` (and the errors
   computed on it); its newest close goes to `final_actual` with `revised_at`, and live
   records, shadow verdicts and the shrinkage a are computed on the final value.
+* `risk_forecasts`: append-only, keyed (stream, model, risk, target_time): the distribution of
+  the target candle's percent log return by the point model's risk model `risk` (`live/risk.py`:
+  the served one, and GARCH-t beside it for the guard), issued with its point forecast: the
+  quantiles at evaluation/risk.LEVELS (1..99% and 2.5/97.5%), the 80%/95% ranges in price, the
+  5% VaR (a percent return), `previous` (the close it is a return from) and `served` (what the
+  API shows). Only its realised fields (actual: the percent log return, crps, hit80, hit95,
+  var5_breach, realised_at) are filled in, once, when the candle closes (on the first close
+  seen, as `actual` above).
 * `decisions`: promotions, rejections (a tie's reason starts "kept: tie"), fallbacks,
   failures (of a training: its model; of a stream's step: no model) and recoveries, revisions
   of scored candles, stale and missed candles, and promotions and rollbacks by hand
@@ -45,6 +53,7 @@ import pandas as pd
 
 from coincast.data.store import Store, StoreError
 from coincast.errors import ModelFileError
+from coincast.evaluation import risk
 from coincast.evaluation.metrics import diebold_mariano
 
 SCHEMA = """
@@ -71,6 +80,13 @@ CREATE SEQUENCE IF NOT EXISTS decision_id;
 CREATE TABLE IF NOT EXISTS decisions (
     id BIGINT PRIMARY KEY DEFAULT nextval('decision_id'), stream VARCHAR NOT NULL, decided_at TIMESTAMP NOT NULL,
     kind VARCHAR NOT NULL, model VARCHAR, other VARCHAR, target_time TIMESTAMP, figures VARCHAR, reason VARCHAR
+);
+CREATE TABLE IF NOT EXISTS risk_forecasts (
+    stream VARCHAR NOT NULL, model VARCHAR NOT NULL, risk VARCHAR NOT NULL, target_time TIMESTAMP NOT NULL,
+    issued_at TIMESTAMP NOT NULL, data_through TIMESTAMP NOT NULL, served BOOLEAN NOT NULL, previous DOUBLE NOT NULL,
+    quantiles DOUBLE[] NOT NULL, lo80 DOUBLE, hi80 DOUBLE, lo95 DOUBLE, hi95 DOUBLE, var5 DOUBLE,
+    actual DOUBLE, crps DOUBLE, hit80 BOOLEAN, hit95 BOOLEAN, var5_breach BOOLEAN, realised_at TIMESTAMP,
+    PRIMARY KEY (stream, model, risk, target_time)
 );
 """
 
@@ -112,6 +128,20 @@ def record(errors: np.ndarray, persistence_errors: np.ndarray, hits: np.ndarray)
         "n": n, "rmse": rmse, "persistence_rmse": pers, "rmse_ratio": rmse / pers if pers else None,
         "dm_p_better": better, "dm_p_worse": worse, "direction_accuracy": float(np.mean(hits)),
     }
+
+
+RISK_ISSUED = ["stream", "model", "risk", "target_time", "issued_at", "data_through", "served", "previous",
+               "quantiles", "lo80", "hi80", "lo95", "hi95", "var5"]
+
+
+def risk_record(rows: pd.DataFrame) -> dict:
+    """A risk model's live record from scored rows: mean CRPS, 80%/95% coverage, 5% VaR breaches."""
+    n = len(rows)
+    if n == 0:
+        return {"n": 0}
+    return {"n": n, "crps": float(rows["crps"].mean()), "coverage_80": float(rows["hit80"].mean()),
+            "coverage_95": float(rows["hit95"].mean()), "var5_breaches": int(rows["var5_breach"].sum()),
+            "var5_rate": float(rows["var5_breach"].mean()), "through": rows["target_time"].iloc[-1].isoformat()}
 
 
 class Registry:
@@ -357,6 +387,50 @@ class Registry:
         self._run("UPDATE models SET live = ? WHERE id = ?", [dumps(rec), model])
         return rec
 
+    # -- risk forecasts ------------------------------------------------------------------
+    def issue_risk(self, rows: list[dict]) -> None:
+        """Append risk forecasts (a row already issued is kept as it was)."""
+        for r in rows:
+            self._run(f"INSERT INTO risk_forecasts ({', '.join(RISK_ISSUED)}) VALUES ({', '.join('?' * len(RISK_ISSUED))}) "
+                      "ON CONFLICT DO NOTHING",
+                      [naive(r[k]) if k in ("target_time", "issued_at", "data_through") else r[k] for k in RISK_ISSUED])
+
+    def realise_risk(self, stream: str, exchange: str, symbol: str, timeframe: str, at: pd.Timestamp) -> int:
+        """Score the stream's risk forecasts whose candle is now stored: the percent log return,
+        its CRPS from the quantiles (as evaluation/risk.py does), the 80%/95% hits and the 5% VaR breach."""
+        rows = self._run(
+            "SELECT f.model, f.risk, f.target_time, f.quantiles, 100 * ln(c.close / f.previous) FROM risk_forecasts f, candles c "
+            "WHERE f.stream = ? AND f.actual IS NULL AND c.exchange = ? AND c.symbol = ? AND c.timeframe = ? "
+            "AND c.open_time = f.target_time", [stream, exchange.lower(), symbol.upper(), timeframe])
+        for model, name, target, q, y in rows:
+            q = np.asarray(q, float)[None, :]  # [1, K]
+            hits = {k: risk.interval([y], q, risk.LEVELS, k)["coverage"] == 1.0 for k in ("80", "95")}
+            breach = bool(y < q[0, risk.level_index(risk.LEVELS, 0.05)])
+            self._run("UPDATE risk_forecasts SET actual = ?, crps = ?, hit80 = ?, hit95 = ?, var5_breach = ?, realised_at = ? "
+                      "WHERE stream = ? AND model = ? AND risk = ? AND target_time = ?",
+                      [float(y), float(risk.crps([y], q, risk.LEVELS)[0]), hits["80"], hits["95"], breach, naive(at),
+                       stream, model, name, target])
+        return len(rows)
+
+    def risk_scored(self, stream: str, model: str, name: str, last: int | None = None) -> pd.DataFrame:
+        """The point model's scored forecasts by its risk model `name`, oldest first (the last `last`)."""
+        limit = f"LIMIT {int(last)}" if last else ""
+        rows = self.con.execute(
+            f"SELECT * FROM (SELECT target_time, risk, actual, crps, hit80, hit95, var5_breach FROM risk_forecasts "
+            f"WHERE stream = ? AND model = ? AND risk = ? AND actual IS NOT NULL ORDER BY target_time DESC {limit}) "
+            "ORDER BY target_time", [stream, model, name]).df()
+        rows["target_time"] = pd.to_datetime(rows["target_time"]).dt.tz_localize("UTC")
+        return rows
+
+    def risk_names(self, stream: str, model: str) -> list[str]:
+        """The risk models the point model has forecasts of (the served one first, GARCH-t last)."""
+        return [n for (n,) in self._run("SELECT risk FROM risk_forecasts WHERE stream = ? AND model = ? GROUP BY risk "
+                                        "ORDER BY risk = 'garch_t', risk", [stream, model])]
+
+    def risk_record(self, stream: str, model: str, name: str, last: int | None = None) -> dict:
+        """The live record of the model's risk model `name` over its last `last` scored forecasts."""
+        return risk_record(self.risk_scored(stream, model, name, last))
+
     # -- decisions -----------------------------------------------------------------------
     def decide(self, stream: str, at: pd.Timestamp, kind: str, model: str | None = None, other: str | None = None,
                target_time: pd.Timestamp | None = None, figures: dict | None = None, reason: str = "") -> None:
@@ -371,11 +445,12 @@ class Registry:
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         return self.con.execute(f"SELECT * FROM decisions {where} ORDER BY id", [v for v in (stream, kind) if v]).df()
 
-    def in_fallback(self, stream: str) -> bool:
-        """The guard set the stream's champion aside and has not lifted it since."""
-        rows = self._run("SELECT kind FROM decisions WHERE stream = ? AND kind IN ('fallback', 'fallback_end') "
-                         "ORDER BY id DESC LIMIT 1", [stream])
-        return bool(rows) and rows[0][0] == "fallback"
+    def in_fallback(self, stream: str, kind: str = "fallback") -> bool:
+        """The guard (`kind` fallback, or risk_fallback: the risk guard) set the stream's champion
+        (its served risk model) aside and has not lifted it since (`<kind>_end`)."""
+        rows = self._run("SELECT kind FROM decisions WHERE stream = ? AND kind IN (?, ?) ORDER BY id DESC LIMIT 1",
+                         [stream, kind, f"{kind}_end"])
+        return bool(rows) and rows[0][0] == kind
 
     def has_decision(self, stream: str, kind: str, target_time: pd.Timestamp) -> bool:
         return bool(self.con.execute("SELECT count(*) FROM decisions WHERE stream = ? AND kind = ? AND target_time = ?",

@@ -39,6 +39,7 @@ from coincast.live.config import LiveConfig, Stream
 from coincast.live.control import Alarm, Control
 from coincast.live.log import LOGGER, line
 from coincast.live.registry import Registry
+from coincast.live.risk import RiskFit
 from coincast.live.worker import Worker, duration
 from coincast.models.forecaster import Forecaster
 
@@ -52,6 +53,7 @@ class StreamState:
     issued: pd.Timestamp | None = None  # newest target forecast (or recorded as stale/missed)
     forecast: pd.Timestamp | None = None  # newest target forecast
     fallback: bool = False  # serving persistence: the guard tripped
+    risk_fallback: bool = False  # serving GARCH-t's distribution: the risk guard tripped
     stale: bool = False
     waiting_logged: bool = False
     last_error: str | None = None  # the last fetch, forecast or step failure, until the next success
@@ -77,6 +79,8 @@ class Service:
         self.worker = Worker(threads)
         self.jobs: dict[str, StreamState] = {}  # model id in training -> its stream
         self.loaded: dict[str, Forecaster] = {}
+        # model id -> its risk models, fitted once (live/risk.py), or why they could not be
+        self.risk_fits: dict[str, RiskFit | str] = {}
         self.clients: dict[str, object] = {}
         # What readers in other threads (the HTTP API) see: the store is open, how many passes over
         # every stream are done (the first catches up after a restart), the loop runs, why it ended.
@@ -154,6 +158,7 @@ class Service:
         """Pick up where a previous run stopped: fallback state, newest target issued or recorded."""
         name = st.stream.name
         st.fallback = self.reg.in_fallback(name)
+        st.risk_fallback = self.reg.in_fallback(name, "risk_fallback")
         st.issued, st.forecast = self.reg.newest_target(name), self.reg.newest_forecast(name)
         st.resumed = True
 

@@ -37,6 +37,9 @@ from coincast.prep.volatility import PERCENT2, garman_klass
 
 # name -> the members whose quantiles it averages level by level (where the walk holds them all)
 COMBINATIONS = {"garch_har": ("garch_t", "har_rv"), "network_har": ("network", "har_rv")}
+# The served risk model: the first of these the data support (the backtest, predict and the live
+# service; fixed before the test period: benchmarks/results/intraday_risk/RULE.md).
+SERVED_MODELS = ("network_har", "network", "garch_har", "har_rv", "harq", "garch_t")
 
 
 @dataclass
