@@ -103,4 +103,5 @@ def test_a_new_candle_adds_its_scores_and_an_unknown_stream_is_a_404(served):
     scored = lambda body: sum(r["n"] for r in body["live"])  # noqa: E731
     assert scored(after) == scored(before) + len(after["live"])  # the champion's and challenger's for the new close
     missing = http.get("/v1/streams/doge-1d/risk")
-    assert missing.status_code == 404 and missing.json()["streams"] == ["btc-1d", "eth-1d"]
+    assert missing.status_code == 404 and missing.json()["detail"].startswith("no stream 'doge-1d'")
+    assert "btc-1d" not in missing.text and "eth-1d" not in missing.text  # a 404 names nothing that exists
