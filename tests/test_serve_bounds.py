@@ -13,6 +13,7 @@ import duckdb
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from coincast.api.app import create_app
 from coincast.api.auth import load_tokens
@@ -50,6 +51,13 @@ def demo(tmp_path_factory, tokens):
         con.execute("INSERT INTO decisions (stream, decided_at, kind, target_time, figures, reason) "
                     "SELECT 'old-1m', TIMESTAMP '2020-01-01', 'missed', TIMESTAMP '2020-01-01' + to_minutes(range), '{}', "
                     f"'old' FROM range({HISTORY})")
+        # and scored risk forecasts of a stream still served, by a point model long retired
+        con.execute("INSERT INTO risk_forecasts (stream, model, risk, target_time, issued_at, data_through, served, "
+                    "previous, quantiles, actual, crps, hit80, hit95, var5_breach, realised_at) "
+                    "SELECT 'btc-1d', 'btc-1d-old', 'garch_t', TIMESTAMP '2000-01-01' + to_minutes(range), "
+                    "TIMESTAMP '2000-01-01', TIMESTAMP '2000-01-01', false, 1, [0.0], 0, (range % 7) / 4, "
+                    "range % 5 <> 0, range % 20 <> 0, range % 19 = 0, TIMESTAMP '2000-01-01' "
+                    f"FROM range({HISTORY})")
     with demo_api(store, 12, load_tokens(tokens_file=tokens, env={})) as d:
         yield d
 
@@ -158,7 +166,8 @@ def test_a_promotion_records_the_name_of_the_token_not_the_body(demo, client):
 
 def test_metrics_read_only_the_rows_added_since_the_last_scrape(demo, client, tmp_path):
     """After one scrape, the next reads at most the row groups being appended to (DuckDB's own
-    count of the rows its scans read), not the store's HISTORY rows; and its figures match the store."""
+    count of the rows its scans read), not the store's HISTORY rows of forecasts, decisions and
+    risk forecasts; and its figures match the store's, counted over every row."""
     reader, metrics = demo.app.state.reader, demo.app.state.metrics
     cursor = reader._cursor()  # this thread's connection: DuckDB profiles the scrape's queries on it
     profile = tmp_path / "profile.json"
@@ -192,5 +201,18 @@ def test_metrics_read_only_the_rows_added_since_the_last_scrape(demo, client, tm
         assert f'coincast_forecasts_missed_total{{stream="{stream}",why="{kind}"}} {float(n)}' in text
     for stream, status, n in table(demo, "SELECT stream, status, count(*) FROM models GROUP BY ALL"):
         assert f'coincast_trainings_total{{status="{status}",stream="{stream}"}} {float(n)}' in text
+    risk = table(demo, f"SELECT stream, model, risk, count(*), avg(hit80::INT), avg(hit95::INT), sum(var5_breach::INT), "
+                       f"avg(crps) FROM risk_forecasts WHERE {live} AND actual IS NOT NULL GROUP BY ALL")
+    assert len(risk) >= 3 and ("btc-1d", "btc-1d-old", "garch_t", HISTORY) in [r[:4] for r in risk]
+    exported = {(s.name, tuple(sorted(s.labels.items()))): s.value for fam in text_string_to_metric_families(text)
+                for s in fam.samples if s.name.startswith("coincast_risk_")}
+    for stream, model, name, n, c80, c95, breaches, crps in risk:
+        key = {"stream": stream, "model": model, "risk": name}
+        got = lambda metric, **more: exported[(metric, tuple(sorted({**key, **more}.items())))]  # noqa: E731
+        assert got("coincast_risk_scored_total") == n and got("coincast_risk_var5_breaches_total") == breaches
+        assert got("coincast_risk_coverage", level="80") == pytest.approx(c80, rel=1e-12)
+        assert got("coincast_risk_coverage", level="95") == pytest.approx(c95, rel=1e-12)
+        assert got("coincast_risk_crps") == pytest.approx(crps, rel=1e-9)
+    assert len([k for k in exported if k[0] == "coincast_risk_scored_total"]) == len(risk)
     assert client.get("/metrics", headers=auth(READER)).text.count("coincast_forecasts_issued_total{") == \
         text.count("coincast_forecasts_issued_total{")

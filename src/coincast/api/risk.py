@@ -6,7 +6,8 @@ A daily stream's models forecast the distribution of the next candle's percent l
 `limit` served ones with their outcome (the fan chart's history: ranges, realised close, hits,
 breaches), and the live record of each of the stream's risk models, over every scored forecast
 and over the guard's window. The collector exports coverage, VaR breaches and CRPS per model to
-Prometheus, read from the store at each scrape as api/metrics.py does.
+Prometheus from running sums (api/tally.py's RiskTally): a scrape reads only the rows from the
+oldest target still unrealised on, as api/metrics.py does for forecasts.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from coincast.api.reader import ISO, NotReady, Reader, iso
 from coincast.api.routes import known_stream, read_access, reader
+from coincast.api.tally import RiskTally
 from coincast.evaluation.risk import LEVELS
 
 router = APIRouter(prefix="/v1")
@@ -78,16 +80,14 @@ class RiskCollector:
 
     def __init__(self, reader: Reader):
         self.reader = reader
+        self.tally = RiskTally(reader)
 
     def describe(self):
         return []  # collected at scrape time only
 
     def collect(self):
         try:
-            rows = self.reader.rows(
-                "SELECT stream, model, risk, count(*) AS n, avg(hit80::INT) AS c80, avg(hit95::INT) AS c95, "
-                "sum(var5_breach::INT) AS breaches, avg(crps) AS crps FROM risk_forecasts WHERE actual IS NOT NULL "
-                "GROUP BY ALL ORDER BY ALL")
+            self.tally.update()
             fallback = {st.stream.name: st.risk_fallback for st in self.reader.service.states}
         except NotReady:
             return
@@ -97,13 +97,12 @@ class RiskCollector:
         breaches = CounterMetricFamily("coincast_risk_var5_breaches", "realised returns below the 5% VaR", labels=labels)
         scored = CounterMetricFamily("coincast_risk_scored", "risk forecasts scored against their candle", labels=labels)
         crps = GaugeMetricFamily("coincast_risk_crps", "mean CRPS of the scored risk forecasts (percent)", labels=labels)
-        for row in rows:
-            key = [row["stream"], row["model"], row["risk"]]
-            coverage.add_metric([*key, "80"], row["c80"])
-            coverage.add_metric([*key, "95"], row["c95"])
-            breaches.add_metric(key, row["breaches"])
-            scored.add_metric(key, row["n"])
-            crps.add_metric(key, row["crps"])
+        for key, (n, hit80, hit95, breached, crps_sum) in self.tally.figures().items():
+            coverage.add_metric([*key, "80"], hit80 / n)
+            coverage.add_metric([*key, "95"], hit95 / n)
+            breaches.add_metric(list(key), breached)
+            scored.add_metric(list(key), n)
+            crps.add_metric(list(key), crps_sum / n)
         guard = GaugeMetricFamily("coincast_risk_fallback", "1 while the risk guard serves GARCH-t's distribution",
                                   labels=["stream"])
         for stream, on in fallback.items():
