@@ -28,7 +28,7 @@ START = "2025-06-01"
 HISTORY_DAYS = 1100  # candles fetched before the start: three years to train on
 DAY_S = 86_400
 GRACE = pd.Timedelta(minutes=1)
-COINS = ("btc", "eth", "ltc", "bnb")  # the replay's daily USDT markets; a demo runs the first two unless told
+COINS = ("btc", "eth", "ltc", "bnb", "xrp", "ada")  # daily USDT markets the replay serves; a demo runs the first two unless told
 
 
 def demo_settings() -> Settings:

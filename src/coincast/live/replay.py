@@ -1,4 +1,5 @@
-"""The replay exchange: a local Binance-compatible HTTP server over the bundled candles.
+"""The replay exchange: a local Binance-compatible HTTP server over the bundled candles (every
+bundled coin as <COIN>USDT, daily and hourly).
 
 It serves `/api/v3/exchangeInfo` and `/api/v3/klines` on 127.0.0.1 in Binance's own JSON
 format, so the real ccxt binance client fetches from it exactly as from Binance. A clock
@@ -30,9 +31,10 @@ from coincast.data.exchange import make_client
 from coincast.data.store import timeframe_seconds
 from coincast.live.clock import SimClock, WallClock
 
+COINS = ("btc", "eth", "ltc", "xrp", "ada", "bnb")  # every bundled coin, daily and hourly
 # (Binance symbol id, interval) -> bundled dataset
-MARKETS = {("BTCUSDT", "1d"): "btc-usd", ("ETHUSDT", "1d"): "eth-usd", ("LTCUSDT", "1d"): "ltc-usd",
-           ("BNBUSDT", "1d"): "bnb-usd", ("BTCUSDT", "1h"): "btc-usd-1h"}
+MARKETS = {(f"{coin.upper()}USDT", interval): f"{coin}-usd{suffix}"
+           for coin in COINS for interval, suffix in (("1d", ""), ("1h", "-1h"))}
 FAULT_CYCLE = ("500", "empty", "duplicate", "shuffled")  # what `fault_every` injects, in turn
 TIMEOUT_FAULT_S = 2.5
 
