@@ -138,7 +138,25 @@ def test_evaluate_on_the_cluster_matches_the_grid_run_here(cluster, tmp_path):
     for got, want in zip(run.rows, here):
         for key in ("rmse_ratio", "mae_ratio", "dm_p", "accuracy", "mean_shrink"):
             assert got[key] == pytest.approx(want[key], rel=1e-6), key
-        assert got["node"] in {n["NodeID"] for n in ray.nodes()}
+        assert len(got["nodes"]) == 1 and got["nodes"][0] in {n["NodeID"] for n in ray.nodes()}  # a warm run: one task
+
+
+def test_fresh_folds_of_the_grid_run_as_tasks_on_both_nodes_and_match_the_grid_run_here(cluster, tmp_path):
+    """Daily and hourly candles over the last 3 days, fresh folds of 2 + 1 days: the four folds of
+    both runs are submitted at once, one task each; shrinkage off, so the rows score the network's
+    own forecasts."""
+    overrides = {"data": {"window": 12}, "train": {"epochs": 1}, "model": {"hidden": [4, 4], "shrink": False}}
+    grid = functools.partial(run_evaluation, ["btc-usd"], ["default"], 3, 2, overrides=overrides,
+                             timeframes=["1d", "1h"], refit="fresh")
+    there = grid(ex=executors.Executor("ray", address=cluster.address), runs_dir=tmp_path / "ray")
+    here = grid(runs_dir=tmp_path / "here")
+    assert [(r["timeframe"], r["folds"], len(r["nodes"])) for r in there.rows] == [("1d", 2, 2), ("1h", 2, 2)]  # a task a fold
+    for got, want in zip(there.rows, here.rows):
+        assert want["rmse_ratio"] != 1.0  # the network's forecasts, not persistence's
+        for key in ("rmse_ratio", "mae_ratio", "dm_p", "accuracy", "p_vs_50"):
+            assert got[key] == pytest.approx(want[key], rel=1e-6), key
+    alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    assert {node for r in there.rows for node in r["nodes"]} == alive  # folds of the grid ran on both nodes
 
 
 def test_a_tune_on_the_cluster_runs_trials_on_both_nodes_and_matches_one_here(cluster, tmp_path):

@@ -271,16 +271,7 @@ def walk_forward(
     such as open/high/low of each target day, copied to the table for the trading simulation.
     `network`: add the network's own forecast before shrinkage as a `network` column.
     """
-    settings = copy.deepcopy(settings)
-    if target is not None:
-        settings.data.target = target
-    validate(settings)
-    d = settings.data
-    inputs = data if isinstance(data, Inputs) else build_inputs(data, d.target, d.features, d.exog, d.exog_max_age)
-    target = settings.data.target = inputs.target
-    frame = inputs.frame
-    start = check(frame, settings, bt)
-    plans = plan(len(frame), start, bt)
+    settings, inputs, plans = prepare(data, settings, bt, target)
     on_start(len(plans), min(bt.jobs, len(plans)) if bt.refit == "fresh" else 1)
     t0 = time.perf_counter()
     results: list[dict] = []
@@ -305,8 +296,39 @@ def walk_forward(
             last = f
             results.append(r)
             on_fold(r["info"])
-    seconds = time.perf_counter() - t0
+    return assemble(inputs, settings, bt, plans, results, last, time.perf_counter() - t0, extra, network, log)
 
+
+def prepare(data: Inputs | pd.DataFrame, settings: Settings, bt: BacktestSettings,
+            target: str | None = None) -> tuple[Settings, Inputs, list[Plan]]:
+    """The walk's settings (a copy, its target the inputs'), its Inputs and its folds, checked
+    before anything is trained (see `walk_forward` for `data` and `target`)."""
+    settings = copy.deepcopy(settings)
+    if target is not None:
+        settings.data.target = target
+    validate(settings)
+    d = settings.data
+    inputs = data if isinstance(data, Inputs) else build_inputs(data, d.target, d.features, d.exog, d.exog_max_age)
+    settings.data.target = inputs.target
+    return settings, inputs, plan(len(inputs.frame), check(inputs.frame, settings, bt), bt)
+
+
+def assemble(
+    inputs: Inputs,
+    settings: Settings,
+    bt: BacktestSettings,
+    plans: list[Plan],
+    results: list[dict],
+    last: Forecaster | None,
+    seconds: float,
+    extra: pd.DataFrame | None = None,
+    network: bool = False,
+    log: Callable[[str], None] = lambda _: None,
+) -> BacktestResult:
+    """The folds' results (`run_fold`'s, in fold order, wherever they ran) as one table: shrinkage
+    from the record, baselines, conformal intervals from each fold's pool. `last`: the last
+    fold's model (None: not kept), given the whole record's shrinkage."""
+    frame, target = inputs.frame, inputs.target
     parts, qs, infos, earlier = [], [], [], np.empty(0)
     from_record = settings.model.shrink and bt.shrink_from == "record"
     for p, r in zip(plans, results):
@@ -334,7 +356,7 @@ def walk_forward(
         # this fold's out-of-sample errors: honest calibration for the folds after it
         earlier = np.concatenate([earlier, conformal.scores(part["actual"], part["model"], part["previous"])])
     table = pd.concat(parts)
-    if from_record:  # the last model serves the next day with the a of the whole record
+    if from_record and last is not None:  # the last model serves the next day with the a of the whole record
         last.shrink_ = record_shrinkage(table["actual"], table["network"], table["previous"])
     if not network:
         table = table.drop(columns="network")

@@ -5,7 +5,10 @@
 Ray node id the job ran on; None locally). `coincast tune` submits each trial's folds as the
 trial goes. `run_in_order(fn, shared, items, ex)` submits them all and yields the results in
 the items' order, whatever order they finish in: the backtest maps its fresh folds through it,
-and `coincast evaluate` its (coin, preset) runs.
+and `coincast evaluate` its warm (coin, timeframe, preset) runs. `run_grouped(fn, groups, ex)`
+does the same for several groups of items, each with its own `shared`: `coincast evaluate
+--refit fresh` submits the fresh folds of all its runs at once, so a cluster runs folds of
+different runs side by side.
 
 - local, one job at a time: in this process, each job when its `wait()` is called.
 - local: a spawn process pool of `jobs` processes, `threads` torch threads each; `shared` is
@@ -29,7 +32,7 @@ import multiprocessing as mp
 import os
 import socket
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
@@ -105,6 +108,29 @@ def run_in_order(fn: Callable, shared: tuple, items: Iterable, ex: Executor) -> 
         waits = [submit(item) for item in items]
         for wait in waits:
             yield wait()
+
+
+def run_grouped(fn: Callable, groups: list[tuple[tuple, list]], ex: Executor) -> Iterator[tuple[int, Any, str | None]]:
+    """`fn(*shared, item)` for every item of every group `(shared, items)`, all submitted at once,
+    as (group number, result, node) in the groups' and items' order. On Ray each group's
+    `shared` is put in the object store once and read only by its own tasks; local processes
+    get every group's once, in their initializer."""
+    if ex.kind == "ray":
+        with ExitStack() as stack:  # the first pool starts the run's own Ray instance, if any; the others join it
+            submits = [stack.enter_context(pool(fn, shared, ex)) for shared, _ in groups]
+            waits = [(g, submits[g](item)) for g, (_, items) in enumerate(groups) for item in items]
+            for g, wait in waits:
+                yield (g, *wait())
+        return
+    flat = [(g, item) for g, (_, items) in enumerate(groups) for item in items]
+    shared = [s for s, _ in groups]
+    for (g, _), (result, node) in zip(flat, run_in_order(_in_group, (fn, shared), flat, ex)):
+        yield g, result, node
+
+
+def _in_group(fn: Callable, shared: list[tuple], job: tuple[int, Any]):
+    g, item = job
+    return fn(*shared[g], item)
 
 
 # -- local: a spawn process pool ------------------------------------------------------------

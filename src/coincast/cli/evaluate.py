@@ -1,5 +1,5 @@
 """Command-line commands `backtest`, `evaluate` and `audit` (walk-forward backtest, the skill grid
-over coins and presets, look-ahead audit).
+over coins, timeframes and presets, look-ahead audit).
 
 Registered in cli/main.py, after `app` is defined (this module does not import main.py, so
 there is no import cycle).
@@ -137,28 +137,35 @@ def evaluate(
     data: str = typer.Option(SKILL_COINS, help="Coins, comma-separated: bundled names or CSV/Parquet paths."),
     presets: str = typer.Option("default,tutorial,default+ta", help="Presets, comma-separated; NAME+ta adds every "
                                 "indicator and the Fear & Greed index as inputs."),
-    days: int = typer.Option(730, help="Walk forward over the last N days of each coin."),
-    retrain_every: int = typer.Option(7, help="Retrain every N steps (warm refits)."),
+    timeframes: str = typer.Option("1d", help="Timeframes, comma-separated: 1d (each coin's daily candles), 1h (its "
+                                   "bundled hourly candles, <coin>-1h)."),
+    days: int = typer.Option(730, help="Walk forward over the last N days of each coin: its last N daily candles; on "
+                             "1h the hours of its last N calendar days (UTC)."),
+    retrain_every: int = typer.Option(7, help="Retrain every N days: every N daily candles, every 24 x N hourly ones."),
+    refit: str = typer.Option("warm", help="warm: the first fold trains in full, later folds continue from the "
+                              "previous fold's weights (one job a run); fresh: a new model every fold (each fold a job)."),
     window_size: Optional[int] = typer.Option(None, help="Rows per model window (every preset; default: each preset's)."),
     epochs: opt.Epochs = None,
     hidden: opt.Hidden = None,
     executor: opt.ExecutorKind = "local",
     ray_address: opt.RayAddress = None,
     threads_per_task: opt.ThreadsPerTask = 1,
-    jobs: int = typer.Option(1, help="(coin, preset) runs at once: local processes, or the CPUs of the run's own Ray instance."),
+    jobs: int = typer.Option(1, help="Jobs at once (warm: runs; fresh: folds): local processes, or the CPUs of the "
+                             "run's own Ray instance."),
     out_dir: opt.OutDir = Path("runs"),
 ):
-    """Walk-forward skill of presets on coins (the grid `make skill` runs): one report and JSON."""
+    """Walk-forward skill of presets on coins and timeframes (the grid `make skill` runs): one report, JSON and CSV."""
     from coincast.backtest.executors import Executor
     from coincast.flows.evaluate import run_evaluation
 
     def say(r: dict) -> None:
-        out.print(f"{r['coin']} {r['preset']}: RMSE/pers {r['rmse_ratio']:.3f}, DM p {r['dm_p']:.3g}, "
+        out.print(f"{r['coin']} {r['timeframe']} {r['preset']}: RMSE/pers {r['rmse_ratio']:.3f}, DM p {r['dm_p']:.3g}, "
                   f"acc {r['accuracy']:.3f} (always-up {r['always_up_rate']:.3f}), {r['seconds']:.0f} s", soft_wrap=True)
 
     run = run_evaluation(opt.csv(data) or [], opt.csv(presets) or [], days, retrain_every,
                          Executor(executor, jobs, ray_address, threads_per_task), out_dir,
-                         opt.overrides(window_size, epochs, hidden), on_row=say)
+                         opt.overrides(window_size, epochs, hidden), on_row=say, timeframes=opt.csv(timeframes) or [],
+                         refit=refit)
     out.print(f"run folder: {run.folder}")
 
 
