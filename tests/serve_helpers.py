@@ -1,17 +1,25 @@
 """A demo service for the serve tests: the real service, replay exchange (real ccxt client on
 127.0.0.1), DuckDB and worker process, with the tiny model, on a simulated clock that moves only
-when a test advances it (so what the API shows is known when a test looks)."""
+when a test advances it (so what the API shows is known when a test looks); and `dashboard`, the
+same served by a real uvicorn server on 127.0.0.1 to headless Chromium (Debian's chromium and
+chromium-driver, driven by Selenium) for the dashboard tests."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
+import pytest
+import uvicorn
 
 from coincast.api.app import create_app
+from coincast.api.server import bind, url
 from coincast.api.auth import Tokens
 from coincast.live.clock import SimClock
 from coincast.live.demo import GRACE, demo_service
@@ -75,3 +83,60 @@ def demo_api(store: Path, days: int, tokens: Tokens = Tokens()):
             stop.set()
             thread.join(timeout=60)
             app.state.reader.close()
+
+
+def chromium():
+    """Headless Chromium through chromedriver, its console log kept (skipped where they are not
+    installed; CI must have them)."""
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        why = "chromium or chromedriver is not installed (apt-get install chromium chromium-driver)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{why}: CI must run the dashboard tests; .ci/run installs them")
+        pytest.skip(why)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(executable_path=driver), options=options)
+
+
+def wait_for(check, what: str, seconds: float = 60):
+    """What the browser shows, once it shows it (the page redraws asynchronously)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextmanager
+def dashboard(tmp_path: Path, days: int):
+    """`demo_api` served on 127.0.0.1 by uvicorn, and a headless Chromium to open it: yields demo,
+    browser, base (the server's URL) and shots (the screenshots' folder: $COINCAST_SCREENSHOTS, else
+    the test's own). A test that ends without an error also ends with no error in the browser's console."""
+    shots = Path(os.environ.get("COINCAST_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    browser = chromium()
+    try:
+        with demo_api(tmp_path / "live.duckdb", days=days) as demo:
+            sock = bind("127.0.0.1", 0)
+            server = uvicorn.Server(uvicorn.Config(demo.app, log_level="warning"))
+            thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+            thread.start()
+            try:
+                wait_for(lambda: server.started, "the server to start")
+                yield SimpleNamespace(demo=demo, browser=browser, base=url(sock), shots=shots)
+                errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+                assert not errors, errors
+            finally:
+                server.should_exit = True
+                thread.join(timeout=30)
+    finally:
+        browser.quit()

@@ -5,18 +5,11 @@ coverage is shown, a new candle adds its band, and the console has no errors."""
 
 from __future__ import annotations
 
-import os
-import threading
-from pathlib import Path
-
 import httpx
 import pytest
-import uvicorn
 
-from coincast.api.server import bind, url
 from tests.conftest import one_torch_thread
-from tests.serve_helpers import DAY, demo_api
-from tests.test_serve_dashboard import _browser, wait_for
+from tests.serve_helpers import DAY, dashboard, wait_for
 
 one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 BANDS = "return window.coincastRisk.chart.data[2].filter(v => v !== null).length"
@@ -24,38 +17,22 @@ CLOSES = "return window.coincastRisk.chart.data[1].filter(v => v !== null).lengt
 
 
 def test_the_fan_chart_and_live_coverage(tmp_path):
-    shots = Path(os.environ.get("COINCAST_SCREENSHOTS") or tmp_path)  # a folder to keep them in
-    shots.mkdir(parents=True, exist_ok=True)
-    browser = _browser()
-    with demo_api(tmp_path / "live.duckdb", days=6) as demo:
-        sock = bind("127.0.0.1", 0)
-        server = uvicorn.Server(uvicorn.Config(demo.app, log_level="warning"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        base = url(sock)
-        try:
-            wait_for(lambda: server.started, "the server to start")
-            with httpx.Client(base_url=base) as http:
-                served = lambda: http.get("/v1/streams/btc-1d/risk").json()["history"]  # noqa: E731
-                history = served()
-                assert len(history) == 7  # the first day and six more
-                browser.get(f"{base}/?poll=300#btc-1d")
-                wait_for(lambda: browser.execute_script("return window.coincastRisk && window.coincastRisk.updates"),
-                         "the first update of the risk panel")
-                assert browser.execute_script(BANDS) == len(history)
-                assert browser.execute_script(CLOSES) == len(history) - 1  # the newest candle is still open
-                text = browser.find_element("id", "risk-record").text
-                assert "live coverage" in text and f"of {history[-1]['model']}" in text
-                assert browser.find_element("id", "risk-chart").find_elements("css selector", "canvas")
-                browser.execute_script("document.getElementById('risk').scrollIntoView()")
-                browser.save_screenshot(str(shots / "dashboard-risk.png"))
+    with dashboard(tmp_path, days=6) as page, httpx.Client(base_url=page.base) as http:
+        browser = page.browser
+        served = lambda: http.get("/v1/streams/btc-1d/risk").json()["history"]  # noqa: E731
+        history = served()
+        assert len(history) == 7  # the first day and six more
+        browser.get(f"{page.base}/?poll=300#btc-1d")
+        wait_for(lambda: browser.execute_script("return window.coincastRisk && window.coincastRisk.updates"),
+                 "the first update of the risk panel")
+        assert browser.execute_script(BANDS) == len(history)
+        assert browser.execute_script(CLOSES) == len(history) - 1  # the newest candle is still open
+        text = browser.find_element("id", "risk-record").text
+        assert "live coverage" in text and f"of {history[-1]['model']}" in text
+        assert browser.find_element("id", "risk-chart").find_elements("css selector", "canvas")
+        browser.execute_script("document.getElementById('risk').scrollIntoView()")
+        browser.save_screenshot(str(page.shots / "dashboard-risk.png"))
 
-                demo.clock.advance(DAY)
-                assert len(served()) == len(history) + 1
-                wait_for(lambda: browser.execute_script(BANDS) == len(history) + 1, "the new band on the fan chart")
-            errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
-            assert not errors, errors
-        finally:
-            browser.quit()
-            server.should_exit = True
-            thread.join(timeout=30)
+        page.demo.clock.advance(DAY)
+        assert len(served()) == len(history) + 1
+        wait_for(lambda: browser.execute_script(BANDS) == len(history) + 1, "the new band on the fan chart")

@@ -6,49 +6,15 @@ width, and screenshots in the test's temporary folder."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from coincast.api.server import bind, url
 from tests.conftest import one_torch_thread
-from tests.serve_helpers import DAY, demo_api
+from tests.serve_helpers import DAY, dashboard, wait_for
 
 one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
-
-
-def _browser():
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if chromium is None or driver is None:
-        why = "chromium or chromedriver is not installed (apt-get install chromium chromium-driver)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{why}: CI must run the dashboard test; .ci/run installs them")
-        pytest.skip(why)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(executable_path=driver), options=options)
-
-
-def wait_for(check, what: str, seconds: float = 60):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def served_count(base: str, stream: str) -> int:
@@ -66,46 +32,31 @@ POINTS = "return window.coincast.charts.price.data[2].filter(v => v !== null).le
 
 
 def test_dashboard_in_a_real_browser(tmp_path):
-    shots = Path(os.environ.get("COINCAST_SCREENSHOTS") or tmp_path)  # a folder to keep them in: the docs' pictures
-    shots.mkdir(parents=True, exist_ok=True)
-    browser = _browser()
-    with demo_api(tmp_path / "live.duckdb", days=9) as demo:
-        sock = bind("127.0.0.1", 0)
-        server = uvicorn.Server(uvicorn.Config(demo.app, log_level="warning"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        base = url(sock)
-        try:
-            wait_for(lambda: server.started, "the server to start")
-            browser.get(f"{base}/?poll=300#btc-1d")
-            wait_for(lambda: browser.execute_script("return window.coincast && window.coincast.updates"), "the first update")
-            expected = served_count(base, "btc-1d")
-            assert expected == 10  # the first day and nine more
-            assert browser.execute_script(POINTS) == expected
-            assert browser.find_element("id", "next").text not in ("", "–")
-            assert "btc-1d-m1" in browser.find_element("id", "models").text
-            browser.save_screenshot(str(shots / "dashboard.png"))
+    with dashboard(tmp_path, days=9) as page:  # the screenshots are the docs' pictures
+        browser, base = page.browser, page.base
+        browser.get(f"{base}/?poll=300#btc-1d")
+        wait_for(lambda: browser.execute_script("return window.coincast && window.coincast.updates"), "the first update")
+        expected = served_count(base, "btc-1d")
+        assert expected == 10  # the first day and nine more
+        assert browser.execute_script(POINTS) == expected
+        assert browser.find_element("id", "next").text not in ("", "–")
+        assert "btc-1d-m1" in browser.find_element("id", "models").text
+        browser.save_screenshot(str(page.shots / "dashboard.png"))
 
-            demo.clock.advance(DAY)  # a candle closes: the service scores it and forecasts the next
-            assert served_count(base, "btc-1d") == expected + 1
-            wait_for(lambda: browser.execute_script(POINTS) == expected + 1, "the new forecast on the chart")
+        page.demo.clock.advance(DAY)  # a candle closes: the service scores it and forecasts the next
+        assert served_count(base, "btc-1d") == expected + 1
+        wait_for(lambda: browser.execute_script(POINTS) == expected + 1, "the new forecast on the chart")
 
-            # the other stream's page: only the hash changes, so the page stays and redraws on
-            # its hashchange event, asynchronously: wait for that redraw, not for any update
-            browser.get(f"{base}/?poll=300#eth-1d")
-            active = "return document.querySelector('nav a.active').textContent"
-            wait_for(lambda: browser.execute_script(active) == "eth-1d", "the eth-1d page")
-            wait_for(lambda: browser.execute_script(POINTS) == served_count(base, "eth-1d"), "the eth-1d chart")
+        # the other stream's page: only the hash changes, so the page stays and redraws on
+        # its hashchange event, asynchronously: wait for that redraw, not for any update
+        browser.get(f"{base}/?poll=300#eth-1d")
+        active = "return document.querySelector('nav a.active').textContent"
+        wait_for(lambda: browser.execute_script(active) == "eth-1d", "the eth-1d page")
+        wait_for(lambda: browser.execute_script(POINTS) == served_count(base, "eth-1d"), "the eth-1d chart")
 
-            browser.set_window_size(390, 844)  # a phone
-            time.sleep(0.5)
-            size = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
-            assert size[0] <= size[1], size
-            browser.save_screenshot(str(shots / "dashboard-phone.png"))
-            errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
-            assert not errors, errors
-        finally:
-            browser.quit()
-            server.should_exit = True
-            thread.join(timeout=30)
-    assert (shots / "dashboard.png").stat().st_size > 10_000 and (shots / "dashboard-phone.png").exists()
+        browser.set_window_size(390, 844)  # a phone
+        time.sleep(0.5)
+        size = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+        assert size[0] <= size[1], size
+        browser.save_screenshot(str(page.shots / "dashboard-phone.png"))
+    assert (page.shots / "dashboard.png").stat().st_size > 10_000 and (page.shots / "dashboard-phone.png").exists()
