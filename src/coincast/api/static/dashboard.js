@@ -2,6 +2,7 @@
 // `?poll=500` in the page's address changes it). `#eth-1d` picks the stream. With a read token set
 // on the server, open the page once as `/?token=...`: the token is kept for this tab only and
 // removed from the address. Test hooks: window.coincast.{updates, charts, forecastPoints}.
+// risk.js, loaded after this file, polls its panel through `poll` and reads through `api`.
 "use strict";
 
 const params = new URLSearchParams(location.search);
@@ -170,10 +171,15 @@ function renderDecisions(decisions) {
 }
 
 // -- the loop -----------------------------------------------------------------------------------
+// The stream the address's #hash names, else the first.
+function chosen(streams) {
+  const wanted = decodeURIComponent(location.hash.slice(1));
+  return streams.some((s) => s.name === wanted) ? wanted : streams[0].name;
+}
+
 async function refresh() {
   const streams = (await api("/v1/streams")).streams;
-  const wanted = decodeURIComponent(location.hash.slice(1));
-  state.stream = streams.some((s) => s.name === wanted) ? wanted : streams[0].name;
+  state.stream = chosen(streams);
   const stream = streams.find((s) => s.name === state.stream), name = encodeURIComponent(stream.name);
   const forecasts = await allPages(`/v1/streams/${name}/forecasts`, "forecasts");
   const since = forecasts.length ? new Date(Date.parse(forecasts[0].target_time) - 30 * 86400e3).toISOString() : null;
@@ -193,15 +199,20 @@ async function refresh() {
   document.getElementById("status").textContent = `updated ${new Date().toLocaleTimeString()} · service time ${day(stream.now)}`;
 }
 
-async function loop() {
-  try {
-    await refresh();
-    state.updates += 1;
-  } catch (err) {
-    document.getElementById("status").textContent = "cannot update: " + err.message;
+// `refresh` now, then every POLL_MS ms after each one ends, and at once when the #hash changes:
+// each success counts in `hook.updates`, a failure is shown in the element `statusId`.
+function poll(refresh, hook, statusId) {
+  async function loop() {
+    try {
+      await refresh();
+      hook.updates += 1;
+    } catch (err) {
+      document.getElementById(statusId).textContent = "cannot update: " + err.message;
+    }
+    setTimeout(loop, POLL_MS);
   }
-  setTimeout(loop, POLL_MS);
+  window.addEventListener("hashchange", () => refresh().catch(() => {}));
+  loop();
 }
 
-window.addEventListener("hashchange", () => refresh().catch(() => {}));
-loop();
+poll(refresh, state, "status");

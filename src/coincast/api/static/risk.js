@@ -1,24 +1,13 @@
 // The dashboard's risk panel: the served distribution of the next close as a fan chart (its 80% and
 // 95% ranges over the last 60 candles, with the realised closes) and the live record of the served
 // risk model (coverage of the ranges, 5% VaR breaches, CRPS), from /v1/streams/{name}/risk. It
-// polls on its own, as dashboard.js does (same `poll`, same stream from the address's #hash,
-// same token). Test hooks: window.coincastRisk.{updates, chart, points}.
+// polls through dashboard.js's `poll` (its own loop, the same interval, stream and token) and
+// uses its `api`, `chosen`, `fmt` and `pct`. Test hooks: window.coincastRisk.{updates, chart, points}.
 "use strict";
 
 (() => {
-  const POLL_MS = Math.max(200, Number(new URLSearchParams(location.search).get("poll")) || 2000);
   const hook = { updates: 0, chart: null, points: 0 };
   window.coincastRisk = hook;
-  const pct = (x) => x == null ? "–" : (100 * x).toFixed(0) + "%";
-  const money = (x) => x == null ? "–" : Number(x).toLocaleString("en-US", { maximumFractionDigits: 2, minimumFractionDigits: 2 });
-
-  async function api(path) {
-    const token = sessionStorage.getItem("coincastToken");
-    const answer = await fetch(path, { headers: token ? { Authorization: "Bearer " + token } : {} });
-    const body = await answer.json();
-    if (!answer.ok) throw new Error(`${path}: ${answer.status} ${body.detail || ""}`);
-    return body;
-  }
 
   function fanChart() {
     const box = document.getElementById("risk-chart");
@@ -49,8 +38,8 @@
     const live = body.live.find((r) => r.model === latest.model && r.risk === latest.risk) || { n: 0 };
     const fallback = body.fallback ? " (the risk guard serves GARCH-t's: the served model has no skill over it)" : "";
     const dl = document.createElement("dl");
-    [["next close, 80%", `${money(latest.lo80)} – ${money(latest.hi80)}`],
-     ["next close, 95%", `${money(latest.lo95)} – ${money(latest.hi95)}`],
+    [["next close, 80%", `${fmt(latest.lo80)} – ${fmt(latest.hi80)}`],
+     ["next close, 95%", `${fmt(latest.lo95)} – ${fmt(latest.hi95)}`],
      ["5% VaR", `${latest.var5.toFixed(2)}%`],
      ["model", `${latest.risk} of ${latest.model}${fallback}`],
      ["live coverage", live.n ? `80%: ${pct(live.coverage_80)} · 95%: ${pct(live.coverage_95)} of ${live.n}` : "none scored yet"],
@@ -63,23 +52,10 @@
   }
 
   async function refresh() {
-    const streams = (await api("/v1/streams")).streams;
-    const wanted = decodeURIComponent(location.hash.slice(1));
-    const name = streams.some((s) => s.name === wanted) ? wanted : streams[0].name;
+    const name = chosen((await api("/v1/streams")).streams);
     hook.chart = hook.chart || fanChart();
     render(await api(`/v1/streams/${encodeURIComponent(name)}/risk?limit=60`));
   }
 
-  async function loop() {
-    try {
-      await refresh();
-      hook.updates += 1;
-    } catch (err) {
-      document.getElementById("risk-record").textContent = "cannot update: " + err.message;
-    }
-    setTimeout(loop, POLL_MS);
-  }
-
-  window.addEventListener("hashchange", () => refresh().catch(() => {}));
-  loop();
+  poll(refresh, hook, "risk-record");
 })();
