@@ -41,7 +41,7 @@ from coincast.evaluation import stats
 from coincast.evaluation.metrics import score
 from coincast.machine import describe
 from coincast.prep.features import ALL_FEATURES
-from coincast.prep.inputs import build_inputs, validated
+from coincast.prep.inputs import Inputs, build_inputs, validated
 from coincast.report.evaluate_folder import write_evaluation
 from coincast.report.run_folder import final_name, staging_folder
 
@@ -99,6 +99,14 @@ def series(coin: str, timeframe: str) -> str:
     return coin + HOURLY_SUFFIX
 
 
+def spelled(bar: pd.Timedelta) -> str:
+    """A bar length as a timeframe is spelled: 1d, 1h, 4h, 15min."""
+    for unit, size in (("d", pd.Timedelta(days=1)), ("h", pd.Timedelta(hours=1)), ("min", pd.Timedelta(minutes=1))):
+        if bar % size == pd.Timedelta(0):
+            return f"{bar // size}{unit}"
+    return str(bar)
+
+
 def load_series(coin: str, timeframe: str) -> pd.DataFrame:
     """The coin's candles in the timeframe, checked to be candles of that length."""
     name = series(coin, timeframe)
@@ -110,20 +118,17 @@ def load_series(coin: str, timeframe: str) -> pd.DataFrame:
     return raw
 
 
-def spelled(bar: pd.Timedelta) -> str:
-    """A bar length as a timeframe is spelled: 1d, 1h, 4h, 15min."""
-    for unit, size in (("d", pd.Timedelta(days=1)), ("h", pd.Timedelta(hours=1)), ("min", pd.Timedelta(minutes=1))):
-        if bar % size == pd.Timedelta(0):
-            return f"{bar // size}{unit}"
-    return str(bar)
-
-
 def first_step(frame: pd.DataFrame, days: int, timeframe: str) -> pd.Timestamp | None:
     """The first forecast target of the last `days` days (module docstring); None: fewer days than that."""
     if timeframe == "1d":
         return frame.index[-days] if days <= len(frame) else None
     first = frame.index[-1].normalize() - pd.Timedelta(days=days - 1)
     return first if first > frame.index[0] else None
+
+
+def inputs_of(raw: pd.DataFrame, settings: Settings) -> Inputs:
+    d = settings.data
+    return build_inputs(raw, d.target, d.features, d.exog, d.exog_max_age)
 
 
 def plan_jobs(coins: list[str], presets: list[str], days: int, retrain_every: int, overrides: dict | None = None,
@@ -144,8 +149,7 @@ def plan_jobs(coins: list[str], presets: list[str], days: int, retrain_every: in
             raw = load_series(coin, tf)
             for name in presets:
                 s = preset_settings(name, series(coin, tf), overrides)
-                d = s.data
-                frame = build_inputs(raw, d.target, d.features, d.exog, d.exog_max_age).frame
+                frame = inputs_of(raw, s).frame
                 first = first_step(frame, days, tf)
                 if first is None:
                     have = len(frame) if tf == "1d" else (frame.index[-1].normalize() - frame.index[0].normalize()).days + 1
@@ -188,10 +192,8 @@ def evaluate_one(job: Job) -> dict:
 def scored_walk(job: Job) -> tuple[dict, pd.DataFrame]:
     """One run's walk-forward in this process: its row of scores, and its forecasts (actual,
     previous, model, persistence)."""
-    d = job.settings.data
-    inputs = build_inputs(job.raw, d.target, d.features, d.exog, d.exog_max_age)
     t0 = time.perf_counter()
-    result = walk_forward(inputs, job.settings, job.bt)
+    result = walk_forward(inputs_of(job.raw, job.settings), job.settings, job.bt)
     return scores(job, result, time.perf_counter() - t0), result.table[["actual", "previous", "model", "persistence"]]
 
 
@@ -212,10 +214,7 @@ def warm_rows(jobs: list[Job], ex: executors.Executor):
 def fresh_rows(jobs: list[Job], ex: executors.Executor):
     """(row, nodes) of each fresh run, in order: every fold of every run a job, all submitted at once;
     a run's row is made as soon as its last fold is back."""
-    walks = []
-    for job in jobs:
-        d = job.settings.data
-        walks.append(prepare(build_inputs(job.raw, d.target, d.features, d.exog, d.exog_max_age), job.settings, job.bt))
+    walks = [prepare(inputs_of(job.raw, job.settings), job.settings, job.bt) for job in jobs]
     done: list[list] = [[] for _ in jobs]
     groups = [((inputs, settings), plans) for settings, inputs, plans in walks]
     for g, r, node in executors.run_grouped(timed_fold, groups, ex):

@@ -15,15 +15,15 @@ from coincast.report.html import render
 from coincast.report.plots import _png, plt
 
 # (key, header) of the report's table, in the order benchmarks/skill.py's BENCHMARKS.md table has them
-TABLE = [("coin", "coin"), ("timeframe", "timeframe"), ("preset", "preset"), ("days", "days"), ("steps", "steps"), ("rmse_ratio", "RMSE / pers."),
-         ("mae_ratio", "MAE / pers."), ("dm_p", "DM p"), ("accuracy", "dir. acc."),
+TABLE = [("coin", "coin"), ("timeframe", "timeframe"), ("preset", "preset"), ("days", "days"), ("steps", "steps"),
+         ("rmse_ratio", "RMSE / pers."), ("mae_ratio", "MAE / pers."), ("dm_p", "DM p"), ("accuracy", "dir. acc."),
          ("always_up_rate", "always-up rate"), ("p_vs_50", "p vs 50%"), ("p_vs_always_up", "p vs always-up"),
          ("mean_shrink", "mean a"), ("seconds", "s")]
 
 
 def skill_plot(rows: list[dict]) -> bytes:
-    """One panel per coin and timeframe: a bar per preset at its RMSE ratio to persistence (below 1: better than
-    persistence), labelled with the one-sided DM p that the model is the more accurate."""
+    """One panel per coin and timeframe: a bar per preset at its RMSE ratio to persistence (below 1:
+    better than persistence), labelled with the one-sided DM p that the model is the more accurate."""
     frame = pd.DataFrame(rows)
     panels = list(dict.fromkeys(zip(frame["coin"], frame["timeframe"])))
     fig, axes = plt.subplots(1, len(panels), figsize=(max(4.0, 3.2 * len(panels)), 3.6), squeeze=False, sharey=True)
