@@ -12,7 +12,6 @@ from coincast.config import preset
 from coincast.data import load
 from coincast.evaluation import stats
 from coincast.evaluation.metrics import score
-from coincast.backtest.executors import Executor
 from coincast.flows.backtest import load_inputs
 from coincast.flows.evaluate import run_evaluation
 from tests.conftest import assert_user_error, one_torch_thread, tiny, tiny_flags
@@ -72,11 +71,12 @@ def test_cli_evaluate_daily_and_hourly_candles_with_fresh_folds(cli, tmp_path):
     assert "btc-usd 1h default: RMSE/pers" in p.stdout
 
 
-def test_fresh_folds_in_local_processes_are_each_timeframes_backtest(tmp_path):
-    """Every fold of both runs a job on a pool of two processes; each row is the fresh walk-forward
-    `coincast backtest` runs on that timeframe's candles (shrinkage off: the network's own forecasts)."""
+def test_fresh_grid_rows_are_each_timeframes_backtest(tmp_path):
+    """Every fold of both runs a job (here in this process; tests/test_ray.py runs them on a cluster);
+    each row is the fresh walk-forward `coincast backtest` runs on that timeframe's candles
+    (shrinkage off: the network's own forecasts)."""
     overrides = {"data": {"window": 12}, "train": {"epochs": 1}, "model": {"hidden": [4, 4], "shrink": False}}
-    run = run_evaluation(["btc-usd"], ["default"], 3, 2, Executor(jobs=2), tmp_path, overrides,
+    run = run_evaluation(["btc-usd"], ["default"], 3, 2, runs_dir=tmp_path, overrides=overrides,
                          timeframes=["1d", "1h"], refit="fresh")
     for row, name, start, every in zip(run.rows, ("btc-usd", "btc-usd-1h"), ("2026-01-03", "2026-01-03 00:00"), (2, 48)):
         s = tiny("default", window=12, target="close", model={"shrink": False})
