@@ -95,8 +95,8 @@ class Service:
         self.stale_retry = stale_retry  # how soon a stale stream is checked again (at most bar / 12)
         self.failure_retry = failure_retry  # first wait after a failed step; doubles, up to a bar or MAX_RETRY
         self.fetch_retries, self.fetch_backoff_s, self.fetch_threads = fetch_retries, fetch_backoff_s, fetch_threads
-        self.states = [StreamState(s) for s in config.streams]
         self.companions = hourly_companions(config.streams)
+        self.states = [StreamState(s) for s in config.streams]
         self.worker = Worker(threads)
         self.jobs: dict[str, StreamState] = {}  # model id in training -> its stream
         self.loaded: dict[str, Forecaster] = {}
@@ -134,10 +134,10 @@ class Service:
                     self.log(None, f"discarded unfinished training {model_id}; it is redone", logging.WARNING)
                 for st in self.states:
                     self._isolated(st, self._resume)
+                self._fetcher = ThreadPoolExecutor(self.fetch_threads, thread_name_prefix="coincast-fetch")
                 self.opened.set()
                 self.running = self.control.accepting = True
                 self.worker.start()  # its start-up (imports) overlaps the first fetch
-                self._fetcher = ThreadPoolExecutor(self.fetch_threads, thread_name_prefix="coincast-fetch")
                 try:
                     due = None
                     while not stop.is_set():
@@ -153,8 +153,8 @@ class Service:
                         self.clock.sleep_until(due, alarm)
                 finally:
                     self.running = False
-                    self.control.close()
                     self._fetcher.shutdown(cancel_futures=True)  # a fetch under way finishes first
+                    self.control.close()
                     self.worker.stop()
         except BaseException as exc:
             self.failure = exc
@@ -163,25 +163,26 @@ class Service:
     def _pass(self, stop: threading.Event) -> None:
         """Every stream's step (a failing stream's only once its retry is due): the fetches side by
         side in the fetch threads, each stream's step once its fetch is in, commands between steps."""
-        fetches: dict[str, Future] = {}
+        waiting: dict[str, Future] = {}  # stream name -> its fetch, until its step has run
         for st in self.states:
             if st.retry_at is None or self.clock.now() >= st.retry_at:
-                self._isolated(st, partial(self._start, fetches), recovers=False)
-        waiting = dict(fetches)
-        while waiting and not stop.is_set():
+                self._isolated(st, partial(self._start, waiting), recovers=False)
+        while waiting:
+            if stop.is_set():
+                for fetched in waiting.values():  # those not started yet are dropped
+                    fetched.cancel()
+                break
             st = self._ready(waiting)
             self._isolated(st, partial(self._fetched, waiting.pop(st.stream.name)))
             self.control.run_pending()  # a command sent during the step: answered now
-        for fetched in waiting.values():  # stopped: those not started yet are dropped
-            fetched.cancel()
         training.collect(self)
         self.passes += 1
 
-    def _start(self, fetches: dict[str, Future], st: StreamState) -> None:
+    def _start(self, waiting: dict[str, Future], st: StreamState) -> None:
         """Hand the stream's fetch to a fetch thread (its resume first, if it failed at start)."""
         if not st.resumed:
             self._resume(st)
-        fetches[st.stream.name] = self._fetcher.submit(fetching.start(self, st))
+        waiting[st.stream.name] = self._fetcher.submit(fetching.start(self, st))
 
     def _fetched(self, fetched: Future, st: StreamState) -> None:
         """The rest of the stream's step once its fetch is in."""
