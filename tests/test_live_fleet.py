@@ -141,7 +141,8 @@ retrain_every = 10000
     finally:
         torch.set_num_threads(threads)
     for target in (START.floor("D") + DAY, START.floor("D") + 2 * DAY):
-        hour = re.compile(rf"\[\S+ \S+\] btc-usdt-1h\s+fetched \d+ new candle\(s\); newest opens {target - pd.Timedelta(hours=1):%Y-%m-%d %H:%M}")
+        last_hour = target - pd.Timedelta(hours=1)
+        hour = re.compile(rf"\[\S+ \S+\] btc-usdt-1h\s+fetched \d+ new candle\(s\); newest opens {last_hour:%Y-%m-%d %H:%M}")
         daily = forecast_line("btc-usdt-1d", target)
         at = [k for k, x in enumerate(lines) if hour.match(x)], [k for k, x in enumerate(lines) if daily.match(x)]
         assert len(at[0]) == len(at[1]) == 1 and at[0][0] < at[1][0], "\n".join(lines)

@@ -45,11 +45,13 @@ def fleet_streams(tables: list, streams: list[Stream]) -> list[Stream]:
     taken = {s.name: f"[[stream]] {s.name!r}" for s in streams}
     out = []
     for k, table in enumerate(tables, start=1):
-        where = f"fleet {k}" + (f" ({table['exchange']})" if isinstance(table, dict) and isinstance(table.get("exchange"), str) else "")
+        exchange = table.get("exchange") if isinstance(table, dict) else None
+        where = f"fleet {k}" + (f" ({exchange})" if isinstance(exchange, str) and exchange else "")
         for s, origin in expand(table, where):
             if s.name in taken:
-                raise ConfigError(f"{where}: its stream {s.name!r} ({origin}) has the name of {taken[s.name]}; every stream needs "
-                                  "its own name: list each market once, rename the [[stream]], or give one fleet prefix = \"...\"")
+                raise ConfigError(f"{where}: its stream {s.name!r} ({origin}) has the name of {taken[s.name]}; every stream "
+                                  "needs its own name: list each market once, rename the [[stream]], or give one fleet "
+                                  "prefix = \"...\"")
             taken[s.name] = f"{where}'s {origin}"
             out.append(s)
     return out
@@ -76,7 +78,8 @@ def expand(table, where: str) -> list[tuple[Stream, str]]:
     out, checked = [], set()
     for symbol in symbols:
         for timeframe in timeframes:
-            keys = {**shared, **own.get(timeframe, {}), "settings": _merged(shared.get("settings", {}), own.get(timeframe, {}).get("settings", {})),
+            mine = own.get(timeframe, {})
+            keys = {**shared, **mine, "settings": _merged(shared.get("settings", {}), mine.get("settings", {})),
                     "name": stream_name(prefix, symbol, timeframe), "data": f"store:{exchange}/{symbol}/{timeframe}"}
             try:
                 s = stream_from(keys, len(out) + 1)
@@ -112,7 +115,8 @@ def _check_timeframes(exchange: str, timeframes: list[str], where: str) -> None:
 def _timeframe_tables(tables, timeframes: list[str], where: str) -> dict[str, dict]:
     """[fleet.timeframe.TF] tables: the keys over the shared ones for that timeframe's streams."""
     if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
-        raise ConfigError(f"{where}: timeframe holds one table per timeframe, e.g. [fleet.timeframe.1h] then retrain_every = 168")
+        raise ConfigError(f"{where}: timeframe holds one table per timeframe, "
+                          "e.g. [fleet.timeframe.1h] then retrain_every = 168")
     for timeframe, keys in tables.items():
         if timeframe not in timeframes:
             raise ConfigError(f"{where}: [fleet.timeframe.{timeframe}] is for a timeframe the fleet does not list; "
