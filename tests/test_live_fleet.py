@@ -1,7 +1,7 @@
 """A fleet in the live loop (a [[fleet]] config, real ccxt clients against the replay exchange on
 127.0.0.1, real DuckDB, the real worker process, virtual time): one market whose exchange answers
-slowly holds back only its own stream's forecast, and a daily stream's step waits for the fetch
-of its market's hourly stream, whose candles give its realized measures.
+slowly holds back only its own stream's forecast, and a daily stream's step comes after that of
+its market's hourly stream, whose candles give its realized measures.
 
 No wall-clock timing: the slow market's answers are held back by the replay until the other
 streams' forecasts have been logged, so only the order of events is asserted."""
@@ -116,9 +116,9 @@ guard = 10
     assert not kinds & {"missed", "failure", "stale", "no_forecast"}, kinds
 
 
-def test_a_daily_stream_waits_for_its_hourly_companions_fetch(tmp_path):
+def test_a_daily_stream_steps_after_its_markets_hourly_stream(tmp_path):
     """BTC/USDT on 1d and 1h, the daily stream listed first: at each day's pass its forecast comes
-    after the hourly stream has stored the day's last hour, and its models serve the average with
+    after the hourly stream's step has stored the day's last hour, and its models serve the average with
     HAR-RV on those hours."""
     config = fleet(tmp_path, f"""
 [[fleet]]
