@@ -44,7 +44,7 @@ def check_api_script(path: Path, tmp_path: Path) -> None:
 
 
 CHECKS = {"run.toml": check_run_config, "backtest.toml": check_run_config, "live.toml": check_live_config,
-          "api.py": check_api_script}
+          "fleet.toml": check_live_config, "api.py": check_api_script}
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.iterdir() if p.is_file()))

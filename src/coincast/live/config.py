@@ -1,4 +1,5 @@
-"""The live service's configuration: a TOML file with a store and one `[[stream]]` table per stream.
+"""The live service's configuration: a TOML file with a store, `[[stream]]` tables (one stream
+each) and `[[fleet]]` tables (many markets of one exchange in one table, `live/fleet.py`).
 
     store = "~/coincast/live.duckdb"        # optional: default $COINCAST_STORE, else the user's store
     [[stream]]
@@ -13,6 +14,14 @@
     train_timeout = "2h"                    # a training's time limit (default: from the stream's size)
     [stream.settings.model]                 # any [data]/[model]/[train] setting of `coincast run`
     hidden = [16, 16]
+
+    [[fleet]]                               # one stream per (symbol, timeframe): btc-usdt-1d, btc-usdt-1h, ...
+    exchange = "binance"
+    symbols = ["BTC/USDT", "ETH/USDT"]
+    timeframes = ["1d", "1h"]
+    retrain_every = 7                       # any [[stream]] key but name and data, shared
+    [fleet.timeframe.1h]                    # keys for one timeframe's streams
+    retrain_every = 168
 
 Everything is checked before anything is written; each mistake is one ConfigError line that
 says what is wrong and how to fix it.
@@ -75,13 +84,17 @@ def load_config(path: str | Path) -> LiveConfig:
         raise ConfigError(f"config file not found: {path}; write one with [[stream]] tables (see docs/guides/live.md)") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML ({exc}); fix the syntax") from None
-    unknown = set(doc) - {"store", "stream"}
+    unknown = set(doc) - {"store", "stream", "fleet"}
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}: the top level holds store and [[stream]] tables")
-    tables = doc.get("stream")
-    if not isinstance(tables, list) or not tables:
-        raise ConfigError(f"{path} has no streams: add at least one [[stream]] table with name and data")
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}: the top level holds store, [[stream]] and [[fleet]] tables")
+    tables, fleets = doc.get("stream", []), doc.get("fleet", [])
+    if not isinstance(tables, list) or not isinstance(fleets, list) or not (tables or fleets):
+        raise ConfigError(f"{path} has no streams: add at least one [[stream]] table with name and data, "
+                          "or a [[fleet]] table with exchange, symbols and timeframes")
+    from coincast.live.fleet import fleet_streams  # it builds on this module's Stream and checks
+
     streams = [stream_from(t, k + 1) for k, t in enumerate(tables)]
+    streams += fleet_streams(fleets, streams)
     store = Path(doc["store"]).expanduser() if "store" in doc else default_path()
     return check(LiveConfig(streams, store))
 
@@ -116,12 +129,13 @@ def check(config: LiveConfig) -> LiveConfig:
     if repeated:
         raise ConfigError(f"stream name(s) {', '.join(repeated)} used twice: give every [[stream]] its own name")
     for s in config.streams:
-        _check_stream(s)
+        check_stream(s)
     _check_writable(config.store)
     return config
 
 
-def _check_stream(s: Stream) -> None:
+def check_stream(s: Stream) -> None:
+    """One stream's ranges, names, exchange and timeframe (ConfigError naming the stream)."""
     where = f"stream {s.name!r}"
     if not all(c.isalnum() or c in "-_." for c in s.name):
         raise ConfigError(f"{where}: a name may hold letters, digits, '-', '_' and '.' only (it names model folders)")

@@ -12,8 +12,9 @@ A daily stream's models also forecast the distribution of the candle's log retur
 (`live/risk.py`): the served risk model's quantiles and GARCH-t's, stored in `risk_forecasts`;
 the champion's served risk model's are served, GARCH-t's while the risk guard holds
 (`live/scoring.py`). Its hourly candles come from an hourly stream of the same market where the
-config has one (`intraday`). A model whose distribution cannot be forecast (too little history)
-is recorded once (`no_risk_forecast`: its fit failed) and its point forecasts stand.
+config has one (`intraday`), stepped before the daily stream in each pass. A model whose
+distribution cannot be forecast (too little history) is recorded once (`no_risk_forecast`: its
+fit failed) and its point forecasts stand.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def intraday(service: Service, st: StreamState, before: pd.Timestamp) -> pd.Data
     """The stored hourly candles of the stream's market that open before `before`, where the config
     has a 1h stream of the same exchange and symbol (None: the daily-only path)."""
     exchange, symbol, _ = st.stream.market
-    if not any(o.stream.market == (exchange, symbol, "1h") for o in service.states):
+    if not service.companions[st.stream.name]:
         return None
     if service.store.last_open_time(exchange, symbol, "1h") is None:
         return None

@@ -12,7 +12,8 @@ resilience: "429" (with Retry-After), "500", "timeout" (answers after 2.5 s), "e
 empty page), "duplicate" (the first candle twice), "shuffled" (candles out of order) and
 "revised" (the first candle's close 1% higher, as if revised after close); `fault_every`
 injects FAULT_CYCLE's faults in turn into every n-th request (a long soak). `outage` freezes
-the candle feed for a span of clock time; `down` answers every request 500.
+the candle feed for a span of clock time; `down` answers every request 500; `stalled` holds one
+market's klines answers back until its event is set (a slow market, released by a test).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class Replay:
             self.shift = today - pd.Timedelta(days=days_before_today) - load("btc-usd").index[-1]
         self._frames: dict[tuple[str, str], pd.DataFrame] = {}
         self._lock = threading.Lock()
+        self.counting = threading.Lock()  # held while a klines request is numbered
         self.faults: dict[int, str] = {}
         self.down = False  # True: every request is answered 500 (an exchange that is down)
         self.retry_after = "1"  # the Retry-After header of an injected 429, in seconds
@@ -77,6 +79,8 @@ class Replay:
         # (start, end) of clock time during which the exchange publishes nothing new: it answers
         # as it did at `start` (an outage of its candle feed; the service must see stale data)
         self.outage: tuple[pd.Timestamp, pd.Timestamp] | None = None
+        # (symbol id, interval) -> an event: that market's klines requests are answered once it is set
+        self.stalled: dict[tuple[str, str], threading.Event] = {}
         self.klines: list[dict] = []  # query of every klines request, in order
         self.times: list[float] = []  # monotonic time of every klines request
 
@@ -161,9 +165,14 @@ def make_handler(replay: Replay):
                 return self.send(404, {"code": -1, "msg": f"no route {url.path}"})
             if (query.get("symbol", "BTCUSDT"), query.get("interval", "1d")) not in MARKETS:
                 return self.send(400, {"code": -1121, "msg": "Invalid symbol or interval."})
-            replay.klines.append(query)
-            replay.times.append(time.monotonic())
-            return self.klines(query, replay.fault(len(replay.klines)))
+            with replay.counting:  # requests from several threads: each its own number
+                replay.klines.append(query)
+                replay.times.append(time.monotonic())
+                n = len(replay.klines)
+            stalled = replay.stalled.get((query.get("symbol", "BTCUSDT"), query.get("interval", "1d")))
+            if stalled is not None:
+                stalled.wait()
+            return self.klines(query, replay.fault(n))
 
         def klines(self, query: dict, fault: str | None):
             if fault == "429":

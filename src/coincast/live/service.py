@@ -1,9 +1,13 @@
 """The live service: its loop over the streams, and each stream's step in its phases.
 
-Each tick (a candle close plus a grace period) runs every stream's step in turn; each phase
-has its module:
+Each tick (a candle close plus a grace period) runs every stream's step; each phase has its
+module:
 
-1. fetch the new closed candles into the store (`live/fetching.py`);
+1. fetch the new closed candles into the store (`live/fetching.py`): the fetches of a pass run
+   side by side in `fetch_threads` threads, so one slow exchange or market holds back only its
+   own stream; the phases below run on the service's thread, one stream at a time, each stream's
+   as soon as its own fetch is in (a daily stream's after the steps of its market's hourly
+   streams: its realized measures come from their candles), in config order among those ready;
 2. score the forecasts whose candle closed, apply the guard, decide a challenger whose shadow
    period is over (`live/scoring.py`);
 3. collect a finished training and start one when due (`live/training.py`: in the worker
@@ -27,7 +31,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import pandas as pd
@@ -39,11 +45,24 @@ from coincast.live.config import LiveConfig, Stream
 from coincast.live.control import Alarm, Control
 from coincast.live.log import LOGGER, line
 from coincast.live.registry import Registry
-from coincast.live.risk import RiskFit
+from coincast.live.risk import DAY, RiskFit
 from coincast.live.worker import Worker, duration
 from coincast.models.forecaster import Forecaster
 
 MAX_RETRY = pd.Timedelta(hours=1)  # the longest wait between tries of a failing stream
+FETCH_THREADS = 4  # fetches a pass runs at once (each thread has its own ccxt client per exchange)
+
+
+def hourly_companions(streams: list[Stream]) -> dict[str, list[str]]:
+    """Stream name -> the 1h streams of its exchange and symbol where it is daily (else none): a
+    daily stream's realized measures come from their candles (`forecasting.intraday`), so its
+    step comes after theirs in a pass."""
+    hourly: dict[tuple[str, str], list[str]] = {}
+    for s in streams:
+        exchange, symbol, timeframe = s.market
+        if timeframe == "1h":
+            hourly.setdefault((exchange, symbol), []).append(s.name)
+    return {s.name: hourly.get(s.market[:2], []) if s.bar == DAY else [] for s in streams}
 
 
 @dataclass
@@ -67,21 +86,24 @@ class Service:
     def __init__(self, config: LiveConfig, clock, client_for: Callable[[str], object],
                  log: Callable[[str], None] | None = None, grace: pd.Timedelta = pd.Timedelta(seconds=10),
                  hold: str = "none", threads: int | None = None, fetch_retries: int = 5, fetch_backoff_s: float = 1.0,
-                 stale_retry: pd.Timedelta = pd.Timedelta(minutes=5), failure_retry: pd.Timedelta = pd.Timedelta(minutes=1)):
+                 stale_retry: pd.Timedelta = pd.Timedelta(minutes=5), failure_retry: pd.Timedelta = pd.Timedelta(minutes=1),
+                 fetch_threads: int = FETCH_THREADS):
         self.config, self.clock, self.client_for, self._log = config, clock, client_for, log
         if hold != "none" and not getattr(clock, "simulated", False):
             raise ValueError("only a simulated clock can be held for trainings")
         self.grace, self.hold = grace, hold
         self.stale_retry = stale_retry  # how soon a stale stream is checked again (at most bar / 12)
         self.failure_retry = failure_retry  # first wait after a failed step; doubles, up to a bar or MAX_RETRY
-        self.fetch_retries, self.fetch_backoff_s = fetch_retries, fetch_backoff_s
+        self.fetch_retries, self.fetch_backoff_s, self.fetch_threads = fetch_retries, fetch_backoff_s, fetch_threads
+        self.companions = hourly_companions(config.streams)
         self.states = [StreamState(s) for s in config.streams]
         self.worker = Worker(threads)
         self.jobs: dict[str, StreamState] = {}  # model id in training -> its stream
         self.loaded: dict[str, Forecaster] = {}
         # model id -> its risk models, fitted once (live/risk.py), or why they could not be
         self.risk_fits: dict[str, RiskFit | str] = {}
-        self.clients: dict[str, object] = {}
+        self._clients = threading.local()  # each fetch thread's ccxt clients, by exchange
+        self._fetcher: ThreadPoolExecutor | None = None  # the fetch threads, while `run` runs
         # What readers in other threads (the HTTP API) see: the store is open, how many passes over
         # every stream are done (the first catches up after a restart), the loop runs, why it ended.
         self.opened = threading.Event()
@@ -112,6 +134,7 @@ class Service:
                     self.log(None, f"discarded unfinished training {model_id}; it is redone", logging.WARNING)
                 for st in self.states:
                     self._isolated(st, self._resume)
+                self._fetcher = ThreadPoolExecutor(self.fetch_threads, thread_name_prefix="coincast-fetch")
                 self.opened.set()
                 self.running = self.control.accepting = True
                 self.worker.start()  # its start-up (imports) overlaps the first fetch
@@ -130,6 +153,7 @@ class Service:
                         self.clock.sleep_until(due, alarm)
                 finally:
                     self.running = False
+                    self._fetcher.shutdown(cancel_futures=True)  # a fetch under way finishes first
                     self.control.close()
                     self.worker.stop()
         except BaseException as exc:
@@ -137,15 +161,51 @@ class Service:
             raise
 
     def _pass(self, stop: threading.Event) -> None:
-        """Every stream's step (a failing stream's only once its retry is due), commands between them."""
+        """Every stream's step (a failing stream's only once its retry is due): the fetches side by
+        side in the fetch threads, each stream's step once its fetch is in, commands between steps."""
+        waiting: dict[str, Future] = {}  # stream name -> its fetch, until its step has run
         for st in self.states:
-            if stop.is_set():
-                break
             if st.retry_at is None or self.clock.now() >= st.retry_at:
-                self._isolated(st, self.step)
+                self._isolated(st, partial(self._start, waiting), recovers=False)
+        while waiting:
+            if stop.is_set():
+                for fetched in waiting.values():  # those not started yet are dropped
+                    fetched.cancel()
+                break
+            st = self._ready(waiting)
+            self._isolated(st, partial(self._fetched, waiting.pop(st.stream.name)))
             self.control.run_pending()  # a command sent during the step: answered now
         training.collect(self)
         self.passes += 1
+
+    def _start(self, waiting: dict[str, Future], st: StreamState) -> None:
+        """Hand the stream's fetch to a fetch thread (its resume first, if it failed at start)."""
+        if not st.resumed:
+            self._resume(st)
+        waiting[st.stream.name] = self._fetcher.submit(fetching.start(self, st))
+
+    def _fetched(self, fetched: Future, st: StreamState) -> None:
+        """The rest of the stream's step once its fetch is in."""
+        fetching.record(self, st, fetched)
+        self.step(st)
+
+    def _ready(self, waiting: dict[str, Future]) -> StreamState:
+        """The first waiting stream, in config order, whose fetch is in and whose hourly companions'
+        steps are done; waits for the next fetch while there is none."""
+        while True:
+            for st in self.states:
+                name = st.stream.name
+                if name in waiting and waiting[name].done() and not any(o in waiting for o in self.companions[name]):
+                    return st
+            wait([f for f in waiting.values() if not f.done()], return_when=FIRST_COMPLETED)
+
+    def client(self, exchange: str):
+        """This thread's ccxt client for `exchange`, made on first use: a ccxt client is not safe to
+        share between threads, so each fetch thread has its own."""
+        clients = self._clients.__dict__.setdefault("by_exchange", {})
+        if exchange not in clients:
+            clients[exchange] = self.client_for(exchange)
+        return clients[exchange]
 
     def state(self, name: str) -> StreamState:
         """The stream called `name` (ConfigError naming the streams there are)."""
@@ -163,11 +223,8 @@ class Service:
         st.resumed = True
 
     def step(self, st: StreamState) -> None:
-        """One stream's tick: fetch, score, training hand-off, forecast."""
+        """One stream's tick once its fetch is in: score, training hand-off, forecast."""
         s = st.stream
-        if not st.resumed:  # its resume failed at start: done before its first step
-            self._resume(st)
-        fetching.fetch_new(self, st)
         last = self.store.last_open_time(*s.market)
         if last is None:
             return
@@ -188,15 +245,16 @@ class Service:
         return self.loaded[model_id]
 
     # -- failures and timing -----------------------------------------------------------------
-    def _isolated(self, st: StreamState, phase: Callable[[StreamState], None]) -> None:
+    def _isolated(self, st: StreamState, phase: Callable[[StreamState], None], recovers: bool = True) -> None:
         """Run one stream's `phase`; an error ends that stream's step, never the loop: it is
-        recorded, shown in the stream's state, and the stream is tried again after a backoff."""
+        recorded, shown in the stream's state, and the stream is tried again after a backoff.
+        `recovers`: the phase ends the step, so its success ends a failing stream's failure."""
         try:
             phase(st)
         except Exception as exc:  # anything: a broken model file, a missing folder, a bug in one stream's data
             self._failed(st, exc)
             return
-        if st.failures:
+        if recovers and st.failures:
             self.log(st, f"recovered after {st.failures} failed attempt(s)")
             self.reg.decide(st.stream.name, self.clock.now(), "recovered",
                             reason=f"the stream's step succeeded again after {st.failures} failed attempt(s)")
