@@ -86,7 +86,7 @@ def assert_registry_whole(store, models):
         Forecaster.load(folder / model_id)
 
 
-def test_a_fleet_of_six_streams_trains_on_both_nodes_and_forecasts_every_candle(cluster, tmp_path):
+def test_a_fleet_of_six_streams_trains_on_both_nodes_and_forecasts_every_candle(cluster, cli, tmp_path):
     store, meet = tmp_path / "live.duckdb", tmp_path / "meet"
     meet.mkdir()
     fn = functools.partial(ray_helpers.on_every_node, str(meet), 2)
@@ -99,6 +99,8 @@ def test_a_fleet_of_six_streams_trains_on_both_nodes_and_forecasts_every_candle(
     assert_every_candle_forecast(models, served, LAST + pd.Timedelta(days=7))
     assert_registry_whole(store, models)
     assert any(" on node " in line and "trained in" in line for line in lines)
+    shown = cli("models", "show", models["id"].iloc[0], "--store", str(store), cwd=tmp_path)
+    assert f"trained on Ray node {models['node'].iloc[0]}" in shown.stdout
 
 
 def test_a_training_past_its_time_limit_is_cancelled_and_recorded_failed(cluster, tmp_path):

@@ -205,8 +205,9 @@ def models_show(
             raise ConfigError(f"no model '{model_id}' in {store}; known: {known}")
         m = row.iloc[0]
         decisions = reg.decisions(m["stream"])
+    node = m.get("node")  # the Ray node its training ran on (None: the local worker, or a store from before)
     out.print(f"{m['id']}: stream {m['stream']}, {m['status']}, trained through {m['trained_through']:%Y-%m-%d %H:%M}, "
-              f"files {reg.folder(m['id'])}")
+              f"files {reg.folder(m['id'])}{f', trained on Ray node {node}' if isinstance(node, str) else ''}")
     for title, text in (("training", m["figures"]), ("live record", m["live"])):
         out.print(f"{title}: {json.dumps(json.loads(text)) if text else '-'}")
     mine = decisions[(decisions["model"] == model_id) | (decisions["other"] == model_id)]

@@ -61,11 +61,13 @@ def train(service: Service, st: StreamState, last: pd.Timestamp, force: bool = F
     """Start a training if one is due (or `force`d: by hand), the stream has none running and the
     executor has room; its model id."""
     s, now, reg = st.stream, service.clock.now(), service.reg
-    if len(service.jobs) >= service.worker.capacity or any(reg.with_status(s.name, k) is not None for k in ("training", "shadow")):
+    if any(reg.with_status(s.name, k) is not None for k in ("training", "shadow")):
         return None
     champion = reg.with_status(s.name, "champion")
     due = next_retrain(service, st)
     if not force and champion is not None and due is not None and last < due:
+        return None
+    if len(service.jobs) >= service.worker.capacity:  # no room: tried again at the stream's next step
         return None
     candles = service.store.candles(*s.market)
     warm = s.refit == "warm" and champion is not None
