@@ -8,12 +8,12 @@ the job's staging folder, and neither ever writes the store.
 A training starts when `retrain_every` candles have closed since the data of the stream's last
 training (failed ones count: a failure is retried on schedule, not at once), when the stream has
 no champion yet, or by hand (`force`). One training at a time per stream, up to the executor's
-`capacity` at once (streams queue for a free place). It is warm (from the champion's weights) or fresh as the
-stream's `refit` says, and has a time limit: the stream's `train_timeout`, or a default from the
-stream's size (`live.worker.default_timeout`). A finished training is registered as the
-stream's champion if it has none, else as the challenger in shadow; a failed one (it raised,
-its process died or ran past its limit, or its files cannot be moved into place) is recorded
-with its reason. The model row records the Ray node the training ran on (`node`).
+`capacity` at once (streams queue for a free place). It is warm (from the champion's weights)
+or fresh as the stream's `refit` says, and has a time limit: the stream's `train_timeout`, or
+a default from the stream's size (`live.worker.default_timeout`). A finished training is
+registered as the stream's champion if it has none, else as the challenger in shadow; a failed
+one (it raised, its process or Ray task died or ran past its limit, or its files cannot be
+moved into place) is recorded with its reason. The model row records the Ray node the training ran on (`node`).
 
 `hold` (simulated clocks, `Service`): a held training takes no simulated time. It is collected
 with the clock held once the executor is full (the local worker: at once, before the stream
