@@ -62,7 +62,7 @@ def two_nodes():
     c.shutdown()
 
 
-def _until(done, what: str) -> None:
+def wait_for(done, what: str) -> None:
     deadline = time.monotonic() + WAIT_S
     while not done():
         if time.monotonic() > deadline:
@@ -76,7 +76,7 @@ def _node() -> str:
 
 def on_every_node(folder: str, nodes: int, job: dict) -> dict:
     (Path(folder) / _node()).touch()
-    _until(lambda: len(list(Path(folder).iterdir())) >= nodes, f"trainings on {nodes} nodes")
+    wait_for(lambda: len(list(Path(folder).iterdir())) >= nodes, f"trainings on {nodes} nodes")
     return train_job(job)
 
 
@@ -86,11 +86,11 @@ def dies_with_its_node(folder: str, doomed: str, model: str, job: dict) -> dict:
     started = Path(folder) / "started"
     if _node() == doomed and not started.exists():
         started.write_text(job["id"])
-        _until(lambda: False, "this node to be killed")
-    _until(started.exists, "a training on the doomed node")
+        wait_for(lambda: False, "this node to be killed")
+    wait_for(started.exists, "a training on the doomed node")
     return train_job(job)
 
 
 def waits(folder: str, job: dict) -> dict:
-    _until((Path(folder) / "go").exists, "a file no test writes")
+    wait_for((Path(folder) / "go").exists, "a file no test writes")
     return train_job(job)

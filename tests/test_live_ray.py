@@ -151,7 +151,7 @@ def test_a_node_killed_during_trainings_retries_or_records_them_and_no_stream_st
     started = rendezvous / "started"
 
     def kill() -> None:
-        ray_helpers._until(started.exists, "a training on the doomed node")
+        ray_helpers.wait_for(started.exists, "a training on the doomed node")
         cluster.remove_node(doomed, allow_graceful=False)
 
     killer = threading.Thread(target=kill, daemon=True)
@@ -164,12 +164,11 @@ def test_a_node_killed_during_trainings_retries_or_records_them_and_no_stream_st
     lost = started.read_text()
     row = models.set_index("id").loc[lost]
     if retries:
-        assert row["status"] in ("shadow", "champion", "retired") and row["node"] != doomed.node_id
+        assert row["status"] in ("shadow", "champion", "retired") and row["node"] != doomed.node_id  # rerun elsewhere
         assert failures.empty, failures.to_string()
     else:
         assert row["status"] == "failed"
         assert list(failures["model"]) == [lost]
         assert failures["reason"].iloc[0].startswith("the Ray task was lost after 0 retries (")
-    assert doomed.node_id not in set(models["node"].dropna())
     assert_every_candle_forecast(models, served, LAST + pd.Timedelta(days=6))
     assert_registry_whole(store, models)
