@@ -35,10 +35,32 @@ def config(tmp_path, body: str, store: str | None = None) -> str:
     (GOOD + '[stream.settings.model]\nhiden = [4]\n', "unknown setting 'model.hiden'"),
     ("", "has no streams: add at least one [[stream]] table"),
     (GOOD + 'train_timeout = 600\n', "stream 'btc-1d': train_timeout must be a duration above zero, e.g. \"90min\""),
+    (GOOD + '[service]\nexecutor = "slurm"\n', "[service] executor must be \"local\" or \"ray\" (got 'slurm')"),
+    (GOOD + '[service]\nthreads_per_task = 0\n', "[service] threads_per_task must be a whole number, at least 1 (got 0)"),
+    (GOOD + '[service]\nray_address = "auto"\n', "[service] ray_address needs executor = \"ray\" (or --executor ray)"),
+    (GOOD + '[service]\nexecuter = "ray"\n', "[service]: unknown key(s) executer; known are executor, ray_address, threads_per_task"),
+    ('service = "ray"\n' + GOOD, "service must be a table: write [service] then executor = \"ray\""),
+    (GOOD + '[service]\nexecutor = "ray"\nray_address = "nowhere"\n', "Ray address must be auto or HOST:PORT (got 'nowhere')"),
+    (GOOD + '[service]\nexecutor = "ray"\nray_address = "127.0.0.1:1"\n', "no Ray cluster answers at 127.0.0.1:1"),
 ])
 def test_bad_config_is_one_line_exit_2_and_nothing_written(cli, tmp_path, body, message):
     done = cli("live", "--config", config(tmp_path, body), cwd=tmp_path)
     assert_user_error(done, message)
+    assert not (tmp_path / "live.duckdb").exists() and not models_dir(tmp_path / "live.duckdb").exists()
+
+
+@pytest.mark.parametrize("command", ["live", "serve"])
+@pytest.mark.parametrize("options, message", [
+    (["--executor", "slurm"], "[service] executor must be \"local\" or \"ray\" (got 'slurm')"),
+    (["--threads-per-task", "0"], "[service] threads_per_task must be a whole number, at least 1 (got 0)"),
+    (["--ray-address", "auto"], "[service] ray_address needs executor = \"ray\" (or --executor ray)"),
+    (["--executor", "ray", "--ray-address", "127.0.0.1:1"], "no Ray cluster answers at 127.0.0.1:1"),
+])
+def test_bad_executor_options_are_one_line_exit_2_and_nothing_written(cli, tmp_path, command, options, message):
+    """The options override the config's [service] table and are checked as it is."""
+    body = GOOD + '[service]\nexecutor = "local"\n'
+    assert_user_error(cli(command, "--config", config(tmp_path, body), *options, cwd=tmp_path), message)
+    assert_user_error(cli(command, "--demo", "--store", str(tmp_path / "live.duckdb"), *options, cwd=tmp_path), message)
     assert not (tmp_path / "live.duckdb").exists() and not models_dir(tmp_path / "live.duckdb").exists()
 
 

@@ -69,3 +69,17 @@ def test_an_old_store_keeps_its_models_and_the_rest_of_models_is_left_alone(tmp_
         assert reg.discard_unfinished(NOW) == [unfinished]
     assert tree(tmp_path / "models") == {"mine/notes.txt": b"keep me"}
     assert sorted(p.name for p in models_dir(store).iterdir()) == sorted([MARKER, old])
+
+
+def test_an_older_store_gains_the_node_column_its_rows_none(tmp_path):
+    """`models.node` (the Ray node a training ran on) is added to a store made before it."""
+    store = tmp_path / "live.duckdb"
+    with Store(store) as db:
+        reg = Registry(db)
+        old, new = (reg.new_model("btc-1d", NOW, NOW, {}) for _ in range(2))
+        reg.con.execute("ALTER TABLE models DROP COLUMN node")  # as a store from before the column
+    with Store(store) as db:
+        reg = Registry(db)
+        reg.staging(new).mkdir()
+        reg.finish_model(new, {}, "champion", node="a1b2")
+        assert reg.model_row(old)["node"] is None and reg.model_row(new)["node"] == "a1b2"

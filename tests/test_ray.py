@@ -18,7 +18,6 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read when Ray
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import ray  # noqa: E402
-from ray.cluster_utils import Cluster  # noqa: E402
 
 from coincast.backtest import executors  # noqa: E402
 from coincast.backtest.engine import BacktestSettings, check, fold_result, plan, walk_forward  # noqa: E402
@@ -42,16 +41,7 @@ def frame():
     return fill_zeros(load("btc-usd").iloc[-400:])
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    c.add_node(num_cpus=1)
-    c.wait_for_nodes()
-    ray.cloudpickle.register_pickle_by_value(ray_helpers)  # workers need not find the tests folder
-    ray.init(address=c.address, log_to_driver=False, logging_level="ERROR")
-    yield c
-    ray.shutdown()
-    c.shutdown()
+cluster = pytest.fixture(scope="module")(ray_helpers.two_nodes)
 
 
 @pytest.fixture(scope="module")
@@ -192,12 +182,16 @@ def test_cli_bad_executor_is_one_line_exit_2_nothing_written(cli, tmp_path, args
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_the_default_executor_never_imports_ray():
+def test_the_default_executors_never_import_ray():
     code = ("import sys\n"
             "import coincast\n"
             "from coincast.cli import main\n"
             "from coincast.backtest import engine, executors\n"
             "executors.check(engine.BacktestSettings(jobs=2).executor_of())\n"
+            "from coincast.live import service, training\n"
+            "from coincast.live.config import ServiceSettings, check_service\n"
+            "check_service(ServiceSettings())\n"
+            "training.executor(ServiceSettings()).stop()  # the live service's default: the local worker\n"
             "assert 'ray' not in sys.modules, 'ray was imported'\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]

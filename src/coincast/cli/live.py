@@ -24,6 +24,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from coincast.cli.options import ExecutorKind, RayAddress, ThreadsPerTask
 from coincast.errors import ConfigError
 
 out = Console(soft_wrap=True, highlight=False)
@@ -90,6 +91,9 @@ def live(
     log_format: str = typer.Option("text", "--log-format", help=LOG_FORMAT_HELP),
     coins: str = typer.Option("btc,eth", help=COINS_HELP),
     faults: int = typer.Option(0, help=FAULTS_HELP),
+    executor: ExecutorKind = None,
+    ray_address: RayAddress = None,
+    threads_per_task: ThreadsPerTask = None,
 ):
     """Keep forecasts current: fetch each candle, forecast the next, score, retrain, shadow, promote."""
     use_log_format(log_format)
@@ -97,21 +101,35 @@ def live(
         raise ConfigError("give either --demo or --config live.toml (a file with [[stream]] tables)")
     if speed < 0 or (days is not None and days < 1):
         raise ConfigError("--speed must be 0 or more and --days at least 1")
+    options = {"executor": executor, "ray_address": ray_address, "threads_per_task": threads_per_task}
     if demo:
-        return _demo(speed, start, days, store, demo_coins(coins, faults), faults)
+        return _demo(speed, start, days, store, demo_coins(coins, faults), faults, service_options(None, options))
     from coincast.data.exchange import make_client
     from coincast.live.clock import WallClock
     from coincast.live.config import check, load_config
     from coincast.live.service import Service
 
     cfg = load_config(config)
+    cfg.service = service_options(cfg.service, options)
     if store is not None:
         cfg.store = store
-        check(cfg)
+    check(cfg)
     note(f"live: {len(cfg.streams)} stream(s) into {cfg.store}; Ctrl-C stops after the current step")
     with stop_on_signals() as stop:
         Service(cfg, WallClock(), make_client).run(stop)
     note("stopped cleanly")
+
+
+def service_options(svc, options: dict):
+    """The config's [service] table (None: the defaults) with the options given on the command
+    line in its place, checked (ConfigError)."""
+    import dataclasses
+
+    from coincast.live.config import ServiceSettings, check_service
+
+    svc = dataclasses.replace(svc or ServiceSettings(), **{k: v for k, v in options.items() if v is not None})
+    check_service(svc)
+    return svc
 
 
 def demo_coins(coins: str, faults: int) -> tuple[str, ...]:
@@ -128,7 +146,7 @@ def demo_coins(coins: str, faults: int) -> tuple[str, ...]:
 
 
 def _demo(speed: float, start: Optional[str], days: Optional[int], store: Optional[Path], coins: tuple[str, ...],
-          faults: int) -> None:
+          faults: int, service) -> None:
     from coincast.live.demo import DAY_S, demo_start, run_demo
 
     first = demo_start(start)
@@ -136,7 +154,7 @@ def _demo(speed: float, start: Optional[str], days: Optional[int], store: Option
     note(f"demo store: {path} (the running service holds its lock: `coincast serve --demo` shows the same "
          "demo through an HTTP API and a dashboard while it runs)")
     with stop_on_signals() as stop:
-        run_demo(path, first, speed * DAY_S or None, days, stop, None, coins=coins, fault_every=faults)
+        run_demo(path, first, speed * DAY_S or None, days, stop, None, coins=coins, fault_every=faults, service=service)
     note(f"stopped cleanly; `coincast models ls --store {path}` lists the models and their live records")
 
 
@@ -187,8 +205,9 @@ def models_show(
             raise ConfigError(f"no model '{model_id}' in {store}; known: {known}")
         m = row.iloc[0]
         decisions = reg.decisions(m["stream"])
+    node = m.get("node")  # the Ray node its training ran on (None: the local worker, or a store from before)
     out.print(f"{m['id']}: stream {m['stream']}, {m['status']}, trained through {m['trained_through']:%Y-%m-%d %H:%M}, "
-              f"files {reg.folder(m['id'])}")
+              f"files {reg.folder(m['id'])}{f', trained on Ray node {node}' if isinstance(node, str) else ''}")
     for title, text in (("training", m["figures"]), ("live record", m["live"])):
         out.print(f"{title}: {json.dumps(json.loads(text)) if text else '-'}")
     mine = decisions[(decisions["model"] == model_id) | (decisions["other"] == model_id)]

@@ -9,7 +9,9 @@ from typing import Optional
 
 import typer
 
-from coincast.cli.live import COINS_HELP, FAULTS_HELP, LOG_FORMAT_HELP, STORE_HELP, demo_coins, note, say, use_log_format
+from coincast.cli.live import (COINS_HELP, FAULTS_HELP, LOG_FORMAT_HELP, STORE_HELP, demo_coins, note, say, service_options,
+                               use_log_format)
+from coincast.cli.options import ExecutorKind, RayAddress, ThreadsPerTask
 from coincast.errors import ConfigError
 
 
@@ -28,6 +30,9 @@ def serve(
     log_format: str = typer.Option("text", "--log-format", help=LOG_FORMAT_HELP),
     coins: str = typer.Option("btc,eth", help=COINS_HELP),
     faults: int = typer.Option(0, help=FAULTS_HELP),
+    executor: ExecutorKind = None,
+    ray_address: RayAddress = None,
+    threads_per_task: ThreadsPerTask = None,
 ):
     """Serve the live service's forecasts: HTTP API under /v1, /metrics, and a dashboard at /."""
     from coincast.api.auth import check_bind, load_tokens
@@ -44,19 +49,21 @@ def serve(
 
     tokens = load_tokens(token_file, read_token_file, tokens_file=tokens_file)
     check_bind(host, tokens)  # before anything is written
+    options = {"executor": executor, "ray_address": ray_address, "threads_per_task": threads_per_task}
     if demo:
-        first, picked = _demo_start(start), demo_coins(coins, faults)
+        first, picked, svc = _demo_start(start), demo_coins(coins, faults), service_options(None, options)
         with bind(host, port) as sock:
-            return _demo(sock, tokens, speed, first, days, store, picked, faults)
+            return _demo(sock, tokens, speed, first, days, store, picked, faults, svc)
     from coincast.data.exchange import make_client
     from coincast.live.clock import WallClock
     from coincast.live.config import check, load_config
     from coincast.live.service import Service
 
     cfg = load_config(config)
+    cfg.service = service_options(cfg.service, options)
     if store is not None:
         cfg.store = store
-        check(cfg)
+    check(cfg)
     with bind(host, port) as sock:
         _serve(Service(cfg, WallClock(), make_client), sock, tokens)
 
@@ -68,13 +75,13 @@ def _demo_start(start: Optional[str]):
 
 
 def _demo(sock, tokens, speed: float, first, days: Optional[int], store: Optional[Path], coins: tuple[str, ...],
-          faults: int) -> None:
+          faults: int, service) -> None:
     from coincast.live.demo import DAY_S, demo_service
 
     path = store or Path(tempfile.mkdtemp(prefix="coincast-serve-demo-")) / "live.duckdb"
     note(f"demo store: {path}")
-    with demo_service(path, first, speed * DAY_S, days, None, coins=coins, fault_every=faults) as (service, until):
-        _serve(service, sock, tokens, until)
+    with demo_service(path, first, speed * DAY_S, days, None, coins=coins, fault_every=faults, service=service) as (s, until):
+        _serve(s, sock, tokens, until)
 
 
 def _serve(service, sock, tokens, until=None) -> None:

@@ -22,6 +22,14 @@ each) and `[[fleet]]` tables (many markets of one exchange in one table, `live/f
     retrain_every = 7                       # any [[stream]] key but name and data, shared
     [fleet.timeframe.1h]                    # keys for one timeframe's streams
     retrain_every = 168
+    [service]                               # optional: where trainings run
+    executor = "ray"                        # "local" (default): one worker process; "ray": Ray tasks
+    ray_address = "auto"                    # "auto" or HOST:PORT of a running cluster; left out: a Ray
+                                            # instance started for the service on 127.0.0.1
+    threads_per_task = 1                    # torch threads (and Ray CPUs) per training
+
+`coincast live` and `coincast serve` take the same as --executor, --ray-address and
+--threads-per-task; an option given overrides the config.
 
 Everything is checked before anything is written; each mistake is one ConfigError line that
 says what is wrong and how to fix it.
@@ -67,12 +75,23 @@ class Stream:
 
 
 @dataclass
+class ServiceSettings:
+    """The `[service]` table: where the service's trainings run (live/training.py)."""
+
+    executor: str = "local"  # "local": the worker process (live/worker.py); "ray": Ray tasks (live/ray_training.py)
+    ray_address: str | None = None  # "auto" or HOST:PORT; None: a Ray instance started for the service on 127.0.0.1
+    threads_per_task: int = 1
+
+
+@dataclass
 class LiveConfig:
     streams: list[Stream]
     store: Path = field(default_factory=default_path)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
 
 
 STREAM_KEYS = {f.name for f in dataclasses.fields(Stream)} | {"preset"}
+SERVICE_KEYS = {f.name for f in dataclasses.fields(ServiceSettings)}
 
 
 def load_config(path: str | Path) -> LiveConfig:
@@ -84,9 +103,10 @@ def load_config(path: str | Path) -> LiveConfig:
         raise ConfigError(f"config file not found: {path}; write one with [[stream]] tables (see docs/guides/live.md)") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML ({exc}); fix the syntax") from None
-    unknown = set(doc) - {"store", "stream", "fleet"}
+    unknown = set(doc) - {"store", "stream", "fleet", "service"}
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}: the top level holds store, [[stream]] and [[fleet]] tables")
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}: the top level holds store, "
+                          "[[stream]] and [[fleet]] tables and a [service] table")
     tables, fleets = doc.get("stream", []), doc.get("fleet", [])
     if not isinstance(tables, list) or not isinstance(fleets, list) or not (tables or fleets):
         raise ConfigError(f"{path} has no streams: add at least one [[stream]] table with name and data, "
@@ -96,7 +116,17 @@ def load_config(path: str | Path) -> LiveConfig:
     streams = [stream_from(t, k + 1) for k, t in enumerate(tables)]
     streams += fleet_streams(fleets, streams)
     store = Path(doc["store"]).expanduser() if "store" in doc else default_path()
-    return check(LiveConfig(streams, store))
+    return check(LiveConfig(streams, store, service_from(doc.get("service", {}))))
+
+
+def service_from(table) -> ServiceSettings:
+    """The [service] table as ServiceSettings (its values are checked by `check`)."""
+    if not isinstance(table, dict):
+        raise ConfigError("service must be a table: write [service] then executor = \"ray\" on the next line")
+    unknown = set(table) - SERVICE_KEYS
+    if unknown:
+        raise ConfigError(f"[service]: unknown key(s) {', '.join(sorted(unknown))}; known are {', '.join(sorted(SERVICE_KEYS))}")
+    return ServiceSettings(**table)
 
 
 def stream_from(table: dict, k: int) -> Stream:
@@ -130,8 +160,28 @@ def check(config: LiveConfig) -> LiveConfig:
         raise ConfigError(f"stream name(s) {', '.join(repeated)} used twice: give every [[stream]] its own name")
     for s in config.streams:
         check_stream(s)
+    check_service(config.service)
     _check_writable(config.store)
     return config
+
+
+def check_service(svc: ServiceSettings) -> None:
+    """An executor the service can use: its values, Ray installed, the cluster answering (ConfigError)."""
+    from coincast.backtest.executors import Executor, check
+
+    if svc.executor not in ("local", "ray"):
+        raise ConfigError(f"[service] executor must be \"local\" or \"ray\" (got {svc.executor!r}): "
+                          "e.g. executor = \"ray\" or --executor ray")
+    t = svc.threads_per_task
+    if not isinstance(t, int) or isinstance(t, bool) or t < 1:
+        raise ConfigError(f"[service] threads_per_task must be a whole number, at least 1 (got {t!r}): "
+                          "e.g. threads_per_task = 1 or --threads-per-task 1")
+    if svc.ray_address is not None and not isinstance(svc.ray_address, str):
+        raise ConfigError(f"[service] ray_address must be \"auto\" or \"HOST:PORT\" (got {svc.ray_address!r})")
+    if svc.ray_address is not None and svc.executor != "ray":
+        raise ConfigError("[service] ray_address needs executor = \"ray\" (or --executor ray): "
+                          "the local worker runs on this machine only")
+    check(Executor(svc.executor, address=svc.ray_address, threads=t))  # Ray installed, the cluster answers
 
 
 def check_stream(s: Stream) -> None:

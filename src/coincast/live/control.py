@@ -105,8 +105,8 @@ def retrain(service: Service, stream: str) -> str:
     """Start a training for `stream` now; returns the new model id."""
     st = service.state(stream)
     name = st.stream.name
-    if service.worker.busy:
-        raise Refused(f"the training worker is busy with {', '.join(service.jobs)}: retry when it has finished")
+    if len(service.jobs) >= service.worker.capacity:
+        raise Refused(f"the trainings executor is full ({', '.join(service.jobs)} training): retry when one has finished")
     for status in ("training", "shadow"):
         m = service.reg.with_status(name, status)
         if m is not None:

@@ -18,7 +18,7 @@ from coincast.config import Settings, preset
 from coincast.data import load
 from coincast.errors import ConfigError
 from coincast.live.clock import SimClock
-from coincast.live.config import LiveConfig, Stream, check
+from coincast.live.config import LiveConfig, ServiceSettings, Stream, check
 from coincast.live.log import LOGGER
 from coincast.live.replay import Replay, ReplayExchange
 from coincast.live.service import Service
@@ -49,14 +49,15 @@ DEMO_CHANGES = ("demo model: window 20, hidden [8, 8], 5 epochs, batches of 256 
 
 
 def demo_config(store: Path, start: pd.Timestamp, settings: Settings | None = None, retrain_every: int = 7,
-                shadow: int = 7, guard: int = 30, coins: tuple[str, ...] = COINS[:2]) -> LiveConfig:
+                shadow: int = 7, guard: int = 30, coins: tuple[str, ...] = COINS[:2],
+                service: ServiceSettings | None = None) -> LiveConfig:
     since = (start - pd.Timedelta(days=HISTORY_DAYS)).strftime("%Y-%m-%d")
     streams = [
         Stream(f"{coin}-1d", f"store:binance/{coin.upper()}/USDT/1d", settings or demo_settings(), since, retrain_every,
                "warm", shadow, guard)
         for coin in coins
     ]
-    return check(LiveConfig(streams, Path(store)))
+    return check(LiveConfig(streams, Path(store), service or ServiceSettings()))
 
 
 def demo_start(text: str | None) -> pd.Timestamp:
@@ -78,18 +79,19 @@ def demo_service(store: Path, start: pd.Timestamp, speed: float | None, days: in
                  log: Callable[[str], None] | None = print, settings: Settings | None = None, retrain_every: int = 7,
                  shadow: int = 7, guard: int = 30, threads: int | None = 1,
                  clock: SimClock | None = None, coins: tuple[str, ...] = COINS[:2],
-                 fault_every: int = 0) -> Iterator[tuple[Service, pd.Timestamp]]:
+                 fault_every: int = 0, service: ServiceSettings | None = None) -> Iterator[tuple[Service, pd.Timestamp]]:
     """The demo's service and the simulated time it stops at, while its replay exchange serves.
 
     `log`: a callable for readable lines, or None: through `logging` (`live/log.py`).
     `speed`: simulated seconds per real second; None: virtual time (each training and step takes
     no simulated time, so a run is deterministic and as fast as its work). `clock`: another
-    simulated clock starting at `start` + GRACE (tests step one by hand).
+    simulated clock starting at `start` + GRACE (tests step one by hand). `service`: where its
+    trainings run (the `[service]` table; default the local worker).
     """
     import torch
 
     torch.set_num_threads(1)  # the service forecasts one window at a time: threads only fight the worker
-    config = demo_config(store, start, settings, retrain_every, shadow, guard, coins)
+    config = demo_config(store, start, settings, retrain_every, shadow, guard, coins, service)
     clock = clock or SimClock(start + GRACE, speed)
     end = load("btc-usd").index[-1] + pd.Timedelta(days=1) + GRACE  # the last replayed candle closes
     until = min(end, start + pd.Timedelta(days=days) + GRACE) if days else end
@@ -109,8 +111,8 @@ def demo_service(store: Path, start: pd.Timestamp, speed: float | None, days: in
 def run_demo(store: Path, start: pd.Timestamp, speed: float | None, days: int | None, stop: threading.Event,
              log: Callable[[str], None] | None = print, settings: Settings | None = None, retrain_every: int = 7,
              shadow: int = 7, guard: int = 30, threads: int | None = 1, coins: tuple[str, ...] = COINS[:2],
-             fault_every: int = 0) -> None:
+             fault_every: int = 0, service: ServiceSettings | None = None) -> None:
     """Run the demo until `stop` is set, `days` simulated days have passed, or the replay's data ends."""
     with demo_service(store, start, speed, days, log, settings, retrain_every, shadow, guard, threads,
-                      coins=coins, fault_every=fault_every) as (service, until):
-        service.run(stop, until=until)
+                      coins=coins, fault_every=fault_every, service=service) as (svc, until):
+        svc.run(stop, until=until)

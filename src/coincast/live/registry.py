@@ -6,8 +6,9 @@ Tables (in the candle store's DuckDB file; the live service is its one writer):
   time), trained_through (open time of the last candle it saw), settings and figures (JSON
   text), status (training / shadow / champion / retired / failed / discarded: a training
   the service stopped during, redone), shadow_from (first target
-  it forecast in shadow) and live (its rolling live record, JSON text, rewritten after each
-  scoring).
+  it forecast in shadow), live (its rolling live record, JSON text, rewritten after each
+  scoring) and node (the Ray node id its training ran on; NULL for the local worker and on
+  rows from before the column existed).
 * `forecasts`: append-only, keyed (stream, model, target_time); target_time is the open time
   of the forecast candle (it closes one bar later). Once issued a row never changes, except
   that its realised fields (actual, error, persistence_error, direction_hit, realised_at)
@@ -72,6 +73,7 @@ CREATE TABLE IF NOT EXISTS forecasts (
     PRIMARY KEY (stream, model, target_time)
 );
 -- stores made before the columns existed gain them (their rows keep NULL)
+ALTER TABLE models ADD COLUMN IF NOT EXISTS node VARCHAR;
 ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS network DOUBLE;
 ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS shrink DOUBLE;
 ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS final_actual DOUBLE;
@@ -211,14 +213,15 @@ class Registry:
                          [model_id, stream, naive(created), naive(trained_through), dumps(settings)])
         return model_id
 
-    def finish_model(self, model_id: str, figures: dict, status: str) -> None:
-        """Move the trained files into place, then mark the model shadow or champion."""
+    def finish_model(self, model_id: str, figures: dict, status: str, node: str | None = None) -> None:
+        """Move the trained files into place, then mark the model shadow or champion (`node`: the
+        Ray node its training ran on)."""
         final, staged = self.folder(model_id), self.staging(model_id)
         if final.exists():
             shutil.rmtree(final)  # a leftover of an interrupted earlier attempt with this id
         staged.rename(final)
-        self._run("UPDATE models SET figures = ?, status = ? WHERE id = ?",
-                         [dumps(figures), status, model_id])
+        self._run("UPDATE models SET figures = ?, status = ?, node = ? WHERE id = ?",
+                         [dumps(figures), status, node, model_id])
 
     def set_status(self, model_id: str, status: str, shadow_from: pd.Timestamp | None = None) -> None:
         self._run("UPDATE models SET status = ?, shadow_from = coalesce(?, shadow_from) WHERE id = ?",

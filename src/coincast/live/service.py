@@ -10,8 +10,8 @@ module:
    streams: its realized measures come from their candles), in config order among those ready;
 2. score the forecasts whose candle closed, apply the guard, decide a challenger whose shadow
    period is over (`live/scoring.py`);
-3. collect a finished training and start one when due (`live/training.py`: in the worker
-   process, so forecasting never waits);
+3. collect finished trainings and start one when due (`live/training.py`: in the worker
+   process or as Ray tasks, the `[service]` table's executor, so forecasting never waits);
 4. forecast the candle now open (`live/forecasting.py`).
 
 One stream's failure stays in its stream: any error in its step is recorded (a `failure`
@@ -46,7 +46,7 @@ from coincast.live.control import Alarm, Control
 from coincast.live.log import LOGGER, line
 from coincast.live.registry import Registry
 from coincast.live.risk import DAY, RiskFit
-from coincast.live.worker import Worker, duration
+from coincast.live.worker import duration
 from coincast.models.forecaster import Forecaster
 
 MAX_RETRY = pd.Timedelta(hours=1)  # the longest wait between tries of a failing stream
@@ -97,8 +97,9 @@ class Service:
         self.fetch_retries, self.fetch_backoff_s, self.fetch_threads = fetch_retries, fetch_backoff_s, fetch_threads
         self.companions = hourly_companions(config.streams)
         self.states = [StreamState(s) for s in config.streams]
-        self.worker = Worker(threads)
+        self.worker = training.executor(config.service, threads)  # the local worker or Ray tasks
         self.jobs: dict[str, StreamState] = {}  # model id in training -> its stream
+        self.held: set[str] = set()  # trainings that take no simulated time (`hold`): collected with the clock held
         self.loaded: dict[str, Forecaster] = {}
         # model id -> its risk models, fitted once (live/risk.py), or why they could not be
         self.risk_fits: dict[str, RiskFit | str] = {}
@@ -137,7 +138,7 @@ class Service:
                 self._fetcher = ThreadPoolExecutor(self.fetch_threads, thread_name_prefix="coincast-fetch")
                 self.opened.set()
                 self.running = self.control.accepting = True
-                self.worker.start()  # its start-up (imports) overlaps the first fetch
+                self.worker.start()  # its start-up (imports, Ray) overlaps the first fetch
                 try:
                     due = None
                     while not stop.is_set():
@@ -175,7 +176,7 @@ class Service:
             st = self._ready(waiting)
             self._isolated(st, partial(self._fetched, waiting.pop(st.stream.name)))
             self.control.run_pending()  # a command sent during the step: answered now
-        training.collect(self)
+        training.collect(self, block=True)  # held trainings end with the pass
         self.passes += 1
 
     def _start(self, waiting: dict[str, Future], st: StreamState) -> None:

@@ -109,6 +109,8 @@ def _serve(conn, threads: int | None, parent: int | None = None) -> None:
 class Worker:
     """The service's handle on the training process (started on first use)."""
 
+    capacity = 1  # trainings at once (live/training.py); Ray's executor runs more
+
     def __init__(self, threads: int | None = None, clock: Callable[[], float] = time.monotonic):
         self.threads = threads
         self.clock = clock  # seconds, for time limits (real time: a training takes real time)
