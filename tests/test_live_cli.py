@@ -35,6 +35,10 @@ def config(tmp_path, body: str, store: str | None = None) -> str:
     (GOOD + '[stream.settings.model]\nhiden = [4]\n', "unknown setting 'model.hiden'"),
     ("", "has no streams: add at least one [[stream]] table"),
     (GOOD + 'train_timeout = 600\n', "stream 'btc-1d': train_timeout must be a duration above zero, e.g. \"90min\""),
+    (GOOD + '[stream.risk]\nhead = "no"\n', "stream 'btc-1d': [stream.risk] head must be true or false (got 'no')"),
+    (GOOD + '[stream.risk]\nhead_epochs = 0\n', "stream 'btc-1d': [stream.risk] head_epochs must be a whole number of epochs, at least 1"),
+    (GOOD + '[stream.risk]\nheads = false\n', "stream 'btc-1d': unknown key(s) heads in [stream.risk]; known are head, head_epochs"),
+    (GOOD + 'risk = 3\n', "stream 'btc-1d': risk must be a table, e.g. [stream.risk] then head = false"),
 ])
 def test_bad_config_is_one_line_exit_2_and_nothing_written(cli, tmp_path, body, message):
     done = cli("live", "--config", config(tmp_path, body), cwd=tmp_path)
