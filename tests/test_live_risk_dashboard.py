@@ -45,7 +45,8 @@ def test_the_fan_chart_and_live_coverage(tmp_path):
                 assert browser.execute_script(BANDS) == len(history)
                 assert browser.execute_script(CLOSES) == len(history) - 1  # the newest candle is still open
                 text = browser.find_element("id", "risk-record").text
-                assert "live coverage" in text and f"of {history[-1]['model']}" in text
+                assert history[-1]["risk"] == "network"  # the demo's served model: the network's head
+                assert "live coverage" in text and f"{history[-1]['risk']} of {history[-1]['model']}" in text
                 assert browser.find_element("id", "risk-chart").find_elements("css selector", "canvas")
                 browser.execute_script("document.getElementById('risk').scrollIntoView()")
                 browser.save_screenshot(str(shots / "dashboard-risk.png"))

@@ -59,6 +59,8 @@ def note(line: str) -> None:
 
 STORE_HELP = "Store file (default: the config's store; for --demo a new temporary folder)."
 COINS_HELP = "--demo: the coins to forecast, comma-separated, of btc, eth, ltc, bnb, xrp, ada (daily USDT candles)."
+HEAD_HELP = ("--demo: train the network's risk head with each model and serve it (the backtest's served model); "
+             "--no-risk-head serves GARCH-t's distribution. A config sets it per stream ([stream.risk] head).")
 FAULTS_HELP = "--demo: answer every N-th request to the replay exchange with a fault (500, empty page, duplicates, shuffled) to watch the service ride them out; 0: none."
 
 models_app = typer.Typer(no_args_is_help=True, help="The live model registry: list, show, promote, roll back.")
@@ -90,6 +92,7 @@ def live(
     log_format: str = typer.Option("text", "--log-format", help=LOG_FORMAT_HELP),
     coins: str = typer.Option("btc,eth", help=COINS_HELP),
     faults: int = typer.Option(0, help=FAULTS_HELP),
+    risk_head: bool = typer.Option(True, "--risk-head/--no-risk-head", help=HEAD_HELP),
 ):
     """Keep forecasts current: fetch each candle, forecast the next, score, retrain, shadow, promote."""
     use_log_format(log_format)
@@ -98,7 +101,7 @@ def live(
     if speed < 0 or (days is not None and days < 1):
         raise ConfigError("--speed must be 0 or more and --days at least 1")
     if demo:
-        return _demo(speed, start, days, store, demo_coins(coins, faults), faults)
+        return _demo(speed, start, days, store, demo_coins(coins, faults), faults, risk_head)
     from coincast.data.exchange import make_client
     from coincast.live.clock import WallClock
     from coincast.live.config import check, load_config
@@ -128,7 +131,7 @@ def demo_coins(coins: str, faults: int) -> tuple[str, ...]:
 
 
 def _demo(speed: float, start: Optional[str], days: Optional[int], store: Optional[Path], coins: tuple[str, ...],
-          faults: int) -> None:
+          faults: int, head: bool) -> None:
     from coincast.live.demo import DAY_S, demo_start, run_demo
 
     first = demo_start(start)
@@ -136,7 +139,7 @@ def _demo(speed: float, start: Optional[str], days: Optional[int], store: Option
     note(f"demo store: {path} (the running service holds its lock: `coincast serve --demo` shows the same "
          "demo through an HTTP API and a dashboard while it runs)")
     with stop_on_signals() as stop:
-        run_demo(path, first, speed * DAY_S or None, days, stop, None, coins=coins, fault_every=faults)
+        run_demo(path, first, speed * DAY_S or None, days, stop, None, coins=coins, fault_every=faults, head=head)
     note(f"stopped cleanly; `coincast models ls --store {path}` lists the models and their live records")
 
 

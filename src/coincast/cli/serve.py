@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from coincast.cli.live import COINS_HELP, FAULTS_HELP, LOG_FORMAT_HELP, STORE_HELP, demo_coins, note, say, use_log_format
+from coincast.cli.live import COINS_HELP, FAULTS_HELP, HEAD_HELP, LOG_FORMAT_HELP, STORE_HELP, demo_coins, note, say, use_log_format
 from coincast.errors import ConfigError
 
 
@@ -28,6 +28,7 @@ def serve(
     log_format: str = typer.Option("text", "--log-format", help=LOG_FORMAT_HELP),
     coins: str = typer.Option("btc,eth", help=COINS_HELP),
     faults: int = typer.Option(0, help=FAULTS_HELP),
+    risk_head: bool = typer.Option(True, "--risk-head/--no-risk-head", help=HEAD_HELP),
 ):
     """Serve the live service's forecasts: HTTP API under /v1, /metrics, and a dashboard at /."""
     from coincast.api.auth import check_bind, load_tokens
@@ -47,7 +48,7 @@ def serve(
     if demo:
         first, picked = _demo_start(start), demo_coins(coins, faults)
         with bind(host, port) as sock:
-            return _demo(sock, tokens, speed, first, days, store, picked, faults)
+            return _demo(sock, tokens, speed, first, days, store, picked, faults, risk_head)
     from coincast.data.exchange import make_client
     from coincast.live.clock import WallClock
     from coincast.live.config import check, load_config
@@ -68,12 +69,12 @@ def _demo_start(start: Optional[str]):
 
 
 def _demo(sock, tokens, speed: float, first, days: Optional[int], store: Optional[Path], coins: tuple[str, ...],
-          faults: int) -> None:
+          faults: int, head: bool) -> None:
     from coincast.live.demo import DAY_S, demo_service
 
     path = store or Path(tempfile.mkdtemp(prefix="coincast-serve-demo-")) / "live.duckdb"
     note(f"demo store: {path}")
-    with demo_service(path, first, speed * DAY_S, days, None, coins=coins, fault_every=faults) as (service, until):
+    with demo_service(path, first, speed * DAY_S, days, None, coins=coins, fault_every=faults, head=head) as (service, until):
         _serve(service, sock, tokens, until)
 
 
