@@ -34,7 +34,6 @@ from coincast.config import Settings, apply_overrides, preset, tomllib, validate
 from coincast.data.exchange import make_client
 from coincast.data.store import default_path, parse_ref, timeframe_seconds
 from coincast.errors import CoincastError, ConfigError
-from coincast.models.risk_network import NetworkRisk
 
 
 @dataclass
@@ -43,7 +42,7 @@ class StreamRisk:
     stream that has its history (live/head.py), so the stream serves the backtest's served model."""
 
     head: bool = True
-    head_epochs: int = NetworkRisk().max_epochs  # the head's first training's epoch limit (early stopping ends it sooner)
+    head_epochs: int | None = None  # its first training's epoch limit (None: NetworkRisk's, 40; early stopping ends it sooner)
 
 
 @dataclass
@@ -165,7 +164,7 @@ def _check_stream(s: Stream) -> None:
     if not isinstance(s.risk.head, bool):
         raise ConfigError(f"{where}: [stream.risk] head must be true or false (got {s.risk.head!r})")
     epochs = s.risk.head_epochs
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1):
         raise ConfigError(f"{where}: [stream.risk] head_epochs must be a whole number of epochs, at least 1 (got {epochs!r})")
     if s.refit not in ("warm", "fresh"):
         raise ConfigError(f"{where}: refit must be \"warm\" or \"fresh\" (got {s.refit!r})")

@@ -51,7 +51,8 @@ META = "head.json"  # the candles the head saw (first and last return day, how m
 
 
 def job(service: Service, st: StreamState) -> tuple[dict | None, dict]:
-    """(the head's settings for the training job, or None: no head; the pool's candles by market)."""
+    """(the head's settings for the training job, or None: no head; the pool's candles by market).
+    The settings are never empty: {"epochs": None} is NetworkRisk's own epoch limit."""
     s = st.stream
     if s.bar != pd.Timedelta(days=1) or not s.risk.head:
         return None, {}
@@ -87,7 +88,7 @@ def train(job: dict, candles: pd.DataFrame) -> dict | None:
     head = _continued(job.get("init"), r, gk, index, sorted(others))
     warm = head is not None
     if head is None:
-        head = NetworkRisk(max_epochs=settings["epochs"])
+        head = NetworkRisk(**({"max_epochs": settings["epochs"]} if settings["epochs"] else {}))
         if len(r) < head.min_history:
             return {"trained": False, "reason": f"the network's risk head needs {head.min_history} daily returns; "
                                                 f"the stream has {len(r)}"}
@@ -97,7 +98,7 @@ def train(job: dict, candles: pd.DataFrame) -> dict | None:
     head.save(staging, FILE)
     io.write_json(staging / META, {"first": index[0].isoformat(), "through": index[-1].isoformat(), "returns": len(r),
                                    "pool": sorted(others) if not warm else _meta(job["init"])["pool"]})
-    return {"trained": True, "warm": warm, "epochs": head.epochs_, "pooled": head.pooled_, "record": head.info_["record"],
+    return {"trained": True, "warm": warm, "best_epoch": head.epochs_, "pooled": head.pooled_, "record": head.info_["record"],
             "calibrated": head.info_["calibrated"], "seconds": time.perf_counter() - start}
 
 

@@ -94,7 +94,7 @@ def collect(service: Service, block: bool = False) -> None:
         return
     role = "champion (first model)" if first else f"shadow for the next {st.stream.shadow} candles"
     h = fig.get("risk_head") or {}
-    how = "continued" if h.get("warm") else f"trained, best epoch {h.get('epochs')}"
+    how = "continued" if h.get("warm") else f"trained, best epoch {h.get('best_epoch')}"
     with_head = f"; risk head {how}" if h.get("trained") else f"; no risk head: {h['reason']}" if h else ""
     service.log(st, f"model {model_id} trained in {fig['seconds']:.1f} s ({fig['epochs_run']} epochs, "
                     f"{fig['windows']} windows{with_head}): {role}")
