@@ -60,7 +60,7 @@ def note(line: str) -> None:
 STORE_HELP = "Store file (default: the config's store; for --demo a new temporary folder)."
 COINS_HELP = "--demo: the coins to forecast, comma-separated, of btc, eth, ltc, bnb, xrp, ada (daily USDT candles)."
 HEAD_HELP = ("--demo: train the network's risk head with each model and serve it (the backtest's served model); "
-             "--no-risk-head serves GARCH-t's distribution. A config sets it per stream ([stream.risk] head).")
+             "--no-risk-head serves GARCH-t's distribution. A config sets it per stream: head = false in its stream.risk table.")
 FAULTS_HELP = "--demo: answer every N-th request to the replay exchange with a fault (500, empty page, duplicates, shuffled) to watch the service ride them out; 0: none."
 
 models_app = typer.Typer(no_args_is_help=True, help="The live model registry: list, show, promote, roll back.")
