@@ -56,14 +56,15 @@ class StepClock(SimClock):
 
 
 @contextmanager
-def demo_api(store: Path, days: int, tokens: Tokens = Tokens()):
-    """The demo's two streams served by an app; the clock advanced `days` candles past the start."""
+def demo_api(store: Path, days: int, tokens: Tokens = Tokens(), head: bool = False):
+    """The demo's two streams served by an app; the clock advanced `days` candles past the start
+    (`head`: the network's risk head on, as in the demo itself; off, GARCH-t's distribution)."""
     clock = StepClock(START + GRACE)
     settings = tiny(window=20, model={"shrink": False}, train={"shards": 1})
     lines: list[str] = []
     stop = threading.Event()
     with demo_service(store, START, None, None, lines.append, settings=settings, retrain_every=7, shadow=3,
-                      guard=10, clock=clock) as (service, _):
+                      guard=10, clock=clock, head=head) as (service, _):
         thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
         thread.start()
         app = create_app(service, tokens)

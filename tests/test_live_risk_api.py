@@ -25,7 +25,7 @@ DAYS = 9
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    with demo_api(tmp_path_factory.mktemp("risk-api") / "live.duckdb", DAYS) as demo:
+    with demo_api(tmp_path_factory.mktemp("risk-api") / "live.duckdb", DAYS, head=True) as demo:
         sock = bind("127.0.0.1", 0)
         server = uvicorn.Server(uvicorn.Config(demo.app, log_level="warning"))
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

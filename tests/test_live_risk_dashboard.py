@@ -27,7 +27,7 @@ def test_the_fan_chart_and_live_coverage(tmp_path):
     shots = Path(os.environ.get("COINCAST_SCREENSHOTS") or tmp_path)  # a folder to keep them in
     shots.mkdir(parents=True, exist_ok=True)
     browser = _browser()
-    with demo_api(tmp_path / "live.duckdb", days=6) as demo:
+    with demo_api(tmp_path / "live.duckdb", days=6, head=True) as demo:
         sock = bind("127.0.0.1", 0)
         server = uvicorn.Server(uvicorn.Config(demo.app, log_level="warning"))
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

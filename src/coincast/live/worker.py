@@ -50,7 +50,6 @@ def train_job(job: dict) -> dict:
 
     from coincast.config import Settings
     from coincast.evaluation import conformal
-    from coincast.live import head
     from coincast.models.forecaster import Forecaster
 
     start = time.perf_counter()
@@ -64,7 +63,11 @@ def train_job(job: dict) -> dict:
         scores = conformal.scores(val["actual"], val["predicted"], val["previous"])
         q = {f"q{round(100 * level)}": conformal.quantile(scores, level) for level in conformal.LEVELS}
     f.save(Path(job["staging"]))
-    risk_head = head.train(job, frame)
+    risk_head = None
+    if job.get("head"):  # imported only then: the risk models' libraries (arch, scipy) take seconds to load
+        from coincast.live import head
+
+        risk_head = head.train(job, frame)
     h = f.history_
     return {
         "candles": len(frame), "windows": int(f.train_shape_[0]), "warm": init is not None,
