@@ -3,8 +3,8 @@
 The backtest's served risk model is the first of models/risk_walk.SERVED_MODELS the data support,
 network_har or network where the data have the pooled distribution head's history
 (models/risk_network.NetworkRisk; `NetworkRisk().min_history` returns). Its first fit takes
-seconds to tens of seconds on one core (more with a larger pool), too long for the loop the
-forecasts run in, so it is part of the training job (`live/worker.py` `train_job`, in the worker
+about a second on one core for three years of one market and more with a longer history and a
+larger pool, too long for the loop the forecasts run in, so it is part of the training job (`live/worker.py` `train_job`, in the worker
 process, on the retraining schedule): fitted on the candles the point model trains on and written
 into the model's folder (risk_network.safetensors and .json, and head.json: the candles it saw).
 The service loads it from there (`load`; also after a restart) and never fits it (`live/risk.py`).
