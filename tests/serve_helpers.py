@@ -64,14 +64,15 @@ class StepClock(SimClock):
 
 
 @contextmanager
-def demo_api(store: Path, days: int, tokens: Tokens = Tokens()):
-    """The demo's two streams served by an app; the clock advanced `days` candles past the start."""
+def demo_api(store: Path, days: int, tokens: Tokens = Tokens(), head: bool = False):
+    """The demo's two streams served by an app; the clock advanced `days` candles past the start
+    (`head`: the network's risk head on, as in the demo itself; off, GARCH-t's distribution)."""
     clock = StepClock(START + GRACE)
     settings = tiny(window=20, model={"shrink": False}, train={"shards": 1})
     lines: list[str] = []
     stop = threading.Event()
     with demo_service(store, START, None, None, lines.append, settings=settings, retrain_every=7, shadow=3,
-                      guard=10, clock=clock) as (service, _):
+                      guard=10, clock=clock, head=head) as (service, _):
         thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
         thread.start()
         app = create_app(service, tokens)
@@ -117,7 +118,7 @@ def wait_for(check, what: str, seconds: float = 60):
 
 
 @contextmanager
-def dashboard(tmp_path: Path, days: int):
+def dashboard(tmp_path: Path, days: int, head: bool = False):
     """`demo_api` served on 127.0.0.1 by uvicorn, and a headless Chromium to open it: yields demo,
     browser, base (the server's URL) and shots (the screenshots' folder: $COINCAST_SCREENSHOTS, else
     the test's own). A test that ends without an error also ends with no error in the browser's console."""
@@ -125,7 +126,7 @@ def dashboard(tmp_path: Path, days: int):
     shots.mkdir(parents=True, exist_ok=True)
     browser = chromium()
     try:
-        with demo_api(tmp_path / "live.duckdb", days=days) as demo:
+        with demo_api(tmp_path / "live.duckdb", days=days, head=head) as demo:
             sock = bind("127.0.0.1", 0)
             server = uvicorn.Server(uvicorn.Config(demo.app, log_level="warning"))
             thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -42,6 +42,10 @@ def config(tmp_path, body: str, store: str | None = None) -> str:
     ('service = "ray"\n' + GOOD, "service must be a table: write [service] then executor = \"ray\""),
     (GOOD + '[service]\nexecutor = "ray"\nray_address = "nowhere"\n', "Ray address must be auto or HOST:PORT (got 'nowhere')"),
     (GOOD + '[service]\nexecutor = "ray"\nray_address = "127.0.0.1:1"\n', "no Ray cluster answers at 127.0.0.1:1"),
+    (GOOD + '[stream.risk]\nhead = "no"\n', "stream 'btc-1d': [stream.risk] head must be true or false (got 'no')"),
+    (GOOD + '[stream.risk]\nhead_epochs = 0\n', "stream 'btc-1d': [stream.risk] head_epochs must be a whole number of epochs, at least 1"),
+    (GOOD + '[stream.risk]\nheads = false\n', "stream 'btc-1d': unknown key(s) heads in [stream.risk]; known are head, head_epochs"),
+    (GOOD + 'risk = 3\n', "stream 'btc-1d': risk must be a table, e.g. [stream.risk] then head = false"),
 ])
 def test_bad_config_is_one_line_exit_2_and_nothing_written(cli, tmp_path, body, message):
     done = cli("live", "--config", config(tmp_path, body), cwd=tmp_path)

@@ -10,7 +10,7 @@ import duckdb
 import pandas as pd
 
 from coincast.live.clock import SimClock
-from coincast.live.config import LiveConfig, Stream, check
+from coincast.live.config import LiveConfig, Stream, StreamRisk, check
 from coincast.live.replay import Replay, ReplayExchange
 from coincast.live.service import Service
 from tests.conftest import tiny
@@ -21,7 +21,7 @@ DAY = pd.Timedelta(days=1)
 
 def service(store, clock, exchange, lines, retries=5):
     settings = tiny(window=20, model={"shrink": False}, train={"shards": 1})
-    stream = Stream("btc-1d", "store:binance/BTC/USDT/1d", settings, "2022-06-01", 30, "warm", 3, 10)
+    stream = Stream("btc-1d", "store:binance/BTC/USDT/1d", settings, "2022-06-01", 30, "warm", 3, 10, risk=StreamRisk(head=False))
     return Service(check(LiveConfig([stream], store)), clock, lambda name: exchange.client(timeout_ms=1000),
                    lines.append, grace=pd.Timedelta(minutes=1), hold="all", threads=1, fetch_retries=retries,
                    fetch_backoff_s=0.01, stale_retry=pd.Timedelta(hours=2))

@@ -48,7 +48,7 @@ def test_the_loop_with_default_settings_judges_point_ties_on_the_distribution(tm
     settings = tiny(window=20, train={"shards": 1})  # the default preset's settings, shrinkage on
     assert settings.model.shrink is True
     run_demo(store, DAYS[0], None, 9, threading.Event(), lines.append, settings=settings,
-             retrain_every=3, shadow=3, guard=10)
+             retrain_every=3, shadow=3, guard=10, head=False)
     with duckdb.connect(str(store), read_only=True) as con:
         decisions = con.execute("SELECT stream, kind, model, other, figures, reason FROM decisions "
                                 "WHERE kind IN ('promotion', 'rejection') ORDER BY id").df()

@@ -27,7 +27,7 @@ DAY = pd.Timedelta(days=1)
 
 def demo(store, start, days):
     run_demo(store, start, None, days, threading.Event(), lambda line: None, settings=tiny(window=20, train={"shards": 1}),
-             retrain_every=3, shadow=2, guard=3)
+             retrain_every=3, shadow=2, guard=3, head=False)  # GARCH-t: the daily path of a model without the head
 
 
 @pytest.fixture(scope="module")

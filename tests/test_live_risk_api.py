@@ -25,7 +25,7 @@ DAYS = 9
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    with demo_api(tmp_path_factory.mktemp("risk-api") / "live.duckdb", DAYS) as demo:
+    with demo_api(tmp_path_factory.mktemp("risk-api") / "live.duckdb", DAYS, head=True) as demo:
         sock = bind("127.0.0.1", 0)
         server = uvicorn.Server(uvicorn.Config(demo.app, log_level="warning"))
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -56,7 +56,7 @@ def test_the_latest_served_distribution_and_its_history(served):
               "WHERE stream = 'btc-1d' AND served ORDER BY target_time DESC LIMIT 1")
     latest = body["latest"]
     assert latest["target_time"] == target.strftime("%Y-%m-%dT%H:%M:%SZ") and latest["model"] == model
-    assert latest["risk"] == risk == "garch_t" and body["fallback"] is False  # no hourly stream in the demo
+    assert latest["risk"] == risk == "network" and body["fallback"] is False  # the head, no hourly stream in the demo
     assert latest["levels"] == LEVELS.tolist() and latest["quantiles"] == q
     assert latest["price_quantiles"] == pytest.approx([previous * math.exp(v / 100) for v in q], rel=1e-12)
     assert (latest["lo80"], latest["var5"]) == (lo80, var5)

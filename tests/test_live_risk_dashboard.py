@@ -17,7 +17,7 @@ CLOSES = "return window.coincastRisk.chart.data[1].filter(v => v !== null).lengt
 
 
 def test_the_fan_chart_and_live_coverage(tmp_path):
-    with dashboard(tmp_path, days=6) as page, httpx.Client(base_url=page.base) as http:
+    with dashboard(tmp_path, days=6, head=True) as page, httpx.Client(base_url=page.base) as http:
         browser = page.browser
         served = lambda: http.get("/v1/streams/btc-1d/risk").json()["history"]  # noqa: E731
         history = served()
@@ -28,7 +28,8 @@ def test_the_fan_chart_and_live_coverage(tmp_path):
         assert browser.execute_script(BANDS) == len(history)
         assert browser.execute_script(CLOSES) == len(history) - 1  # the newest candle is still open
         text = browser.find_element("id", "risk-record").text
-        assert "live coverage" in text and f"of {history[-1]['model']}" in text
+        assert history[-1]["risk"] == "network"  # the demo's served model: the network's head
+        assert "live coverage" in text and f"{history[-1]['risk']} of {history[-1]['model']}" in text
         assert browser.find_element("id", "risk-chart").find_elements("css selector", "canvas")
         browser.execute_script("document.getElementById('risk').scrollIntoView()")
         browser.save_screenshot(str(page.shots / "dashboard-risk.png"))

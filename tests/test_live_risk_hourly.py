@@ -16,7 +16,7 @@ from coincast.data.store import Store
 from coincast.evaluation import risk
 from coincast.live import judge
 from coincast.live.clock import SimClock
-from coincast.live.config import LiveConfig, Stream, check
+from coincast.live.config import LiveConfig, Stream, StreamRisk, check
 from coincast.live.registry import Registry
 from coincast.live.replay import Replay, ReplayExchange
 from coincast.live.service import Service
@@ -36,7 +36,8 @@ def run(tmp_path_factory):
     settings = tiny(window=20, train={"shards": 1})
     streams = [  # the hourly stream first: it has stored the day's last hour when the daily one forecasts
         Stream("btc-1h", "store:binance/BTC/USDT/1h", settings, (START - 90 * DAY).strftime("%Y-%m-%d"), 10_000, "warm", 2, GUARD),
-        Stream("btc-1d", "store:binance/BTC/USDT/1d", settings, (START - 1100 * DAY).strftime("%Y-%m-%d"), 3, "warm", 2, GUARD),
+        Stream("btc-1d", "store:binance/BTC/USDT/1d", settings, (START - 1100 * DAY).strftime("%Y-%m-%d"), 3, "warm", 2, GUARD,
+               risk=StreamRisk(head=False)),  # GARCH-t + HAR-RV: the path of a model without the head
     ]
     config = check(LiveConfig(streams, store))
     clock, threads = SimClock(START + GRACE), torch.get_num_threads()

@@ -45,7 +45,7 @@ def live(tmp_path_factory):
     store = tmp_path_factory.mktemp("live") / "live.duckdb"
     settings = tiny(window=20, model={"shrink": False}, train={"shards": 1})
     lines = []
-    common = dict(store=store, speed=None, stop=threading.Event(), log=lines.append, settings=settings,
+    common = dict(store=store, speed=None, stop=threading.Event(), log=lines.append, settings=settings, head=False,
                   retrain_every=RETRAIN, shadow=SHADOW, guard=GUARD)
     run_demo(start=START, days=20, **common)  # ticks 06-01 .. 06-21
     first = tables(store)

@@ -144,7 +144,8 @@ def shrinking(tmp_path_factory):
         seed(store, START, SEEDED)
     lines = []
     run_demo(store=store_path, start=START, days=8, speed=None, stop=threading.Event(), log=lines.append,
-             settings=tiny(window=20, model={"shrink": True}, train={"shards": 1}), retrain_every=7, shadow=3, guard=10)
+             settings=tiny(window=20, model={"shrink": True}, train={"shards": 1}), retrain_every=7, shadow=3, guard=10,
+             head=False)
     with Store(store_path) as store:
         reg = Registry(store)
         return stored(reg, "btc-1d"), stored(reg, "eth-1d"), lines

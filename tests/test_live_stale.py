@@ -9,7 +9,7 @@ import pandas as pd
 
 from coincast.data import load
 from coincast.live.clock import SimClock
-from coincast.live.config import LiveConfig, Stream, check
+from coincast.live.config import LiveConfig, Stream, StreamRisk, check
 from coincast.live.replay import Replay, ReplayExchange
 from coincast.live.service import Service
 from tests.conftest import tiny
@@ -20,7 +20,7 @@ UTC = "UTC"
 def test_no_forecast_from_stale_data_and_recovery_mid_candle(tmp_path):
     store = tmp_path / "live.duckdb"
     settings = tiny(window=20, model={"shrink": False}, train={"shards": 1})
-    stream = Stream("btc-1d", "store:binance/BTC/USDT/1d", settings, "2022-06-01", 7, "warm", 3, 10)
+    stream = Stream("btc-1d", "store:binance/BTC/USDT/1d", settings, "2022-06-01", 7, "warm", 3, 10, risk=StreamRisk(head=False))
     config = check(LiveConfig([stream], store))
     clock = SimClock(pd.Timestamp("2025-06-01 00:01", tz=UTC))  # virtual time
     replay = Replay(clock, days_before_today=None)

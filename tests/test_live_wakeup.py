@@ -13,7 +13,8 @@ from coincast.live.demo import GRACE, demo_service, run_demo
 from coincast.live.service import Service
 from tests.conftest import tiny
 
-SETTINGS = dict(settings=tiny(window=20, model={"shrink": False}, train={"shards": 1}), retrain_every=1, shadow=5)
+SETTINGS = dict(settings=tiny(window=20, model={"shrink": False}, train={"shards": 1}), retrain_every=1, shadow=5,
+                head=False)
 
 
 def test_a_command_sent_during_a_step_is_answered_when_the_step_ends(tmp_path, monkeypatch):

@@ -67,7 +67,7 @@ def test_a_killed_challenger_training_is_recorded_and_the_champion_keeps_serving
     monkeypatch.setattr(Worker, "submit", submit_then_kill)
     store, lines = tmp_path / "live.duckdb", []
     run_demo(store, pd.Timestamp("2025-06-01", tz="UTC"), None, 9, threading.Event(), lines.append,
-             settings=tiny(window=20, model={"shrink": False}, train={"shards": 1}), shadow=3, guard=10)
+             settings=tiny(window=20, model={"shrink": False}, train={"shards": 1}), shadow=3, guard=10, head=False)
     with duckdb.connect(str(store), read_only=True) as con:
         status = dict(con.execute("SELECT id, status FROM models").fetchall())
         failures = con.execute("SELECT model, reason FROM decisions WHERE kind = 'failure'").fetchall()
@@ -114,7 +114,7 @@ def test_the_service_records_a_timed_out_training_and_retrains_on_schedule(tmp_p
     import pandas as pd
 
     from coincast.live.clock import SimClock
-    from coincast.live.config import LiveConfig, Stream, check
+    from coincast.live.config import LiveConfig, Stream, StreamRisk, check
     from coincast.live.replay import Replay, ReplayExchange
     from coincast.live.service import Service
     from coincast.live.training import train_timeout
@@ -133,7 +133,7 @@ def test_the_service_records_a_timed_out_training_and_retrains_on_schedule(tmp_p
                 self.jump += 86_400.0
 
     settings = tiny(window=20, model={"shrink": False}, train={"shards": 1})
-    stream = Stream("btc-1d", "store:binance/BTC/USDT/1d", settings, "2022-06-01", 2, "warm", 3, 10)
+    stream = Stream("btc-1d", "store:binance/BTC/USDT/1d", settings, "2022-06-01", 2, "warm", 3, 10, risk=StreamRisk(head=False))
     store, lines = tmp_path / "live.duckdb", []
     clock = SimClock(pd.Timestamp("2025-06-01 00:01", tz="UTC"))
     with ReplayExchange(Replay(clock, days_before_today=None)) as exchange:

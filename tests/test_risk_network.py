@@ -206,3 +206,43 @@ def test_realized_inputs_and_base(candles):
                                rtol=1e-6)
     with pytest.raises(ValueError, match="needs the realized measures"):
         tiny(realized=True).fit(r[:cut], gk[:cut])
+
+
+def test_saved_head_forecasts_what_it_did_and_continues_alike(candles, tmp_path):
+    """A loaded head forecasts exactly what the saved one did (quantiles and variance), HAR-RV's
+    fit included (realized=True), and a later fit of either (network frozen: GARCH, HAR and the
+    calibration refitted on the forecasts' days since) gives the same forecasts again; nothing is
+    pickled (safetensors and JSON only)."""
+    from coincast.prep import realized
+
+    r, gk, index = percent_returns(candles)
+    hourly = load("btc-usd-1h").loc[str(index[0].date()) :]
+    rm, _ = realized.model_inputs(realized.on_days(realized.daily_measures(hourly), index), gk)
+    cut, later = START - 1, START + 6
+    for kw, m in (({}, None), ({"realized": True}, rm)):
+        fit = lambda net, n: net.fit(r[:n], gk[:n], None if m is None else m[:n])  # noqa: E731
+        saved = fit(tiny(min_record=20, **kw), cut)
+        saved.forecast(r[: later - 1], gk[: later - 1], cut, LEVELS, None if m is None else m[: later - 1])  # pending
+        saved.save(tmp_path / str(kw))
+        assert sorted(p.name for p in (tmp_path / str(kw)).iterdir()) == ["risk_network.json", "risk_network.safetensors"]
+        loaded = NetworkRisk.load(tmp_path / str(kw))
+        for net in (saved, loaded):  # the pending forecasts travel: both continue alike
+            fit(net, later)
+        args = (r[: later + 3], gk[: later + 3], later, LEVELS, None if m is None else m[: later + 3])
+        np.testing.assert_allclose(loaded.forecast(*args), saved.forecast(*args), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(loaded.variance(*args[:3], args[4]), saved.variance(*args[:3], args[4]), rtol=0, atol=1e-6)
+        assert loaded.info_["record"] == saved.info_["record"] and loaded.shift_ is not None
+        for a, b in zip(loaded.net_.state_dict().values(), saved.net_.state_dict().values()):
+            assert torch.equal(a, b)
+
+
+def test_a_missing_or_corrupt_head_is_explained(candles, tmp_path):
+    from coincast.errors import ModelFileError
+
+    with pytest.raises(ModelFileError, match="no risk head in"):
+        NetworkRisk.load(tmp_path)
+    r, gk, _ = percent_returns(candles)
+    tiny(max_epochs=0).fit(r[:START], gk[:START]).save(tmp_path)
+    (tmp_path / "risk_network.safetensors").write_bytes(b"\x08")
+    with pytest.raises(ModelFileError, match="corrupt or truncated"):
+        NetworkRisk.load(tmp_path)

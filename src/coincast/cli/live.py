@@ -60,6 +60,8 @@ def note(line: str) -> None:
 
 STORE_HELP = "Store file (default: the config's store; for --demo a new temporary folder)."
 COINS_HELP = "--demo: the coins to forecast, comma-separated, of btc, eth, ltc, bnb, xrp, ada (daily USDT candles)."
+HEAD_HELP = ("--demo: train the network's risk head with each model and serve it (the backtest's served model); "
+             "--no-risk-head serves GARCH-t's distribution. A config sets it per stream: head = false in its stream.risk table.")
 FAULTS_HELP = "--demo: answer every N-th request to the replay exchange with a fault (500, empty page, duplicates, shuffled) to watch the service ride them out; 0: none."
 
 models_app = typer.Typer(no_args_is_help=True, help="The live model registry: list, show, promote, roll back.")
@@ -94,6 +96,7 @@ def live(
     executor: ExecutorKind = None,
     ray_address: RayAddress = None,
     threads_per_task: ThreadsPerTask = None,
+    risk_head: bool = typer.Option(True, "--risk-head/--no-risk-head", help=HEAD_HELP),
 ):
     """Keep forecasts current: fetch each candle, forecast the next, score, retrain, shadow, promote."""
     use_log_format(log_format)
@@ -103,7 +106,8 @@ def live(
         raise ConfigError("--speed must be 0 or more and --days at least 1")
     options = {"executor": executor, "ray_address": ray_address, "threads_per_task": threads_per_task}
     if demo:
-        return _demo(speed, start, days, store, demo_coins(coins, faults), faults, service_options(None, options))
+        return _demo(speed, start, days, store, demo_coins(coins, faults), faults, service_options(None, options),
+                     risk_head)
     from coincast.data.exchange import make_client
     from coincast.live.clock import WallClock
     from coincast.live.config import check, load_config
@@ -146,7 +150,7 @@ def demo_coins(coins: str, faults: int) -> tuple[str, ...]:
 
 
 def _demo(speed: float, start: Optional[str], days: Optional[int], store: Optional[Path], coins: tuple[str, ...],
-          faults: int, service) -> None:
+          faults: int, service, head: bool) -> None:
     from coincast.live.demo import DAY_S, demo_start, run_demo
 
     first = demo_start(start)
@@ -154,7 +158,8 @@ def _demo(speed: float, start: Optional[str], days: Optional[int], store: Option
     note(f"demo store: {path} (the running service holds its lock: `coincast serve --demo` shows the same "
          "demo through an HTTP API and a dashboard while it runs)")
     with stop_on_signals() as stop:
-        run_demo(path, first, speed * DAY_S or None, days, stop, None, coins=coins, fault_every=faults, service=service)
+        run_demo(path, first, speed * DAY_S or None, days, stop, None, coins=coins, fault_every=faults, service=service,
+                 head=head)
     note(f"stopped cleanly; `coincast models ls --store {path}` lists the models and their live records")
 
 

@@ -9,7 +9,8 @@ from typing import Optional
 
 import typer
 
-from coincast.cli.live import (COINS_HELP, FAULTS_HELP, LOG_FORMAT_HELP, STORE_HELP, demo_coins, note, say, service_options,
+from coincast.cli.live import (COINS_HELP, FAULTS_HELP, HEAD_HELP, LOG_FORMAT_HELP, STORE_HELP,
+                               demo_coins, note, say, service_options,
                                use_log_format)
 from coincast.cli.options import ExecutorKind, RayAddress, ThreadsPerTask
 from coincast.errors import ConfigError
@@ -33,6 +34,7 @@ def serve(
     executor: ExecutorKind = None,
     ray_address: RayAddress = None,
     threads_per_task: ThreadsPerTask = None,
+    risk_head: bool = typer.Option(True, "--risk-head/--no-risk-head", help=HEAD_HELP),
 ):
     """Serve the live service's forecasts: HTTP API under /v1, /metrics, and a dashboard at /."""
     from coincast.api.auth import check_bind, load_tokens
@@ -53,7 +55,7 @@ def serve(
     if demo:
         first, picked, svc = _demo_start(start), demo_coins(coins, faults), service_options(None, options)
         with bind(host, port) as sock:
-            return _demo(sock, tokens, speed, first, days, store, picked, faults, svc)
+            return _demo(sock, tokens, speed, first, days, store, picked, faults, svc, risk_head)
     from coincast.data.exchange import make_client
     from coincast.live.clock import WallClock
     from coincast.live.config import check, load_config
@@ -75,12 +77,13 @@ def _demo_start(start: Optional[str]):
 
 
 def _demo(sock, tokens, speed: float, first, days: Optional[int], store: Optional[Path], coins: tuple[str, ...],
-          faults: int, service) -> None:
+          faults: int, service, head: bool) -> None:
     from coincast.live.demo import DAY_S, demo_service
 
     path = store or Path(tempfile.mkdtemp(prefix="coincast-serve-demo-")) / "live.duckdb"
     note(f"demo store: {path}")
-    with demo_service(path, first, speed * DAY_S, days, None, coins=coins, fault_every=faults, service=service) as (s, until):
+    with demo_service(path, first, speed * DAY_S, days, None, coins=coins, fault_every=faults, service=service,
+                      head=head) as (s, until):
         _serve(s, sock, tokens, until)
 
 

@@ -12,6 +12,9 @@ each) and `[[fleet]]` tables (many markets of one exchange in one table, `live/f
     shadow = 7                              # candles a challenger forecasts beside the champion
     guard = 60                              # forecasts in the live record the guard judges
     train_timeout = "2h"                    # a training's time limit (default: from the stream's size)
+    [stream.risk]                           # daily streams: the network's risk head (live/head.py)
+    head = true                             # train it with each model (false: GARCH-t / HAR-RV only)
+    head_epochs = 40                        # its first training's epoch limit
     [stream.settings.model]                 # any [data]/[model]/[train] setting of `coincast run`
     hidden = [16, 16]
 
@@ -51,6 +54,15 @@ from coincast.errors import CoincastError, ConfigError
 
 
 @dataclass
+class StreamRisk:
+    """A stream's [stream.risk] table: the network's risk head, trained with each model of a daily
+    stream that has its history (live/head.py), so the stream serves the backtest's served model."""
+
+    head: bool = True
+    head_epochs: int | None = None  # its first training's epoch limit (None: NetworkRisk's, 40; early stopping ends it sooner)
+
+
+@dataclass
 class Stream:
     """One forecast stream: a market's candles, the model settings and the retraining schedule."""
 
@@ -63,6 +75,7 @@ class Stream:
     shadow: int = 7
     guard: int = 60
     train_timeout: str | None = None  # a pandas duration ("90min", "2h"); None: live.worker.default_timeout
+    risk: StreamRisk = field(default_factory=StreamRisk)
 
     @property
     def market(self) -> tuple[str, str, str]:
@@ -141,8 +154,8 @@ def stream_from(table: dict, k: int) -> Stream:
         if not isinstance(table.get(key), str) or not table[key]:
             raise ConfigError(f"{where} needs {key} = \"...\" (e.g. name = \"btc-1d\", data = \"store:binance/BTC/USDT/1d\")")
     settings = apply_overrides(preset(table.get("preset", "default")), _settings_table(table, where))
-    values = {k: v for k, v in table.items() if k not in ("preset", "settings")}
-    return Stream(settings=validate(settings), **values)
+    values = {k: v for k, v in table.items() if k not in ("preset", "settings", "risk")}
+    return Stream(settings=validate(settings), risk=_risk_table(table, where), **values)
 
 
 def _settings_table(table: dict, where: str) -> dict:
@@ -150,6 +163,17 @@ def _settings_table(table: dict, where: str) -> dict:
     if not isinstance(settings, dict):
         raise ConfigError(f"{where}: settings must be tables, e.g. [stream.settings.model] then hidden = [16, 16]")
     return settings
+
+
+def _risk_table(table: dict, where: str) -> StreamRisk:
+    risk = table.get("risk", {})
+    known = {f.name for f in dataclasses.fields(StreamRisk)}
+    if not isinstance(risk, dict):
+        raise ConfigError(f"{where}: risk must be a table, e.g. [stream.risk] then head = false")
+    if set(risk) - known:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(set(risk) - known))} in [stream.risk]; "
+                          f"known are {', '.join(sorted(known))}")
+    return StreamRisk(**risk)
 
 
 def check(config: LiveConfig) -> LiveConfig:
@@ -201,6 +225,11 @@ def check_stream(s: Stream) -> None:
         if not ok:
             raise ConfigError(f"{where}: train_timeout must be a duration above zero, e.g. \"90min\" or \"2h\" "
                               f"(got {s.train_timeout!r}); leave it out for a limit from the stream's size")
+    if not isinstance(s.risk.head, bool):
+        raise ConfigError(f"{where}: [stream.risk] head must be true or false (got {s.risk.head!r})")
+    epochs = s.risk.head_epochs
+    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1):
+        raise ConfigError(f"{where}: [stream.risk] head_epochs must be a whole number of epochs, at least 1 (got {epochs!r})")
     if s.refit not in ("warm", "fresh"):
         raise ConfigError(f"{where}: refit must be \"warm\" or \"fresh\" (got {s.refit!r})")
     if s.since is not None:

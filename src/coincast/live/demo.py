@@ -3,6 +3,13 @@
 Two streams (BTC/USDT and ETH/USDT daily; `coins` picks up to four) from the bundled candles,
 a small model that trains in about a second, a retrain every 7 candles and a 7-candle shadow period: at one simulated
 day per second the first retrain, its shadow period and the decision come within ~20 s.
+
+Each stream's three years of history are enough for the network's risk head (`live/head.py`),
+trained with each stream's first model (pooled with the other demo streams' candles; about a second
+on one core at this size) and continued at each retrain, so the demo serves `network`, the
+backtest's served model on daily candles alone (network_har needs an hourly stream of the same
+market beside it). `head=False` serves GARCH-t's quantiles instead, as the tests that need only
+the daily-only path do.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from coincast.config import Settings, preset
 from coincast.data import load
 from coincast.errors import ConfigError
 from coincast.live.clock import SimClock
-from coincast.live.config import LiveConfig, ServiceSettings, Stream, check
+from coincast.live.config import LiveConfig, ServiceSettings, Stream, StreamRisk, check
 from coincast.live.log import LOGGER
 from coincast.live.replay import Replay, ReplayExchange
 from coincast.live.service import Service
@@ -50,11 +57,11 @@ DEMO_CHANGES = ("demo model: window 20, hidden [8, 8], 5 epochs, batches of 256 
 
 def demo_config(store: Path, start: pd.Timestamp, settings: Settings | None = None, retrain_every: int = 7,
                 shadow: int = 7, guard: int = 30, coins: tuple[str, ...] = COINS[:2],
-                service: ServiceSettings | None = None) -> LiveConfig:
+                service: ServiceSettings | None = None, head: bool = True) -> LiveConfig:
     since = (start - pd.Timedelta(days=HISTORY_DAYS)).strftime("%Y-%m-%d")
     streams = [
         Stream(f"{coin}-1d", f"store:binance/{coin.upper()}/USDT/1d", settings or demo_settings(), since, retrain_every,
-               "warm", shadow, guard)
+               "warm", shadow, guard, risk=StreamRisk(head=head))
         for coin in coins
     ]
     return check(LiveConfig(streams, Path(store), service or ServiceSettings()))
@@ -79,7 +86,8 @@ def demo_service(store: Path, start: pd.Timestamp, speed: float | None, days: in
                  log: Callable[[str], None] | None = print, settings: Settings | None = None, retrain_every: int = 7,
                  shadow: int = 7, guard: int = 30, threads: int | None = 1,
                  clock: SimClock | None = None, coins: tuple[str, ...] = COINS[:2],
-                 fault_every: int = 0, service: ServiceSettings | None = None) -> Iterator[tuple[Service, pd.Timestamp]]:
+                 fault_every: int = 0, service: ServiceSettings | None = None,
+                 head: bool = True) -> Iterator[tuple[Service, pd.Timestamp]]:
     """The demo's service and the simulated time it stops at, while its replay exchange serves.
 
     `log`: a callable for readable lines, or None: through `logging` (`live/log.py`).
@@ -91,7 +99,7 @@ def demo_service(store: Path, start: pd.Timestamp, speed: float | None, days: in
     import torch
 
     torch.set_num_threads(1)  # the service forecasts one window at a time: threads only fight the worker
-    config = demo_config(store, start, settings, retrain_every, shadow, guard, coins, service)
+    config = demo_config(store, start, settings, retrain_every, shadow, guard, coins, service, head)
     clock = clock or SimClock(start + GRACE, speed)
     end = load("btc-usd").index[-1] + pd.Timedelta(days=1) + GRACE  # the last replayed candle closes
     until = min(end, start + pd.Timedelta(days=days) + GRACE) if days else end
@@ -111,8 +119,8 @@ def demo_service(store: Path, start: pd.Timestamp, speed: float | None, days: in
 def run_demo(store: Path, start: pd.Timestamp, speed: float | None, days: int | None, stop: threading.Event,
              log: Callable[[str], None] | None = print, settings: Settings | None = None, retrain_every: int = 7,
              shadow: int = 7, guard: int = 30, threads: int | None = 1, coins: tuple[str, ...] = COINS[:2],
-             fault_every: int = 0, service: ServiceSettings | None = None) -> None:
+             fault_every: int = 0, service: ServiceSettings | None = None, head: bool = True) -> None:
     """Run the demo until `stop` is set, `days` simulated days have passed, or the replay's data ends."""
     with demo_service(store, start, speed, days, log, settings, retrain_every, shadow, guard, threads,
-                      coins=coins, fault_every=fault_every, service=service) as (svc, until):
+                      coins=coins, fault_every=fault_every, service=service, head=head) as (svc, until):
         svc.run(stop, until=until)

@@ -9,7 +9,8 @@ candle. Candles that closed while the service was down are recorded as missed, n
 after the fact.
 
 A daily stream's models also forecast the distribution of the candle's log return
-(`live/risk.py`): the served risk model's quantiles and GARCH-t's, stored in `risk_forecasts`;
+(`live/risk.py`; a model's network risk head is read from its folder, `live/head.py`): the served
+risk model's quantiles and GARCH-t's, stored in `risk_forecasts`;
 the champion's served risk model's are served, GARCH-t's while the risk guard holds
 (`live/scoring.py`). Its hourly candles come from an hourly stream of the same market where the
 config has one (`intraday`), stepped before the daily stream in each pass. A model whose
@@ -26,8 +27,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from coincast.errors import DataError
-from coincast.live import risk, skill
+from coincast.errors import DataError, ModelFileError
+from coincast.live import head, risk, skill
 from coincast.live.registry import utc
 
 if TYPE_CHECKING:
@@ -145,11 +146,12 @@ def distributions(service: Service, st: StreamState, models: list[tuple[dict | N
         fitted = service.risk_fits.get(m["id"])
         try:
             if fitted is None:
-                fitted = service.risk_fits[m["id"]] = risk.fit(candles, utc(m["trained_through"]), hours)
+                fitted = service.risk_fits[m["id"]] = risk.fit(candles, utc(m["trained_through"]), hours,
+                                                                head.load(reg.folder(m["id"])))
             elif isinstance(fitted, str):
                 continue  # its fit failed (recorded then); the next model's fit is tried afresh
             quantiles = risk.forecast(fitted, candles, hours)
-        except (DataError, ValueError, RuntimeError, np.linalg.LinAlgError) as exc:  # too little history, a failed fit
+        except (DataError, ModelFileError, ValueError, RuntimeError, np.linalg.LinAlgError) as exc:  # too little history, a failed fit
             if fitted is None:
                 service.risk_fits[m["id"]] = str(exc)
                 reg.decide(name, now, "no_risk_forecast", m["id"], target_time=target, reason=str(exc))

@@ -9,7 +9,8 @@ A training starts when `retrain_every` candles have closed since the data of the
 training (failed ones count: a failure is retried on schedule, not at once), when the stream has
 no champion yet, or by hand (`force`). One training at a time per stream, up to the executor's
 `capacity` at once (streams queue for a free place). It is warm (from the champion's weights)
-or fresh as the stream's `refit` says, and has a time limit: the stream's `train_timeout`, or
+or fresh as the stream's `refit` says, and so is a daily stream's network risk head
+(`live/head.py`: the job's `head` and `pool`). It has a time limit: the stream's `train_timeout`, or
 a default from the stream's size (`live.worker.default_timeout`). A finished training is
 registered as the stream's champion if it has none, else as the challenger in shadow; a failed
 one (it raised, its process or Ray task died or ran past its limit, or its files cannot be
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from coincast.live import head
 from coincast.live.config import ServiceSettings, Stream
 from coincast.live.worker import Worker, default_timeout
 
@@ -73,9 +75,11 @@ def train(service: Service, st: StreamState, last: pd.Timestamp, force: bool = F
     warm = s.refit == "warm" and champion is not None
     model_id = reg.new_model(s.name, now, last, s.settings.to_dict())
     service.jobs[model_id] = st
+    risk_head, pool = head.job(service, st)
     service.worker.submit({"id": model_id, "settings": s.settings.to_dict(), "candles": candles,
                            "init": str(reg.folder(champion["id"])) if warm else None,
-                           "staging": str(reg.staging(model_id))}, train_timeout(s, len(candles)))
+                           "staging": str(reg.staging(model_id)), "head": risk_head, "pool": pool},
+                          train_timeout(s, len(candles)))
     kind = "first model" if champion is None else f"challenger to {champion['id']}, {'warm' if warm else 'fresh'}"
     kind += ", by hand" if force else ""
     service.log(st, f"training {model_id} on {len(candles)} candles through {last:%Y-%m-%d %H:%M} ({kind})")
@@ -123,6 +127,9 @@ def _register(service: Service, result: dict) -> None:
         service.log(st, f"training {model_id} FAILED: {result['reason']}", logging.ERROR)
         return
     role = "champion (first model)" if first else f"shadow for the next {st.stream.shadow} candles"
+    h = fig.get("risk_head") or {}
+    how = "continued" if h.get("warm") else f"trained, best epoch {h.get('best_epoch')}"
+    with_head = f"; risk head {how}" if h.get("trained") else f"; no risk head: {h['reason']}" if h else ""
     where = f" on node {result['node'][:8]}" if result.get("node") else ""
     service.log(st, f"model {model_id} trained in {fig['seconds']:.1f} s{where} ({fig['epochs_run']} epochs, "
-                    f"{fig['windows']} windows): {role}")
+                    f"{fig['windows']} windows{with_head}): {role}")

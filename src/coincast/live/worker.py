@@ -1,7 +1,8 @@
 """The training worker: one long-lived spawned process, at lower priority, that trains models.
 
 The service hands it one job at a time (settings, candles, an optional warm-start model and
-the staging folder to write) and polls for the result, so forecasting never waits for a
+the staging folder to write; for a daily stream the network's risk head's settings and pool,
+`live/head.py`) and polls for the result, so forecasting never waits for a
 training. A training that raises comes back as a failure with its reason; a worker that dies
 (killed, out of memory) is noticed by `poll`, reported as a failure, and started afresh for the
 next job. A training that outlives its time limit (a hung one) is ended with its process and
@@ -40,7 +41,11 @@ def duration(seconds: float) -> str:
 
 
 def train_job(job: dict) -> dict:
-    """Train one model and write it to `job['staging']`; returns its figures (runs in the worker)."""
+    """Train one model and write it to `job['staging']`; returns its figures (runs in the worker).
+
+    With `job['head']` (daily streams, [stream.risk] head on) the network's risk head is trained
+    (or continued from the one in `job['init']`) on the same candles, pooled with `job['pool']`'s,
+    and written beside the point model (`live/head.py`); its figures are `risk_head`."""
     import numpy as np
 
     from coincast.config import Settings
@@ -58,6 +63,11 @@ def train_job(job: dict) -> dict:
         scores = conformal.scores(val["actual"], val["predicted"], val["previous"])
         q = {f"q{round(100 * level)}": conformal.quantile(scores, level) for level in conformal.LEVELS}
     f.save(Path(job["staging"]))
+    risk_head = None
+    if job.get("head"):  # imported only then: the risk models' libraries (arch, scipy) take seconds to load
+        from coincast.live import head
+
+        risk_head = head.train(job, frame)
     h = f.history_
     return {
         "candles": len(frame), "windows": int(f.train_shape_[0]), "warm": init is not None,
@@ -66,7 +76,7 @@ def train_job(job: dict) -> dict:
         # the a of its own validation windows (what `coincast run` would use); the service serves
         # the a of the stream's live record instead (live/skill.py)
         "validation_shrink": f.shrink_, "calib_windows": 0 if labels is None else len(labels), **q,
-        "seconds": time.perf_counter() - start,
+        "risk_head": risk_head, "seconds": time.perf_counter() - start,
     }
 
 

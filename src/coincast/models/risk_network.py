@@ -29,6 +29,10 @@ folds: the network trained once, the calibration record growing); a fresh instan
   noise.
 - `forecast(r, gk, first, tau)` -> [n + 1 - first, K]: mu + s[t] z[t] for t = first..n, each from
   the window of the `window` days before t.
+- `save(folder)` / `NetworkRisk.load(folder)`: risk_network.safetensors (the network's weights and
+  every learned array, float64 kept) and risk_network.json (settings and learned scalars); no
+  pickle. The pool is data and is not saved: a loaded head continues as later fits do (network
+  frozen), which needs no pool, and forecasts exactly what the saved one did.
 - `variance(r, gk, first)` -> [n + 1 - first]: GARCH's variance s[t]^2 times the ratio of the
   variances of z[t] and of GARCH-t's unit-variance t, both read on the 1..99% quantiles (so the
   tails beyond them are GARCH-t's shape).
@@ -44,16 +48,24 @@ the tuning periods).
 from __future__ import annotations
 
 import functools
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 
-from coincast.errors import DataError
+from coincast import io
+from coincast.errors import DataError, ModelFileError
 from coincast.evaluation.risk import LEVELS, crps_columns
 from coincast.models.risk_baselines import GarchT, HarRV, HarT, std_t_ppf
 from coincast.models.risk_net import RiskNet
 
 REALIZED_INPUTS = ("rv", "rs_neg", "bv")  # with realized=True: sqrt of each, in units of the day's volatility
+FORMAT = 1  # the saved head's layout (save/load)
+FITS = {c.__name__: c for c in (GarchT, HarT, HarRV)}  # the classes of its own GARCH and HAR fits
 
 
 def one_thread(method):
@@ -184,6 +196,8 @@ class NetworkRisk:
         the same dates as this coin's training and selection days, standardised by the coin's own
         GARCH-t and HAR-t fitted on those rows. None where it has gaps or too little history."""
         r, gk = np.asarray(r, float)[:n], np.asarray(gk, float)[:n]  # [n] before the cut
+        if len(r) < tail:  # it ends before the calibration tail (a shorter array than the data's)
+            return None
         have = ~(np.isnan(r) | np.isnan(gk))  # [n]
         if rm is not None:
             rm = rm[:n]
@@ -286,6 +300,74 @@ class NetworkRisk:
         grid = crps_columns(self.tau)  # the 1..99% columns
         ratio = self._calibrated(z)[:, grid].var(axis=1) / std_t_ppf(self.tau[grid], self.garch_.params_[4]).var()
         return s[days] ** 2 * ratio  # [D]
+
+    # -- save and load ------------------------------------------------------------------------
+
+    SETTINGS = ("window", "hidden", "calibration", "selection", "max_epochs", "patience", "record", "min_record",
+                "lr", "batch", "seed", "har_weight", "shrink", "realized")  # __init__'s, but the pool (data)
+
+    def save(self, folder: str | Path, name: str = "risk_network") -> None:
+        """Write <name>.safetensors (the network's weights and every learned array) and <name>.json
+        (settings and learned scalars) into `folder`, each atomically."""
+        if getattr(self, "net_", None) is None:
+            raise ValueError("fit the network's risk head before saving it")
+        k = len(self.tau)
+        days = sorted(self.pending_)
+        arrays = {"residuals": np.array(self.residuals_, float).reshape(-1, k),
+                  "pending_days": np.array(days, np.int64),
+                  "pending_mu": np.array([self.pending_[d][0] for d in days], float),
+                  "pending_s": np.array([self.pending_[d][1] for d in days], float),
+                  "pending_z": np.array([self.pending_[d][2] for d in days], float).reshape(-1, k)}
+        if self.shift_ is not None:
+            arrays["shift"] = self.shift_
+        fits = {}
+        for part in ("garch_", "har_"):
+            est = getattr(self, part)
+            own = {a: v for a, v in vars(est).items() if isinstance(v, np.ndarray)}
+            fits[part] = {"class": type(est).__name__, "state": {a: v for a, v in vars(est).items() if a not in own}}
+            arrays.update({f"{part}.{a}": v for a, v in own.items()})
+        tensors = {f"net.{a}": v.detach().contiguous() for a, v in self.net_.state_dict().items()}
+        tensors.update({a: torch.from_numpy(np.array(v)) for a, v in arrays.items()})  # copies: writable, contiguous
+        meta = {"format": FORMAT, "settings": {a: getattr(self, a) for a in self.SETTINGS},
+                "features": self.net_.lstm.input_size, "epochs": self.epochs_, "spans": self.spans_,
+                "pooled": self.pooled_, "info": self.info_, "fits": fits}
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        io.write_bytes(folder / f"{name}.safetensors", save_safetensors(tensors))
+        io.write_json(folder / f"{name}.json", meta)
+
+    @classmethod
+    def load(cls, folder: str | Path, name: str = "risk_network") -> "NetworkRisk":
+        """The head `save` wrote into `folder` (ModelFileError: missing or corrupt files)."""
+        meta_path, weights_path = Path(folder) / f"{name}.json", Path(folder) / f"{name}.safetensors"
+        if not meta_path.exists() or not weights_path.exists():
+            raise ModelFileError(f"no risk head in {folder}: expected {meta_path.name} and {weights_path.name}")
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"format {meta.get('format')!r}, not {FORMAT}")
+            state = load_safetensors(weights_path.read_bytes())
+            self = cls(**meta["settings"])
+            with torch.random.fork_rng():  # its initial weights are replaced: the caller's RNG untouched
+                net = RiskNet(meta["features"], len(self.tau), int(np.argmin(np.abs(self.tau - 0.5))), self.hidden)
+            net.load_state_dict({a[4:]: v for a, v in state.items() if a.startswith("net.")})
+            self.net_ = net
+            array = {a: v.numpy() for a, v in state.items() if not a.startswith("net.")}
+            for part, fit in meta["fits"].items():
+                est = FITS[fit["class"]].__new__(FITS[fit["class"]])
+                est.__dict__.update({a: tuple(v) if isinstance(v, list) else v for a, v in fit["state"].items()})
+                est.__dict__.update({a[len(part) + 1 :]: v for a, v in array.items() if a.startswith(part + ".")})
+                setattr(self, part, est)
+            self.residuals_ = list(array["residuals"])
+            self.pending_ = {int(d): (float(mu), float(s), z) for d, mu, s, z in
+                             zip(array["pending_days"], array["pending_mu"], array["pending_s"], array["pending_z"])}
+            self.shift_ = array.get("shift")
+            self.epochs_, self.pooled_, self.info_ = meta["epochs"], meta["pooled"], meta["info"]
+            self.spans_ = {a: tuple(v) for a, v in meta["spans"].items()}
+        except (SafetensorError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise ModelFileError(f"the risk head in {folder} is corrupt or truncated ({first}); retrain the model") from None
+        return self
 
 
 def conformal_shifts(residuals: np.ndarray, tau: np.ndarray) -> np.ndarray:
