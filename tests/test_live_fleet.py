@@ -118,8 +118,8 @@ guard = 10
 
 def test_a_daily_stream_steps_after_its_markets_hourly_stream(tmp_path):
     """BTC/USDT on 1d and 1h, the daily stream listed first: at each day's pass its forecast comes
-    after the hourly stream's step has stored the day's last hour, and its models serve the average with
-    HAR-RV on those hours."""
+    after the hourly stream's step has stored the day's last hour, and its models serve the backtest's served
+    model: the network's risk head averaged with HAR-RV on those hours (network_har)."""
     config = fleet(tmp_path, f"""
 [[fleet]]
 exchange = "binance"
@@ -147,4 +147,4 @@ retrain_every = 10000
         at = [k for k, x in enumerate(lines) if hour.match(x)], [k for k, x in enumerate(lines) if daily.match(x)]
         assert len(at[0]) == len(at[1]) == 1 and at[0][0] < at[1][0], "\n".join(lines)
     risks = stored(config.store, "SELECT DISTINCT stream, risk FROM risk_forecasts ORDER BY ALL")
-    assert list(risks.itertuples(index=False, name=None)) == [("btc-usdt-1d", "garch_har"), ("btc-usdt-1d", "garch_t")]
+    assert list(risks.itertuples(index=False, name=None)) == [("btc-usdt-1d", "garch_t"), ("btc-usdt-1d", "network_har")]
