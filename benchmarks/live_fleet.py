@@ -1,6 +1,6 @@
 """How many markets can one live service run? A simulated month of 12 streams on the replay exchange.
 
-    nice -n 10 .venv/bin/python benchmarks/live_fleet.py [--days 7] [--executors local,ray1,ray2]
+    .venv/bin/python benchmarks/live_fleet.py [--days 30] [--executors local,ray1,ray2] [--default-model]
 
 The six bundled coins as <COIN>USDT, daily and hourly (12 streams), on virtual time (each pass
 over the streams takes as long as its work; no simulated time passes otherwise), with trainings
@@ -16,20 +16,20 @@ and retrain every 24 candles. Once per executor:
 
 Measured in the service's process: wall time; trainings finished (and per wall hour) and their
 own seconds (the `seconds` figure of each training), by timeframe; forecast latency per candle,
-from the start of the stream's step to its forecast rows written (`Registry.issue` returning),
+from the tick (the start of the pass that forecasts it: every stream's fetch starts then, side by
+side) to its forecast rows written (`Registry.issue` returning),
 by timeframe; the store's write cost per forecast (`Registry.issue` and `issue_risk`, per
 call) and per registration (`training._register`: files moved, rows and decision in one
 transaction); the service's RSS after each pass (the training processes are not counted).
 
-A pass over the 12 streams costs about a second of wall time on a busy 2-core machine (each
-step fetches, scores and forecasts), so a simulated month (720 hourly passes) takes about 12
-minutes per executor there; the default is a simulated week (168 passes), all three executors
-in about 10 minutes. `--days 30` runs the month.
+A pass (the 6 hourly streams, at midnight the 6 daily ones too) takes under a second of wall
+time on a quiet 2-core machine, so the simulated month (720 hourly passes) takes about 9
+minutes per executor there, all three in about half an hour; `--days 7` runs a week.
 
 `--default-model` instead times one training of the default preset (what a stream gets
 without settings), one torch thread, in this process, on BTC/USDT daily and hourly candles as
-the streams above see them on their first day: the per-training cost the extrapolation in
-BENCHMARKS.md starts from.
+the streams above see them on their first day (the daily one with its first risk head, pooled
+with the other five coins): the per-training cost the extrapolation in BENCHMARKS.md starts from.
 
 Writes one JSON per executor and `summary.json` (or `default_model.json`) to --out (default
 benchmarks/results/live_fleet/), and prints them.
@@ -100,16 +100,13 @@ def _r(x):
 
 
 class Measured(Service):
-    """The service, timing each step's start and sampling RSS after each pass."""
+    """The service, timing each pass's start (the tick) and sampling RSS after each pass."""
 
-    step_start = 0.0
+    pass_start = 0.0
     rss: list[float]
 
-    def step(self, st):
-        self.step_start = time.perf_counter()
-        super().step(st)
-
     def _pass(self, stop):
+        self.pass_start = time.perf_counter()
         super()._pass(stop)
         self.rss.append(rss_mib())
 
@@ -125,7 +122,7 @@ def instrument(service: Measured, out: dict) -> None:
         out["issue_s"].append(done - t)
         if rows:
             tf = rows[0]["stream"].rsplit("-", 1)[1]
-            out[f"latency_{tf}_s"].append(done - service.step_start)
+            out[f"latency_{tf}_s"].append(done - service.pass_start)
         return n
 
     def timed_issue_risk(self, rows):
@@ -211,15 +208,22 @@ def default_model_cost() -> dict:
     from coincast.data import load
     from coincast.live.worker import train_job
 
+    def candles(dataset: str, tf: str) -> pd.DataFrame:
+        return load(dataset).loc[pd.Timestamp(SINCE[tf], tz="UTC"):START.floor("D") - pd.Timedelta(seconds=1)]
+
     out = {}
     with tempfile.TemporaryDirectory(prefix="coincast-live-fleet-") as tmp:
         for tf, dataset in (("1d", "btc-usd"), ("1h", "btc-usd-1h")):
-            candles = load(dataset).loc[pd.Timestamp(SINCE[tf], tz="UTC"):START.floor("D") - pd.Timedelta(seconds=1)]
+            # a daily stream's first training also fits the network's risk head, pooled with the
+            # fleet's other daily markets (live/head.py); a warm retrain only continues it
+            head = {"head": {"epochs": None}, "pool": {f"binance/{c.upper()}/USDT": candles(f"{c}-usd", tf)
+                                                        for c in COINS if c != "btc"}} if tf == "1d" else {}
             t = time.perf_counter()
-            fig = train_job({"id": tf, "settings": preset("default").to_dict(), "candles": candles, "init": None,
-                             "staging": str(Path(tmp) / tf)})
-            out[tf] = {"candles": len(candles), "wall_s": round(time.perf_counter() - t, 2),
-                       "epochs_run": fig["epochs_run"], "windows": fig["windows"]}
+            fig = train_job({"id": tf, "settings": preset("default").to_dict(), "candles": candles(dataset, tf),
+                             "init": None, "staging": str(Path(tmp) / tf), **head})
+            out[tf] = {"candles": len(candles(dataset, tf)), "wall_s": round(time.perf_counter() - t, 2),
+                       "epochs_run": fig["epochs_run"], "windows": fig["windows"],
+                       "risk_head_s": round(fig["risk_head"]["seconds"], 2) if fig.get("risk_head") else None}
             print(json.dumps({tf: out[tf]}))
     return out
 
@@ -235,7 +239,7 @@ def environment() -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--days", type=int, default=7)
+    p.add_argument("--days", type=int, default=30)
     p.add_argument("--executors", default="local,ray1,ray2")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "live_fleet")
     p.add_argument("--default-model", action="store_true", help="time one default-preset training per timeframe instead")

@@ -107,7 +107,7 @@ def chromium():
 
 
 def wait_for(check, what: str, seconds: float = 60):
-    """What the browser shows, once it shows it (the page redraws asynchronously)."""
+    """`check()`'s value once it is true (a page that redraws asynchronously, a server that starts)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         value = check()

@@ -125,6 +125,7 @@ def test_models_and_one_model(client):
     assert m1["settings"]["model"]["hidden"] == [4, 4] and "q95" in m1["figures"]
     assert m1["live"]["n"] >= 1 and "rmse_ratio" in m1["live"]
     assert m1["decisions"][-1]["kind"] == "first"  # newest first
+    assert m1["node"] is None  # trained by the local worker (a Ray training names its node)
 
 
 @pytest.mark.parametrize("url, field", [

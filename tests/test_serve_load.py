@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import assert_user_error
-from tests.test_serve_process import wait_for
+from tests.serve_helpers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -50,7 +50,7 @@ def test_the_load_generator_counts_answers_and_errors_against_a_real_server(tmp_
             assert line, proc.stderr.read()
         url = re.search(r"(http://127\.0\.0\.1:\d+)/", line).group(1)
         with httpx.Client(base_url=url, timeout=30) as http:
-            wait_for(lambda: http.get("/ready").status_code == 200, "/ready to answer 200")
+            wait_for(lambda: http.get("/ready").status_code == 200, "/ready to answer 200", seconds=120)
         good = load.drive(url, ["/v1/streams/btc-1d/forecast"], 0.5, 4, proc.pid, warmup=0.2)
         bad = load.drive(url, ["/v1/streams/nope/forecast", "/v1/streams/btc-1d/forecast"], 0.5, 2, proc.pid, warmup=0.2)
     finally:

@@ -10,12 +10,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from tests.conftest import assert_user_error
+from tests.serve_helpers import wait_for
 
 TOKEN = "proc-token"
 ANA, VIEWER = "ana-token-0123", "viewer-token-0123"
@@ -58,16 +58,6 @@ def test_a_busy_port_is_one_line(cli, tmp_path):
     assert_user_error(done, f"cannot listen on 127.0.0.1:{port}")
 
 
-def wait_for(check, what: str, seconds: float = 120):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_a_real_server_process(tmp_path):
     token_file, tokens = tmp_path / "token", tmp_path / "tokens"
     token_file.write_text(TOKEN + "\n")
@@ -87,7 +77,7 @@ def test_a_real_server_process(tmp_path):
         assert "writes need a token, reads need a token" in lines[-1]
         with httpx.Client(base_url=match.group(1), timeout=30, headers={"Authorization": f"Bearer {VIEWER}"}) as http:
             assert http.get("/health").json() == {"status": "ok"}
-            ready = wait_for(lambda: (r := http.get("/ready")).status_code == 200 and r, "/ready to answer 200")
+            ready = wait_for(lambda: (r := http.get("/ready")).status_code == 200 and r, "/ready to answer 200", seconds=120)
             assert [s["name"] for s in ready.json()["streams"]] == ["btc-1d", "eth-1d"]
             assert http.get("/ready", headers={"Authorization": ""}).json() == {"ready": True}  # no token: no details
             assert http.get("/v1/streams", headers={"Authorization": ""}).status_code == 401

@@ -41,7 +41,7 @@ FORECAST_COLUMNS = (f"strftime(target_time, {ISO}) AS target_time, strftime(issu
                     "persistence, network, shrink, actual, error, persistence_error, direction_hit, "
                     f"strftime(realised_at, {ISO}) AS realised_at, role = 'fallback' AS fallback")
 PAGES_KEPT = 16  # forecast history pages kept as JSON until the next pass (at most ~0.5 MB each)
-MODEL_COLUMNS = "id, stream, status, created, trained_through, shadow_from, figures, live"
+MODEL_COLUMNS = "id, stream, status, created, trained_through, shadow_from, node, figures, live"
 DECISION_COLUMNS = "id, decided_at, kind, model, other, target_time, figures, reason"
 DECISIONS_SHOWN = 50  # decisions about a model shown with it, newest first
 
