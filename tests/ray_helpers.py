@@ -33,7 +33,8 @@ from coincast.backtest.engine import fold_result
 from coincast.errors import DataError
 from coincast.live.worker import train_job
 
-WAIT_S = 120  # the longest a training waits for the others: only ever a bound
+WAIT_S = 600  # the longest a rendezvous waits: only a guard against a hang (a fresh node's first worker
+# imports torch, which on a busy 2-core machine can take minutes)
 
 BAD_DATA = "fold 1: the close column is NaN on 2025-12-24: fix the file or drop that row"
 
