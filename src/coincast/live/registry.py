@@ -25,7 +25,8 @@ Tables (in the candle store's DuckDB file; the live service is its one writer):
   5% VaR (a percent return), `previous` (the close it is a return from) and `served` (what the
   API shows). Only its realised fields (actual: the percent log return, crps, hit80, hit95,
   var5_breach, realised_at) are filled in, once, when the candle closes (on the first close
-  seen, as `actual` above).
+  seen, as `actual` above). Its queries are in live/risk_records.py (`RiskRecords`, a base
+  class of `Registry`).
 * `decisions`: promotions, rejections (a tie's reason starts "kept: tie"), fallbacks,
   failures (of a training: its model; of a stream's step: no model) and recoveries, revisions
   of scored candles, stale and missed candles, and promotions and rollbacks by hand
@@ -54,8 +55,8 @@ import pandas as pd
 
 from coincast.data.store import Store, StoreError
 from coincast.errors import ModelFileError
-from coincast.evaluation import risk
 from coincast.evaluation.metrics import diebold_mariano
+from coincast.live.risk_records import RiskRecords, naive
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
@@ -108,11 +109,6 @@ def models_dir(store: str | Path) -> Path:
     return store.with_name(store.name + ".models")
 
 
-def naive(t: pd.Timestamp | None):
-    """UTC timestamps are stored naive (as the candle table does)."""
-    return None if t is None else pd.Timestamp(t).tz_convert("UTC").tz_localize(None)
-
-
 def utc(t) -> pd.Timestamp | None:
     return None if t is None or pd.isna(t) else pd.Timestamp(t).tz_localize("UTC")
 
@@ -132,21 +128,7 @@ def record(errors: np.ndarray, persistence_errors: np.ndarray, hits: np.ndarray)
     }
 
 
-RISK_ISSUED = ["stream", "model", "risk", "target_time", "issued_at", "data_through", "served", "previous",
-               "quantiles", "lo80", "hi80", "lo95", "hi95", "var5"]
-
-
-def risk_record(rows: pd.DataFrame) -> dict:
-    """A risk model's live record from scored rows: mean CRPS, 80%/95% coverage, 5% VaR breaches."""
-    n = len(rows)
-    if n == 0:
-        return {"n": 0}
-    return {"n": n, "crps": float(rows["crps"].mean()), "coverage_80": float(rows["hit80"].mean()),
-            "coverage_95": float(rows["hit95"].mean()), "var5_breaches": int(rows["var5_breach"].sum()),
-            "var5_rate": float(rows["var5_breach"].mean()), "through": rows["target_time"].iloc[-1].isoformat()}
-
-
-class Registry:
+class Registry(RiskRecords):
     """Models, forecasts and decisions of the live service, on an open writable store."""
 
     def __init__(self, store: Store, create: bool = True):
@@ -389,50 +371,6 @@ class Registry:
             rec["through"] = rows["target_time"].iloc[-1].isoformat()
         self._run("UPDATE models SET live = ? WHERE id = ?", [dumps(rec), model])
         return rec
-
-    # -- risk forecasts ------------------------------------------------------------------
-    def issue_risk(self, rows: list[dict]) -> None:
-        """Append risk forecasts (a row already issued is kept as it was)."""
-        for r in rows:
-            self._run(f"INSERT INTO risk_forecasts ({', '.join(RISK_ISSUED)}) VALUES ({', '.join('?' * len(RISK_ISSUED))}) "
-                      "ON CONFLICT DO NOTHING",
-                      [naive(r[k]) if k in ("target_time", "issued_at", "data_through") else r[k] for k in RISK_ISSUED])
-
-    def realise_risk(self, stream: str, exchange: str, symbol: str, timeframe: str, at: pd.Timestamp) -> int:
-        """Score the stream's risk forecasts whose candle is now stored: the percent log return,
-        its CRPS from the quantiles (as evaluation/risk.py does), the 80%/95% hits and the 5% VaR breach."""
-        rows = self._run(
-            "SELECT f.model, f.risk, f.target_time, f.quantiles, 100 * ln(c.close / f.previous) FROM risk_forecasts f, candles c "
-            "WHERE f.stream = ? AND f.actual IS NULL AND c.exchange = ? AND c.symbol = ? AND c.timeframe = ? "
-            "AND c.open_time = f.target_time", [stream, exchange.lower(), symbol.upper(), timeframe])
-        for model, name, target, q, y in rows:
-            q = np.asarray(q, float)[None, :]  # [1, K]
-            hits = {k: risk.interval([y], q, risk.LEVELS, k)["coverage"] == 1.0 for k in ("80", "95")}
-            breach = bool(y < q[0, risk.level_index(risk.LEVELS, 0.05)])
-            self._run("UPDATE risk_forecasts SET actual = ?, crps = ?, hit80 = ?, hit95 = ?, var5_breach = ?, realised_at = ? "
-                      "WHERE stream = ? AND model = ? AND risk = ? AND target_time = ?",
-                      [float(y), float(risk.crps([y], q, risk.LEVELS)[0]), hits["80"], hits["95"], breach, naive(at),
-                       stream, model, name, target])
-        return len(rows)
-
-    def risk_scored(self, stream: str, model: str, name: str, last: int | None = None) -> pd.DataFrame:
-        """The point model's scored forecasts by its risk model `name`, oldest first (the last `last`)."""
-        limit = f"LIMIT {int(last)}" if last else ""
-        rows = self.con.execute(
-            f"SELECT * FROM (SELECT target_time, risk, actual, crps, hit80, hit95, var5_breach FROM risk_forecasts "
-            f"WHERE stream = ? AND model = ? AND risk = ? AND actual IS NOT NULL ORDER BY target_time DESC {limit}) "
-            "ORDER BY target_time", [stream, model, name]).df()
-        rows["target_time"] = pd.to_datetime(rows["target_time"]).dt.tz_localize("UTC")
-        return rows
-
-    def risk_names(self, stream: str, model: str) -> list[str]:
-        """The risk models the point model has forecasts of (the served one first, GARCH-t last)."""
-        return [n for (n,) in self._run("SELECT risk FROM risk_forecasts WHERE stream = ? AND model = ? GROUP BY risk "
-                                        "ORDER BY risk = 'garch_t', risk", [stream, model])]
-
-    def risk_record(self, stream: str, model: str, name: str, last: int | None = None) -> dict:
-        """The live record of the model's risk model `name` over its last `last` scored forecasts."""
-        return risk_record(self.risk_scored(stream, model, name, last))
 
     # -- decisions -----------------------------------------------------------------------
     def decide(self, stream: str, at: pd.Timestamp, kind: str, model: str | None = None, other: str | None = None,
